@@ -1,0 +1,98 @@
+"""The one exception tree of outbox-worker.
+
+Every error this package raises on purpose derives from ``OutboxError``; foreign exceptions
+(asyncpg, aiohttp, SQLAlchemy) are translated at the edge that meets them.
+
+    OutboxError
+    ├── ConfigError              bad or missing configuration; the CLI exits 2
+    ├── InvalidUpdate            (also ValueError) a registration update that breaks the rules;
+    │                            carries every bad field as (path, message)
+    ├── SchemaNotReady           the database has no outbox schema at head: run `migrate`
+    ├── MessageNotFound          an operator named an id that does not exist
+    ├── DatabaseUnavailable      the database cannot be reached (transient for the worker)
+    └── DeliveryError            sending one message failed before an HTTP answer arrived
+        ├── DeliveryTimeout      no answer within the HTTP timeout (ambiguous: may have landed)
+        └── ConnectionFailed     refused, reset or dropped connection, DNS or TLS failure
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class OutboxError(Exception):
+    """Root of every error outbox-worker raises on purpose."""
+
+    #: process exit code the CLI uses for this error
+    exit_code: int = 1
+
+
+class ConfigError(OutboxError):
+    """The configuration is missing or wrong; the message says what to set."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One rule broken by one field of an update, named by its JSON path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InvalidUpdate(OutboxError, ValueError):
+    """A registration update breaks Ravelin's rules; ``errors`` names every bad field."""
+
+    exit_code = 2
+
+    def __init__(self, errors: Iterable[FieldError]) -> None:
+        self.errors: Sequence[FieldError] = tuple(errors)
+        count = len(self.errors)
+        listed = "; ".join(str(e) for e in self.errors)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"invalid registration update ({count} {noun}): {listed}")
+
+    @property
+    def paths(self) -> list[str]:
+        """The JSON paths of the bad fields, in the order found."""
+        return [e.path for e in self.errors]
+
+
+class SchemaNotReady(OutboxError):
+    """The outbox schema is missing or behind; run ``outbox-worker migrate``."""
+
+    exit_code = 2
+
+
+class MessageNotFound(OutboxError):
+    """No message has the id an operator asked for."""
+
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+        super().__init__(f"no message with id {message_id}")
+
+
+class DatabaseUnavailable(OutboxError):
+    """The database could not be reached or dropped the connection."""
+
+
+class DeliveryError(OutboxError):
+    """Sending one message failed before any HTTP answer arrived."""
+
+    def __init__(self, reason: str, *, latency_s: float = 0.0) -> None:
+        self.reason = reason
+        self.latency_s = latency_s
+        super().__init__(reason)
+
+
+class DeliveryTimeout(DeliveryError):
+    """No answer within the HTTP timeout; the request may still have been processed."""
+
+
+class ConnectionFailed(DeliveryError):
+    """The connection was refused, reset or dropped, or DNS/TLS failed."""

@@ -1,0 +1,100 @@
+"""Domain values shared by the worker, the policy and the store. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, NewType
+from uuid import UUID
+
+MessageId = NewType("MessageId", int)
+LeaseToken = NewType("LeaseToken", UUID)
+
+
+class State(StrEnum):
+    """Where a message is in its lifecycle (the ``state`` column)."""
+
+    # enqueue() puts rows here; the worker claims them (a lease, state unchanged) and either
+    # settles them out or puts them back with a later available_at; requeue brings dead rows back.
+    PENDING = "pending"
+    # The worker moves rows here on 2xx (and on 429 unless 429 is set to retry). Final; purge
+    # deletes old ones.
+    ACKNOWLEDGED = "acknowledged"
+    # The worker moves rows here on a message-at-fault answer or when retries run out; only
+    # requeue (back to pending) or purge --include-dead move them again.
+    DEAD = "dead"
+
+
+class Verdict(StrEnum):
+    """What the answer policy decided for one delivery attempt."""
+
+    ACKNOWLEDGE = "acknowledge"  # done: never send again
+    RETRY = "retry"  # transient: send again after a backoff
+    DEAD_LETTER = "dead_letter"  # the message is at fault: stop, keep it for an operator
+    PAUSE = "pause"  # the configuration is at fault: open the circuit, spend no attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One claimed outbox row, as the worker needs it to send."""
+
+    id: MessageId
+    body: bytes  # the stored payload text, sent unchanged
+    attempts: int  # attempts spent before this claim
+    created_at: datetime
+    lease_token: LeaseToken
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came back for one POST: an HTTP answer, or a transport failure (status None)."""
+
+    status: int | None
+    latency_s: float
+    body: bytes = b""
+    retry_after: timedelta | None = None  # parsed Retry-After, if the answer carried one
+    error: str | None = None  # transport failure reason when status is None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The policy's decision for one answer, with what to record on the row."""
+
+    verdict: Verdict
+    status: int | None
+    error: str | None = None  # one line for last_error / dead list
+    details: dict[str, Any] = field(default_factory=dict)  # Ravelin's message/traceId/...
+    slow_down: timedelta | None = None  # global pause asked for (429 / Retry-After)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The row write for one finished attempt: what the store applies under the lease."""
+
+    message_id: MessageId
+    lease_token: LeaseToken
+    state: State
+    attempt_spent: bool  # False for a paused (circuit) attempt: attempts stay as they were
+    available_at: datetime | None  # next try for a retry; None for final states
+    status: int | None
+    error: str | None
+    latency_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Counts and ages an operator sees in `outbox-worker stats`."""
+
+    pending: int
+    claimed: int
+    acknowledged: int
+    dead: int
+    oldest_pending_age_s: float | None
+    dead_last_hour: int
+    dead_last_day: int
+    delivered_last_minute: int
+    delivered_last_hour: int
+    top_dead_reasons: list[tuple[str, int]]
