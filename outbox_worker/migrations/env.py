@@ -1,0 +1,68 @@
+"""Alembic environment: one transaction, under an advisory lock, in the `outbox` schema.
+
+The lock makes `outbox-worker migrate` safe to run from several processes at once (deploys often
+start every replica's migration job together): the second waits, then finds the schema at head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import Connection, pool, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from outbox_worker.config import sqlalchemy_url
+from outbox_worker.schema import SCHEMA, VERSION_TABLE, metadata
+
+# Any 64-bit constant works; this one is "outbox-worker migrate" hashed, fixed forever.
+MIGRATION_LOCK_ID = 7_306_020_415_842_311_201
+
+
+def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    # The application's own tables live beside ours: compare only the outbox schema.
+    if type_ == "schema":
+        return name == SCHEMA
+    return True
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        version_table_schema=SCHEMA,
+        include_schemas=True,
+        include_name=_include_name,
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        context.run_migrations()
+
+
+async def _run_async(url: str) -> None:
+    engine = create_async_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    """Run the migrations on the connection handed in, or on the configured URL."""
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL given to the migration environment")
+    asyncio.run(_run_async(url))
+
+
+if context.is_offline_mode():
+    raise RuntimeError("offline (--sql) migrations are not supported; run `outbox-worker migrate`")
+main()

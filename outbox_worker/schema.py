@@ -1,0 +1,90 @@
+"""SQLAlchemy Core metadata: the one definition of ``outbox.messages`` (alembic's target)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA = "outbox"
+NOTIFY_CHANNEL = "outbox"
+VERSION_TABLE = "alembic_version"
+
+metadata = MetaData(schema=SCHEMA)
+
+# Storage settings for a hot queue table. Every delivery updates its row two or three times
+# (claim, settle), so: leave room in each page for the new row versions (fillfactor), and have
+# autovacuum clean dead tuples after a fixed number of changes instead of 20% of a table that may
+# hold millions of acknowledged rows, which would let the pending index bloat between runs.
+STORAGE = {
+    "fillfactor": "80",
+    "autovacuum_vacuum_scale_factor": "0.0",
+    "autovacuum_vacuum_threshold": "5000",
+    "autovacuum_analyze_scale_factor": "0.0",
+    "autovacuum_analyze_threshold": "5000",
+    "autovacuum_vacuum_cost_delay": "0",
+}
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    # The body exactly as sent: the worker sends payload::text unchanged on every attempt.
+    Column("payload", JSONB, nullable=False),
+    Column("state", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("dedup_key", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # Next moment a worker may claim the row; while claimed, also the end of the lease.
+    Column("available_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # Set while a worker holds the row; a settle applies only with the token it claimed with.
+    Column("lease_token", Uuid, nullable=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("acknowledged_at", DateTime(timezone=True), nullable=True),
+    Column("dead_at", DateTime(timezone=True), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    # Ravelin's error details of the last answer (message, traceId, validationErrors).
+    Column("last_response", JSONB, nullable=True),
+    # [{at, status, error, latency_ms}, ...], newest last, capped by the worker's history_cap.
+    Column("history", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("requeue_count", Integer, nullable=False, server_default=text("0")),
+    Column("requeued_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("state IN ('pending', 'acknowledged', 'dead')", name="messages_state_check"),
+    CheckConstraint("attempts >= 0", name="messages_attempts_check"),
+    postgresql_with=STORAGE,
+)
+
+# Claims read only pending rows in available_at order; a partial index keeps that fast however
+# many acknowledged rows remain in the table.
+Index(
+    "messages_claim_idx",
+    messages.c.available_at,
+    messages.c.id,
+    postgresql_where=text("state = 'pending'"),
+)
+Index(
+    "messages_dedup_key_key",
+    messages.c.dedup_key,
+    unique=True,
+    postgresql_where=text("dedup_key IS NOT NULL"),
+)
+# `dead list` (newest first) and `purge`/`stats` by age of the final state.
+Index("messages_dead_idx", messages.c.dead_at, postgresql_where=text("state = 'dead'"))
+Index(
+    "messages_acknowledged_idx",
+    messages.c.acknowledged_at,
+    postgresql_where=text("state = 'acknowledged'"),
+)

@@ -1,0 +1,62 @@
+"""The database fixtures: one migrated template per run, one cloned database per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from outbox_worker import migrate
+from tests.pg import admin_execute, server_url, unique_name, with_database
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """Admin URL of the PostgreSQL server this run uses."""
+    with server_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server_url: str) -> Iterator[str]:
+    """Name of a database migrated to head, cloned for each test."""
+    name = unique_name("outbox_tpl")
+    admin_execute(pg_server_url, f'CREATE DATABASE "{name}"')
+    try:
+        migrate.upgrade(with_database(pg_server_url, name))
+        yield name
+    finally:
+        admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh_database(server: str, template: str | None) -> Iterator[str]:
+    name = unique_name("outbox_t")
+    clause = f' TEMPLATE "{template}"' if template else ""
+    admin_execute(server, f'CREATE DATABASE "{name}"{clause}')
+    try:
+        yield with_database(server, name)
+    finally:
+        admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
+    """URL of a database of this test's own, migrated to head."""
+    yield from _fresh_database(pg_server_url, template_database)
+
+
+@pytest.fixture
+def empty_database_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a database of this test's own with no outbox schema at all."""
+    yield from _fresh_database(pg_server_url, None)
+
+
+@pytest.fixture
+async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """An asyncpg connection to this test's migrated database."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -1,0 +1,116 @@
+"""The alembic history: upgrade, compare with schema.metadata, downgrade, concurrency."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
+
+from outbox_worker import migrate
+from outbox_worker.config import sqlalchemy_url
+from outbox_worker.migrations.env import _include_name
+from outbox_worker.schema import SCHEMA, metadata
+
+
+def _schema_diff(url: str) -> list[object]:
+    engine = create_engine(sqlalchemy_url(url, "psycopg"))
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "include_schemas": True,
+                    "include_name": _include_name,
+                    "version_table_schema": SCHEMA,
+                },
+            )
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def _tables_and_functions(url: str) -> tuple[list[str], list[str]]:
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'outbox' ORDER BY 1"
+            )
+        ]
+        functions = [
+            r[0]
+            for r in conn.execute(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = 'outbox' ORDER BY 1"
+            )
+        ]
+    return tables, functions
+
+
+def test_upgrade_matches_schema_metadata(empty_database_url: str) -> None:
+    """After upgrade to head the database has exactly what schema.py declares."""
+    migrate.upgrade(empty_database_url)
+    assert _schema_diff(empty_database_url) == []
+
+
+def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
+    """Downgrade to base removes every object but the version table; upgrade restores them."""
+    migrate.upgrade(empty_database_url)
+    migrate.downgrade(empty_database_url, "base")
+    assert _tables_and_functions(empty_database_url) == (["alembic_version"], [])
+    migrate.upgrade(empty_database_url)
+    tables, functions = _tables_and_functions(empty_database_url)
+    assert tables == ["alembic_version", "messages"]
+    assert {"enqueue", "validate_update", "normalize_update", "history_push"} <= set(functions)
+    assert _schema_diff(empty_database_url) == []
+
+
+def test_upgrade_twice_is_a_no_op(empty_database_url: str) -> None:
+    """A second upgrade finds the schema at head and changes nothing."""
+    migrate.upgrade(empty_database_url)
+    before = _tables_and_functions(empty_database_url)
+    migrate.upgrade(empty_database_url)
+    assert _tables_and_functions(empty_database_url) == before
+    with psycopg.connect(empty_database_url) as conn:
+        versions = conn.execute("SELECT version_num FROM outbox.alembic_version").fetchall()
+    assert versions == [(migrate.head_revision(),)]
+
+
+def test_concurrent_migrations_leave_one_clean_schema(empty_database_url: str) -> None:
+    """Four processes migrating at once all succeed and leave one schema at head."""
+    code = "import sys; from outbox_worker import migrate; migrate.upgrade(sys.argv[1])"
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(
+                lambda _: subprocess.run(
+                    [sys.executable, "-c", code, empty_database_url],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                ),
+                range(4),
+            )
+        )
+    assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
+    assert _schema_diff(empty_database_url) == []
+    with psycopg.connect(empty_database_url) as conn:
+        versions = conn.execute("SELECT version_num FROM outbox.alembic_version").fetchall()
+    assert versions == [(migrate.head_revision(),)]
+
+
+@pytest.mark.parametrize("option", ["fillfactor=80", "autovacuum_vacuum_threshold=5000"])
+def test_messages_table_has_hot_table_storage_settings(database_url: str, option: str) -> None:
+    """The queue table is created with the storage settings of a heavily updated table."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE oid = 'outbox.messages'::regclass"
+        ).fetchone()
+    assert row is not None
+    assert option in row[0]
