@@ -155,9 +155,15 @@ class StandIn:
             raise
         self.port = sock.getsockname()[1]
         # No access log: one line per request would dominate a 4,000 req/s benchmark.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._runner = runner
 
     async def stop(self) -> None:
         """Close the port and every open connection."""

@@ -1,0 +1,500 @@
+"""The stand-in answers like Ravelin's POST /v2/registration and injects the faults it is told to.
+
+Real sockets: aiohttp's client against the real server on 127.0.0.1, port 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from outbox_worker.errors import ConfigError
+from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
+
+KEY = "sk_test_standin"
+AUTH = {"Authorization": f"token {KEY}"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def update(**parts: object) -> dict[str, object]:
+    """A minimal valid /v2/registration body, plus ``parts``."""
+    return {"timestamp": 1_700_000_000_000, "registration": {"success": True}, **parts}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: object = None,
+    *,
+    raw: bytes | None = None,
+    headers: Mapping[str, str] = AUTH,
+    params: Mapping[str, str] | None = None,
+) -> Answer:
+    """POST ``body`` as JSON (or ``raw`` bytes) and read the whole answer."""
+    data = raw if raw is not None else json.dumps(update() if body is None else body).encode()
+    sent = {"Content-Type": "application/json", **headers}
+    async with http.post(url, data=data, headers=sent, params=params) as response:
+        return Answer(response.status, response.headers, await response.read())
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    async with StandIn(KEY) as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def assert_ravelin_error(answer: Answer, status: int) -> dict[str, Any]:
+    """The answer is a Ravelin-shaped error body for ``status``; returns the body."""
+    assert answer.status == status
+    body: dict[str, Any] = answer.json()
+    assert body["status"] == status
+    assert isinstance(body["message"], str)
+    assert body["message"]
+    uuid.UUID(body["traceId"])
+    assert ("validationErrors" in body) == (status == 400)
+    return body
+
+
+async def test_healthy_update_is_answered_200_with_status_and_timestamp(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A valid update gets 200 {"status":200,"timestamp":<ms now>} as JSON."""
+    before = time.time_ns() // 1_000_000
+    answer = await post(http, standin.url)
+    assert answer.status == 200
+    assert answer.headers["Content-Type"].startswith("application/json")
+    body = answer.json()
+    assert set(body) == {"status", "timestamp"}
+    assert body["status"] == 200
+    assert before <= body["timestamp"] <= time.time_ns() // 1_000_000
+
+
+async def test_url_and_base_url_name_the_bound_port(standin: StandIn) -> None:
+    """Port 0 is replaced by the port the server actually bound."""
+    assert standin.port > 0
+    assert standin.base_url == f"http://127.0.0.1:{standin.port}"
+    assert standin.url == f"http://127.0.0.1:{standin.port}/v2/registration"
+
+
+async def test_every_request_is_recorded_with_its_answer(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """Each request is kept as Received(body, headers, at, status), in arrival order."""
+    sent = json.dumps(update(customer={"customerId": "c1"})).encode()
+    before = time.monotonic()
+    await post(http, standin.url, raw=sent)
+    await post(http, standin.url, raw=sent, headers={"Authorization": "token wrong"})
+    assert standin.count == 2
+    first, second = standin.received
+    assert first.body == sent
+    assert first.headers["Authorization"] == f"token {KEY}"
+    assert before <= first.at <= second.at <= time.monotonic()
+    assert (first.status, second.status) == (200, 401)
+    assert standin.bodies() == [sent, sent]
+    assert standin.bodies(status=401) == [sent]
+    assert standin.counts() == {200: 1, 401: 1}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "token sk_test_other"},
+        {"Authorization": f"Bearer {KEY}"},
+        {"Authorization": f"Token {KEY}"},
+        {"Authorization": f"token  {KEY}"},
+        {"Authorization": KEY},
+    ],
+    ids=["missing", "other-key", "bearer", "capital-token", "two-spaces", "bare-key"],
+)
+async def test_anything_but_the_exact_token_header_is_401(
+    standin: StandIn, http: aiohttp.ClientSession, headers: dict[str, str]
+) -> None:
+    """Authorization must be exactly `token <api_key>`; otherwise Ravelin's 401 body."""
+    answer = await post(http, standin.url, headers=headers)
+    body = assert_ravelin_error(answer, 401)
+    assert body["message"] == BAD_KEY_MESSAGE
+
+
+async def test_set_api_key_changes_the_accepted_key(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """After set_api_key the new key is accepted and the old one refused."""
+    standin.set_api_key("sk_test_new")
+    assert (await post(http, standin.url)).status == 401
+    fixed = await post(http, standin.url, headers={"Authorization": "token sk_test_new"})
+    assert fixed.status == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "fields"),
+    [
+        (b"not json", [""]),
+        (b"[]", [""]),
+        (b"null", [""]),
+        (b'{"registration": {"success": true}}', ["timestamp"]),
+        (b'{"timestamp": "1700000000000", "registration": {"success": true}}', ["timestamp"]),
+        (b'{"timestamp": 1700000000000.5, "registration": {"success": true}}', ["timestamp"]),
+        (b'{"timestamp": true, "registration": {"success": true}}', ["timestamp"]),
+        (b'{"timestamp": 1700000000000}', ["registration"]),
+        (b'{"timestamp": 1700000000000, "registration": []}', ["registration"]),
+        (b'{"timestamp": 1700000000000, "registration": {}}', ["registration.success"]),
+        (
+            b'{"timestamp": 1700000000000, "registration": {"success": "yes"}}',
+            ["registration.success"],
+        ),
+        (b'{"timestamp": 1, "registration": {"success": 1}}', ["registration.success"]),
+        (b"{}", ["timestamp", "registration"]),
+    ],
+)
+async def test_bad_shapes_are_400_with_validation_errors(
+    standin: StandIn, http: aiohttp.ClientSession, raw: bytes, fields: list[str]
+) -> None:
+    """A body without integer timestamp and boolean registration.success is 400, field by field."""
+    body = assert_ravelin_error(await post(http, standin.url, raw=raw), 400)
+    assert [error["field"] for error in body["validationErrors"]] == fields
+    assert all(error["message"] for error in body["validationErrors"])
+
+
+async def test_content_type_other_than_json_is_400(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A body sent as text/plain is refused with 400, as a fault of the message."""
+    answer = await post(http, standin.url, headers={**AUTH, "Content-Type": "text/plain"})
+    body = assert_ravelin_error(answer, 400)
+    assert body["validationErrors"][0]["field"] == "Content-Type"
+
+
+async def test_json_with_charset_is_accepted(standin: StandIn, http: aiohttp.ClientSession) -> None:
+    """`application/json; charset=utf-8`, which Ravelin asks for, is fine."""
+    headers = {**AUTH, "Content-Type": "application/json; charset=utf-8"}
+    assert (await post(http, standin.url, headers=headers)).status == 200
+
+
+@pytest.mark.parametrize("score", ["accountRegistration", "true"])
+async def test_score_parameter_is_400(
+    standin: StandIn, http: aiohttp.ClientSession, score: str
+) -> None:
+    """Updates never ask for a recommendation: ?score=... is refused."""
+    answer = await post(http, standin.url, params={"score": score})
+    assert assert_ravelin_error(answer, 400)["message"] == "score is not expected on updates"
+
+
+async def test_other_paths_are_404_json(standin: StandIn, http: aiohttp.ClientSession) -> None:
+    """An unknown path gets a Ravelin-shaped 404."""
+    answer = await post(http, standin.base_url + "/v3/registration")
+    assert_ravelin_error(answer, 404)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+async def test_other_methods_on_registration_are_405_json(
+    standin: StandIn, http: aiohttp.ClientSession, method: str
+) -> None:
+    """Only POST is allowed on /v2/registration."""
+    async with http.request(method, standin.url, headers=AUTH) as response:
+        answer = Answer(response.status, response.headers, await response.read())
+    assert_ravelin_error(answer, 405)
+    assert answer.headers["Allow"] == "POST"
+
+
+async def test_global_script_is_consumed_in_order_then_default(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """Scripted statuses answer one request each; then the default status (here 401) applies."""
+    standin.set_script([503, 500, 200, 429])
+    standin.set_default_status(401)
+    statuses = [(await post(http, standin.url)).status for _ in range(6)]
+    assert statuses == [503, 500, 200, 429, 401, 401]
+    standin.set_default_status(200)
+    assert (await post(http, standin.url)).status == 200
+
+
+async def test_scripted_200_still_checks_the_request(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A scripted 200 means healthy handling: a wrong key is still 401."""
+    standin.set_script([200])
+    assert (await post(http, standin.url, headers={})).status == 401
+
+
+@pytest.mark.parametrize(
+    ("parts", "key"),
+    [
+        ({"customer": {"customerId": "cust-1"}}, "cust-1"),
+        ({"customer": {"customerId": 42}}, "42"),
+        ({"supplier": {"supplierId": "sup-1"}}, "sup-1"),
+        ({"registration": {"success": False, "username": "alice"}}, "alice"),
+    ],
+    ids=["customerId", "numeric-customerId", "supplierId", "username"],
+)
+async def test_per_message_script_applies_to_that_message_only(
+    standin: StandIn, http: aiohttp.ClientSession, parts: dict[str, object], key: str
+) -> None:
+    """script_for(key) answers that message's requests in order, then healthy; others unaffected."""
+    standin.script_for(key, [400, 503])
+    other = update(customer={"customerId": "someone-else"})
+    assert (await post(http, standin.url, other)).status == 200
+    mine = update(**parts)
+    statuses = [(await post(http, standin.url, mine)).status for _ in range(3)]
+    assert statuses == [400, 503, 200]
+
+
+async def test_customer_id_wins_over_username(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """The key is customer.customerId when present, even if a username is given too."""
+    standin.script_for("alice", [503])
+    body = update(
+        customer={"customerId": "c1"}, registration={"success": True, "username": "alice"}
+    )
+    assert (await post(http, standin.url, body)).status == 200
+
+
+async def test_per_message_script_comes_before_the_global_one(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A message's own script is used first; the global script waits for the next request."""
+    standin.set_script([503])
+    standin.script_for("c1", [400])
+    body = update(customer={"customerId": "c1"})
+    statuses = [(await post(http, standin.url, body)).status for _ in range(3)]
+    assert statuses == [400, 503, 200]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 406, 413, 422, 429, 500, 502, 503])
+async def test_injected_errors_are_shaped_like_ravelins(
+    standin: StandIn, http: aiohttp.ClientSession, status: int
+) -> None:
+    """Every injected error has status, message and traceId; 400 also validationErrors."""
+    standin.set_script([status])
+    assert_ravelin_error(await post(http, standin.url), status)
+
+
+async def test_retry_after_is_attached_to_the_chosen_statuses(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """Retry-After goes with 429 and 503 only, until cleared."""
+    standin.set_retry_after("2", statuses=(429, 503))
+    standin.set_script([429, 503, 500, 200, 503])
+    answers = [await post(http, standin.url) for _ in range(4)]
+    assert [a.headers.get("Retry-After") for a in answers] == ["2", "2", None, None]
+    standin.set_retry_after(None, statuses=[503])
+    assert "Retry-After" not in (await post(http, standin.url)).headers
+
+
+async def test_latency_delays_every_answer(standin: StandIn, http: aiohttp.ClientSession) -> None:
+    """set_latency(s) makes each answer take at least s seconds."""
+    standin.set_latency(0.2)
+    started = time.monotonic()
+    answer = await post(http, standin.url)
+    assert answer.status == 200
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_ravelin_min_latency_header_delays_the_answer(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """Like Ravelin's sandbox, `Ravelin-Min-Latency: <ms>` makes that request slower."""
+    started = time.monotonic()
+    await post(http, standin.url, headers={**AUTH, "Ravelin-Min-Latency": "150"})
+    assert time.monotonic() - started >= 0.15
+
+
+@pytest.mark.parametrize("drop", ["drop", 0])
+async def test_drop_closes_the_connection_without_an_answer(
+    standin: StandIn, http: aiohttp.ClientSession, drop: Step
+) -> None:
+    """A scripted drop closes the connection; it is recorded as 0 and the next request is fine."""
+    standin.set_script([drop])
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        await post(http, standin.url)
+    assert standin.counts() == {0: 1}
+    assert (await post(http, standin.url)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("variant", "check"),
+    [
+        (BodyVariant.EMPTY, lambda body: body == b""),
+        (BodyVariant.NULL, lambda body: body == b"null"),
+        (BodyVariant.EXTRA, lambda body: json.loads(body)["unknownField"] == "x"),
+        (BodyVariant.NORMAL, lambda body: set(json.loads(body)) == {"status", "timestamp"}),
+    ],
+)
+async def test_body_variants_of_200(
+    standin: StandIn, http: aiohttp.ClientSession, variant: BodyVariant, check: Any
+) -> None:
+    """The 200 body can be empty, null, or carry unknown fields, as Ravelin's can."""
+    standin.set_body(variant)
+    answer = await post(http, standin.url)
+    assert answer.status == 200
+    assert check(answer.body)
+
+
+def test_invalid_faults_are_refused() -> None:
+    """Statuses must be HTTP statuses or "drop"; latency must not be negative."""
+    standin = StandIn()
+    for bad in (["teapot"], [99], [True], [600]):
+        with pytest.raises(ValueError, match="scripted status"):
+            standin.set_script(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="latency"):
+        standin.set_latency(-1)
+    with pytest.raises(ValueError, match="loud"):
+        standin.set_body("loud")
+
+
+async def test_reset_clears_faults_and_records_but_keeps_the_key(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """After reset() the stand-in is healthy again, with nothing recorded, and the same key."""
+    await post(http, standin.url)
+    standin.set_script([503, 503])
+    standin.script_for("c1", [400])
+    standin.set_default_status(500)
+    standin.set_latency(5)
+    standin.set_body("null")
+    standin.reset()
+    assert standin.count == 0
+    assert standin.counts() == {}
+    answer = await post(http, standin.url, update(customer={"customerId": "c1"}))
+    assert answer.status == 200
+    assert answer.json()["status"] == 200
+
+
+async def test_control_api_round_trip(standin: StandIn, http: aiohttp.ClientSession) -> None:
+    """Faults set over HTTP take effect; /_standin/received counts; /_standin/reset clears."""
+    faults = {
+        "script": [503, "drop"],
+        "scripts": {"c9": [422]},
+        "retry_after": {"503": "7"},
+        "body": "extra",
+        "latency": 0,
+        "default_status": 200,
+    }
+    async with http.post(standin.base_url + "/_standin/faults", json=faults) as response:
+        assert response.status == 200
+    first = await post(http, standin.url)
+    assert (first.status, first.headers["Retry-After"]) == (503, "7")
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        await post(http, standin.url)
+    assert (await post(http, standin.url, update(customer={"customerId": "c9"}))).status == 422
+    assert (await post(http, standin.url)).json()["unknownField"] == "x"
+
+    async with http.get(standin.base_url + "/_standin/received") as response:
+        counts = await response.json()
+    assert counts == {"total": 4, "by_status": {"0": 1, "200": 1, "422": 1, "503": 1}}
+    async with http.get(standin.base_url + "/_standin/received?bodies=1") as response:
+        with_bodies = await response.json()
+    assert [json.loads(body) for body in with_bodies["bodies"]][2]["customer"] == {
+        "customerId": "c9"
+    }
+
+    async with http.post(standin.base_url + "/_standin/reset") as response:
+        assert response.status == 200
+    assert standin.count == 0
+    assert (await post(http, standin.url)).json().keys() == {"status", "timestamp"}
+
+
+async def test_control_api_sets_the_api_key(standin: StandIn, http: aiohttp.ClientSession) -> None:
+    """A separate process can "fix the key" over HTTP."""
+    async with http.post(standin.base_url + "/_standin/faults", json={"api_key": "k2"}):
+        pass
+    assert (await post(http, standin.url, headers={"Authorization": "token k2"})).status == 200
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        b'{"scrpit": [503]}',
+        b'{"script": [503], "latency": "slow"}',
+        b'{"script": 503}',
+        b'{"script": ["teapot"]}',
+        b'{"retry_after": {"503": 2}}',
+        b'{"body": "loud"}',
+        b"[503]",
+        b"not json",
+    ],
+)
+async def test_control_api_refuses_bad_faults_and_changes_nothing(
+    standin: StandIn, http: aiohttp.ClientSession, faults: bytes
+) -> None:
+    """A bad control request is a 400 that names the problem; no fault is half applied."""
+    url = standin.base_url + "/_standin/faults"
+    async with http.post(url, data=faults, headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 400
+        assert "faults not set" in (await resp.json())["message"]
+    assert (await post(http, standin.url)).status == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "example.com", "::"])
+def test_non_loopback_hosts_are_refused(host: str) -> None:
+    """The control API has no auth, so only loopback unless allow_remote=True."""
+    with pytest.raises(ConfigError, match="allow_remote"):
+        StandIn(host=host)
+    StandIn(host=host, allow_remote=True)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_loopback_hosts_are_accepted(host: str) -> None:
+    """Any loopback address or `localhost` is fine without allow_remote."""
+    StandIn(host=host)
+
+
+async def test_module_runs_as_a_process_until_sigterm(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """`python -m outbox_worker.standin` prints its URL when ready, answers, and exits 0 on TERM."""
+    ready = tmp_path / "ready"
+    args = ["--port", "0", "--api-key", "sk_test_proc", "--ready-file", str(ready)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "outbox_worker.standin",
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+        assert line.startswith("standin listening on http://127.0.0.1:")
+        url = line.split()[-1]
+        assert url.endswith("/v2/registration")
+        assert ready.read_text().strip() == url
+        answer = await post(http, url, headers={"Authorization": "token sk_test_proc"})
+        assert answer.status == 200
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode == 0, stderr.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
