@@ -70,8 +70,12 @@ BAD_KEY_MESSAGE: Final = (
     "Invalid Request: API Key Incorrect. Please check your credentials and try again"
 )
 _NOT_JSON: Final = object()
-_KEY_FIELDS: Final = (("customer", "customerId"), ("supplier", "supplierId"))
-_KEY_FIELDS_ALL: Final = (*_KEY_FIELDS, ("registration", "username"))
+# Where a message's key is, in order of preference.
+_KEY_FIELDS: Final = (
+    ("customer", "customerId"),
+    ("supplier", "supplierId"),
+    ("registration", "username"),
+)
 _T = TypeVar("_T")
 _INJECTED_400: Final = [{"field": "registration", "message": "rejected by a stand-in script"}]
 
@@ -140,7 +144,7 @@ class StandIn:
     async def start(self) -> None:
         """Bind the port (``port=0`` picks a free one) and start answering."""
         app = web.Application()
-        app.router.add_post(PATH, self._registration)
+        app.router.add_post(PATH, self._receive_update)
         app.router.add_route("*", PATH, _method_not_allowed)
         app.router.add_post("/_standin/faults", self._control_faults)
         app.router.add_get("/_standin/received", self._control_received)
@@ -248,7 +252,7 @@ class StandIn:
             self._faults, self._auth = saved
             raise
 
-    async def _registration(self, request: web.Request) -> web.StreamResponse:
+    async def _receive_update(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
         body = await request.read()
         delay = max(self._faults.latency, _min_latency(request))
@@ -261,7 +265,7 @@ class StandIn:
             if request.transport is not None:
                 request.transport.close()
             return web.Response()  # aiohttp cannot write it to the closed transport, and moves on
-        response = self._check(request, update) if status == 200 else _error(status)
+        response = self._answer_update(request, update) if status == 200 else _error(status)
         retry_after = self._faults.retry_after.get(response.status)
         if retry_after is not None:
             response.headers["Retry-After"] = retry_after
@@ -282,7 +286,7 @@ class StandIn:
             return faults.script.popleft()
         return faults.default_status
 
-    def _check(self, request: web.Request, update: object) -> web.Response:
+    def _answer_update(self, request: web.Request, update: object) -> web.Response:
         if "score" in request.query:
             return _error(400, "score is not expected on updates", [_problem("score", "remove")])
         if request.headers.get("Authorization") != self._auth:
@@ -385,7 +389,7 @@ def _parse(body: bytes) -> object:
 def _message_key(update: object) -> str | None:
     if not isinstance(update, dict):
         return None
-    for part, name in _KEY_FIELDS_ALL:
+    for part, name in _KEY_FIELDS:
         inner = update.get(part)
         value = inner.get(name) if isinstance(inner, dict) else None
         if isinstance(value, str | int) and not isinstance(value, bool):
