@@ -1,0 +1,153 @@
+"""The SQL twin of the payload model: outbox.validate_update / normalize_update on real PostgreSQL.
+
+Self-contained for now (its own throwaway database through psycopg); it moves onto the shared
+database fixture later. Python and SQL must agree word for word on every case of tests/cases.py.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pycountry
+import pytest
+from hypothesis import HealthCheck, given, settings
+from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
+
+from outbox_worker import payload
+from outbox_worker.errors import InvalidUpdate
+from outbox_worker.payload import parse_update
+from tests.cases import INVALID_CASES, MULTI_FAULT, MULTI_FAULT_PATHS, VALID_EXAMPLES
+from tests.strategies import valid_updates
+
+SQL_FILE = (
+    Path(payload.__file__).parent / "migrations" / "versions" / "sql" / "0001_validate_update.sql"
+)
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="module")
+def db() -> Iterator[psycopg.Connection[Any]]:
+    """A connection to a throwaway database holding only the outbox schema and this SQL file."""
+    admin_dsn = os.environ.get("OUTBOX_TEST_DATABASE_URL") or DEFAULT_DSN
+    name = f"outbox_payload_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = make_conninfo(admin_dsn, dbname=name)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA outbox")
+            conn.execute(SQL_FILE.read_text(encoding="utf-8"))
+            yield conn
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sql_problems(db: psycopg.Connection[Any], data: Any) -> list[str]:
+    """outbox.validate_update's answer for ``data``, sorted."""
+    row = db.execute("SELECT outbox.validate_update(%s)", [Jsonb(data)]).fetchone()
+    assert row is not None
+    return sorted(row[0])
+
+
+def python_problems(data: Any) -> list[str]:
+    """parse_update's problems for ``data`` in the SQL text form '<path>: <message>', sorted."""
+    try:
+        parse_update(data)
+    except InvalidUpdate as exc:
+        return sorted(str(e) for e in exc.errors)
+    return []
+
+
+def assert_normalizes_like_python(db: psycopg.Connection[Any], data: dict[str, Any]) -> None:
+    """normalize_update(data) is, as jsonb, exactly what the Python serializer stores."""
+    wire = parse_update(data).to_json()
+    row = db.execute(
+        "SELECT outbox.normalize_update(%s) = %s::jsonb, outbox.normalize_update(%s)::text",
+        [Jsonb(data), wire, Jsonb(data)],
+    ).fetchone()
+    assert row is not None
+    assert row[0], f"SQL {row[1]} != Python {wire}"
+
+
+@pytest.mark.parametrize(("case_id", "data"), VALID_EXAMPLES, ids=[c[0] for c in VALID_EXAMPLES])
+def test_valid_example_has_no_problems(
+    db: psycopg.Connection[Any], case_id: str, data: dict[str, Any]
+) -> None:
+    """Every valid example passes validate_update with an empty array."""
+    assert sql_problems(db, data) == []
+
+
+@pytest.mark.parametrize(("case_id", "data"), VALID_EXAMPLES, ids=[c[0] for c in VALID_EXAMPLES])
+def test_valid_example_normalizes_like_python(
+    db: psycopg.Connection[Any], case_id: str, data: dict[str, Any]
+) -> None:
+    """normalize_update stores the same jsonb as RegistrationUpdate.to_wire()."""
+    assert_normalizes_like_python(db, data)
+
+
+@pytest.mark.parametrize(
+    ("case_id", "data", "path"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES]
+)
+def test_invalid_case_names_only_its_path(
+    db: psycopg.Connection[Any], case_id: str, data: Any, path: str
+) -> None:
+    """Each single-fault case is reported at its path only, in Python's exact words."""
+    problems = sql_problems(db, data)
+    assert {p.split(": ", 1)[0] for p in problems} == {path}
+    assert problems == python_problems(data)
+
+
+def test_all_bad_fields_are_reported(db: psycopg.Connection[Any]) -> None:
+    """A payload with many faults gets every path reported, exactly as Python reports them."""
+    problems = sql_problems(db, MULTI_FAULT)
+    assert {p.split(": ", 1)[0] for p in problems} == MULTI_FAULT_PATHS
+    assert problems == python_problems(MULTI_FAULT)
+
+
+def test_sql_null_is_not_an_object(db: psycopg.Connection[Any]) -> None:
+    """A SQL NULL payload is refused like a non-object, not passed as NULL."""
+    row = db.execute("SELECT outbox.validate_update(NULL)").fetchone()
+    assert row == (["$: must be an object"],)
+
+
+def test_country_codes_match_pycountry(db: psycopg.Connection[Any]) -> None:
+    """The literal country list in the SQL file is exactly pycountry's alpha-2 and alpha-3 codes."""
+    row = db.execute("SELECT outbox.iso_country_codes()").fetchone()
+    assert row is not None
+    expected = {code for c in pycountry.countries for code in (c.alpha_2, c.alpha_3)}
+    assert set(row[0]) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "1.2.3.4", "0.0.0.0", "255.255.255.255", "1.2.3", "10.1", "01.2.3.4", "1.2.3.256",
+        "1.2.3.4.", " 1.2.3.4", "", "1", "abc", "::", "::1", "1::", ":1::", "1::2::3", ":::",
+        "::ffff:1.2.3.4", "::ffff:01.2.3.4", "::ffff:1.2.3", "::1.2.3.4", "::1.2.3.4:1",
+        "2001:db8::", "2001:0db8:0000::1", "ABCD::EF", "12345::", "00000::1", "0000::1",
+        "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:7:1.2.3.4",
+        "fe80::1%eth0", "10.0.0.0/8", "::1/128", "1.2.3.4::",
+    ],
+)  # fmt: skip
+def test_ip_address_rule_agrees_with_python(db: psycopg.Connection[Any], address: str) -> None:
+    """SQL's inet-based check accepts exactly the addresses Python's ipaddress check accepts."""
+    data = {"timestamp": 1512828988826, "registration": {"success": True}}
+    data["device"] = {"ipAddress": address}
+    assert sql_problems(db, data) == python_problems(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=valid_updates())
+def test_generated_updates_validate_and_normalize_like_python(
+    db: psycopg.Connection[Any], data: dict[str, Any]
+) -> None:
+    """For generated valid updates SQL finds no problem and stores what Python would."""
+    assert sql_problems(db, data) == []
+    assert_normalizes_like_python(db, data)
