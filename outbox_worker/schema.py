@@ -24,6 +24,14 @@ VERSION_TABLE = "alembic_version"
 
 metadata = MetaData(schema=SCHEMA)
 
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic filter: the application's own tables live beside ours; compare only ours."""
+    if type_ == "schema":
+        return name == SCHEMA
+    return True
+
+
 # Storage settings for a hot queue table. Every delivery updates its row two or three times
 # (claim, settle), so: leave room in each page for the new row versions (fillfactor), and have
 # autovacuum clean dead tuples after a fixed number of changes instead of 20% of a table that may

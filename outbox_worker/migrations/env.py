@@ -13,17 +13,10 @@ from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from outbox_worker.config import sqlalchemy_url
-from outbox_worker.schema import SCHEMA, VERSION_TABLE, metadata
+from outbox_worker.schema import SCHEMA, VERSION_TABLE, include_name, metadata
 
 # Any 64-bit constant works; this one is "outbox-worker migrate" hashed, fixed forever.
 MIGRATION_LOCK_ID = 7_306_020_415_842_311_201
-
-
-def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    # The application's own tables live beside ours: compare only the outbox schema.
-    if type_ == "schema":
-        return name == SCHEMA
-    return True
 
 
 def _run(connection: Connection) -> None:
@@ -33,7 +26,7 @@ def _run(connection: Connection) -> None:
         version_table=VERSION_TABLE,
         version_table_schema=SCHEMA,
         include_schemas=True,
-        include_name=_include_name,
+        include_name=include_name,
         transaction_per_migration=False,
     )
     with context.begin_transaction():

@@ -14,8 +14,7 @@ from sqlalchemy import create_engine
 
 from outbox_worker import migrate
 from outbox_worker.config import sqlalchemy_url
-from outbox_worker.migrations.env import _include_name
-from outbox_worker.schema import SCHEMA, metadata
+from outbox_worker.schema import SCHEMA, include_name, metadata
 
 
 def _schema_diff(url: str) -> list[object]:
@@ -26,7 +25,7 @@ def _schema_diff(url: str) -> list[object]:
                 conn,
                 opts={
                     "include_schemas": True,
-                    "include_name": _include_name,
+                    "include_name": include_name,
                     "version_table_schema": SCHEMA,
                 },
             )

@@ -1,52 +1,36 @@
 """The SQL twin of the payload model: outbox.validate_update / normalize_update on real PostgreSQL.
 
-Self-contained for now (its own throwaway database through psycopg); it moves onto the shared
-database fixture later. Python and SQL must agree word for word on every case of tests/cases.py.
+Python and SQL must agree word for word on every case of tests/cases.py.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pycountry
 import pytest
 from hypothesis import HealthCheck, given, settings
-from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
-from outbox_worker import payload
 from outbox_worker.errors import InvalidUpdate
 from outbox_worker.payload import parse_update
 from tests.cases import INVALID_CASES, MULTI_FAULT, MULTI_FAULT_PATHS, VALID_EXAMPLES
+from tests.pg import admin_execute, unique_name, with_database
 from tests.strategies import valid_updates
-
-SQL_FILE = (
-    Path(payload.__file__).parent / "migrations" / "versions" / "sql" / "0001_validate_update.sql"
-)
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="module")
-def db() -> Iterator[psycopg.Connection[Any]]:
-    """A connection to a throwaway database holding only the outbox schema and this SQL file."""
-    admin_dsn = os.environ.get("OUTBOX_TEST_DATABASE_URL") or DEFAULT_DSN
-    name = f"outbox_payload_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+def db(pg_server_url: str, template_database: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to a database of this module's own, migrated to head."""
+    name = unique_name("outbox_payload")
+    admin_execute(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     try:
-        dsn = make_conninfo(admin_dsn, dbname=name)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE SCHEMA outbox")
-            conn.execute(SQL_FILE.read_text(encoding="utf-8"))
+        with psycopg.connect(with_database(pg_server_url, name), autocommit=True) as conn:
             yield conn
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def sql_problems(db: psycopg.Connection[Any], data: Any) -> list[str]:

@@ -49,8 +49,18 @@ def upgrade() -> None:
         sa.Column("state", sa.Text(), nullable=False, server_default=sa.text("'pending'")),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
         sa.Column("dedup_key", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
-        sa.Column("available_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
+        sa.Column(
+            "available_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
         sa.Column("lease_token", sa.Uuid(), nullable=True),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
@@ -58,28 +68,45 @@ def upgrade() -> None:
         sa.Column("last_status", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_response", postgresql.JSONB(), nullable=True),
-        sa.Column("history", postgresql.JSONB(), nullable=False, server_default=sa.text("'[]'::jsonb")),
+        sa.Column(
+            "history", postgresql.JSONB(), nullable=False, server_default=sa.text("'[]'::jsonb")
+        ),
         sa.Column("requeue_count", sa.Integer(), nullable=False, server_default=sa.text("0")),
         sa.Column("requeued_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint("state IN ('pending', 'acknowledged', 'dead')", name="messages_state_check"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'acknowledged', 'dead')", name="messages_state_check"
+        ),
         sa.CheckConstraint("attempts >= 0", name="messages_attempts_check"),
         schema="outbox",
         postgresql_with=STORAGE,
     )
     op.create_index(
-        "messages_claim_idx", "messages", ["available_at", "id"], schema="outbox",
+        "messages_claim_idx",
+        "messages",
+        ["available_at", "id"],
+        schema="outbox",
         postgresql_where=sa.text("state = 'pending'"),
     )
     op.create_index(
-        "messages_dedup_key_key", "messages", ["dedup_key"], unique=True, schema="outbox",
+        "messages_dedup_key_key",
+        "messages",
+        ["dedup_key"],
+        unique=True,
+        schema="outbox",
         postgresql_where=sa.text("dedup_key IS NOT NULL"),
     )
     op.create_index(
-        "messages_dead_idx", "messages", ["dead_at"], schema="outbox",
+        "messages_dead_idx",
+        "messages",
+        ["dead_at"],
+        schema="outbox",
         postgresql_where=sa.text("state = 'dead'"),
     )
     op.create_index(
-        "messages_acknowledged_idx", "messages", ["acknowledged_at"], schema="outbox",
+        "messages_acknowledged_idx",
+        "messages",
+        ["acknowledged_at"],
+        schema="outbox",
         postgresql_where=sa.text("state = 'acknowledged'"),
     )
     _run_script("0001_validate_update.sql")

@@ -1,0 +1,78 @@
+"""Composition root: the `outbox-worker` command.
+
+Commands are thin: they read settings (config.py), build the store and sender, and hand them on.
+This is the one place that turns an OutboxError into an exit code and one line on stderr:
+0 success, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from outbox_worker import __version__
+from outbox_worker.errors import OutboxError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def database_option(func: F) -> F:
+    """The --database-url option every database command takes (else OUTBOX_DATABASE_URL)."""
+    return click.option(
+        "--database-url",
+        metavar="URL",
+        default=None,
+        help="postgresql:// URL of the database [env: OUTBOX_DATABASE_URL]",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """The --json option of read commands."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="outbox-worker")
+def cli() -> None:
+    """Deliver account registration outcomes to Ravelin through a transactional outbox.
+
+    \b
+    Start here:
+      outbox-worker demo             see the whole flow locally, no setup
+      outbox-worker migrate          create or upgrade the outbox schema
+      outbox-worker run              run the delivery worker (a daemon)
+      outbox-worker stats            what is pending, delivered, dead
+    """
+
+
+def _register_commands() -> None:
+    from outbox_worker.cli import commands
+
+    commands.register(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; OutboxError becomes one stderr line and its exit code."""
+    _register_commands()
+    try:
+        cli.main(args=argv, prog_name="outbox-worker", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_FAILURE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except OutboxError as exc:
+        click.echo(f"outbox-worker: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(EXIT_OK)

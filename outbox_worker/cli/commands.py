@@ -1,0 +1,13 @@
+"""Attach every command module's commands to the `outbox-worker` group."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    """Import the command modules (each adds its commands to ``group``)."""
+    from outbox_worker.cli import daemon
+
+    for module in (daemon,):
+        module.register(group)

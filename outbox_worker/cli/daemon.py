@@ -1,0 +1,179 @@
+"""The long-running commands: `migrate`, `run` (the worker daemon) and `standin`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import click
+import structlog
+
+from outbox_worker import migrate as migrations
+from outbox_worker.cli import EXIT_OK, database_option
+from outbox_worker.config import Settings, database_url_from_env, redact_url
+from outbox_worker.observability import Metrics, configure_logging
+from outbox_worker.sender import HttpSender, http_session
+from outbox_worker.store.connection import connected, ensure_schema_ready
+from outbox_worker.store.delivery import PostgresStore
+from outbox_worker.worker import Worker
+
+log = structlog.get_logger("outbox_worker.cli")
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine on uvloop where it is installed, plain asyncio elsewhere."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        asyncio.run(main())
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+@click.command("migrate")
+@database_option
+def migrate_command(database_url: str | None) -> None:
+    """Create or upgrade the outbox schema to this version (safe to run twice or concurrently).
+
+    \b
+    Example:
+      OUTBOX_DATABASE_URL=postgresql://app@db/app outbox-worker migrate
+    """
+    url = database_url_from_env(None, database_url)
+    run_async(lambda: _check_reachable(url))
+    migrations.upgrade(url)
+    click.echo(f"outbox schema is at revision {migrations.head_revision()} on {redact_url(url)}")
+
+
+async def _check_reachable(url: str) -> None:
+    async with connected(url):
+        pass
+
+
+_RUN_FLAGS: list[tuple[str, str]] = [
+    ("--endpoint-url", "URL of Ravelin's registration endpoint [env: OUTBOX_ENDPOINT_URL]"),
+    ("--api-key-file", "file holding the secret API key [env: OUTBOX_API_KEY_FILE]"),
+    ("--concurrency", "sends in flight at once in this process [env: OUTBOX_CONCURRENCY]"),
+    ("--batch-size", "rows claimed per statement [env: OUTBOX_BATCH_SIZE]"),
+    ("--http-timeout", "time allowed for one POST, e.g. 10s [env: OUTBOX_HTTP_TIMEOUT]"),
+    ("--lease", "how long a claim lasts; > HTTP timeout + 5s [env: OUTBOX_LEASE]"),
+    ("--poll-interval", "look for work at least this often [env: OUTBOX_POLL_INTERVAL]"),
+    ("--shutdown-grace", "time to finish sends on SIGTERM [env: OUTBOX_SHUTDOWN_GRACE]"),
+    ("--max-attempts", "attempts before dead-lettering [env: OUTBOX_MAX_ATTEMPTS]"),
+    ("--max-age", "age before dead-lettering, e.g. 24h [env: OUTBOX_MAX_AGE]"),
+    ("--backoff-base", "first retry delay ceiling [env: OUTBOX_BACKOFF_BASE]"),
+    ("--backoff-cap", "longest retry delay [env: OUTBOX_BACKOFF_CAP]"),
+    ("--rate-limit", "max sends per second for this process, 0 = none [env: OUTBOX_RATE_LIMIT]"),
+    ("--metrics-port", "serve Prometheus /metrics on this port [env: OUTBOX_METRICS_PORT]"),
+]
+
+
+def _run_options(func: Callable[..., None]) -> Callable[..., None]:
+    for flag, help_text in reversed(_RUN_FLAGS):
+        func = click.option(flag, default=None, help=help_text)(func)
+    return func
+
+
+@click.command("run")
+@database_option
+@_run_options
+@click.option(
+    "--poll-only",
+    is_flag=True,
+    default=None,
+    help="Never LISTEN (for poolers that cannot) [env: OUTBOX_POLL_ONLY].",
+)
+@click.option(
+    "--retry-on-429",
+    is_flag=True,
+    default=None,
+    help="Resend on 429 instead of acknowledging [env: OUTBOX_RETRY_ON_429].",
+)
+@click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    default=None,
+    help="Allow plain http:// to a non-loopback host [env: OUTBOX_ALLOW_INSECURE_HTTP].",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--log-json/--log-console",
+    default=None,
+    help="Log format (default: JSON unless stderr is a terminal).",
+)
+def run_command(log_level: str, log_json: bool | None, **flags: Any) -> None:
+    """Run the delivery worker until SIGTERM/SIGINT (run several for scale).
+
+    The API key comes from OUTBOX_API_KEY or OUTBOX_API_KEY_FILE, never from a flag, so it
+    stays out of process listings and shell history.
+
+    \b
+    Example:
+      export OUTBOX_DATABASE_URL=postgresql://app@db/app
+      export OUTBOX_API_KEY_FILE=/run/secrets/ravelin_key
+      outbox-worker run --concurrency 32
+    """
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    settings = Settings.from_env(None, overrides)
+    configure_logging(level=log_level, json=log_json)
+    run_async(lambda: serve_worker(settings))
+
+
+async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Build the store, sender and worker from settings and run until stopped."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with connected(settings.database_url) as conn:
+        await ensure_schema_ready(conn, migrations.head_revision())
+    metrics = Metrics()
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+    store = PostgresStore(settings.database_url, history_cap=settings.history_cap)
+    await store.open()
+    try:
+        timeout_s = settings.http_timeout.total_seconds()
+        async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
+            sender = HttpSender(session, settings.endpoint_url, settings.api_key)
+            await Worker(settings, store, sender, metrics=metrics).run(stop)
+    finally:
+        await store.close()
+
+
+@click.command("standin")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option(
+    "--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one)."
+)
+@click.option(
+    "--api-key", default="sk_test_standin", show_default=True, help="Key the stand-in accepts."
+)
+@click.option("--ready-file", default=None, help="Write the URL here once listening.")
+def standin_command(host: str, port: int, api_key: str, ready_file: str | None) -> None:
+    """Run the local stand-in for Ravelin's registration endpoint (for trials and benchmarks).
+
+    \b
+    Example:
+      outbox-worker standin --port 8765 &
+      OUTBOX_ENDPOINT_URL=http://127.0.0.1:8765/v2/registration \\
+        OUTBOX_API_KEY=sk_test_standin outbox-worker run
+    """
+    from outbox_worker.standin import serve
+
+    serve(host, port, api_key, ready_file=ready_file)
+
+
+def register(group: click.Group) -> None:
+    """Add the daemon commands to the CLI group."""
+    for command in (migrate_command, run_command, standin_command):
+        group.add_command(command)
+    _ = EXIT_OK

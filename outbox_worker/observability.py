@@ -1,0 +1,123 @@
+"""Logs and metrics: the structlog processor chain (with redaction) and Prometheus metrics.
+
+Log events are dotted nouns with past verbs (``delivery.dead_lettered``, ``circuit.opened``) and
+key/values. Nothing here ever sees a payload, but the redaction processor is the safety net: any
+key that names PII or a secret is masked before a line is rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Keys never logged in clear, whatever the caller passes (compared lower-case, without _ or -).
+REDACTED_KEYS = frozenset(
+    {
+        "apikey", "authorization", "token", "secret", "password", "passwordhashed",
+        "payload", "body", "email", "username", "telephone", "phone", "name", "givenname",
+        "familyname", "ipaddress", "ip", "useragent", "location", "latitude", "longitude",
+    }
+)  # fmt: skip
+REDACTED = "***"
+_SECRET_IN_TEXT = re.compile(r"(token\s+|sk_(?:live|test)_)[A-Za-z0-9_\-]+", re.IGNORECASE)
+
+
+def redact(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask values of PII/secret keys and key-looking text in strings."""
+    for key, value in list(event_dict.items()):
+        if key.replace("_", "").replace("-", "").lower() in REDACTED_KEYS:
+            event_dict[key] = REDACTED
+        elif isinstance(value, str) and ("sk_" in value or "token" in value.lower()):
+            event_dict[key] = _SECRET_IN_TEXT.sub(lambda m: m.group(1)[:3] + REDACTED, value)
+    return event_dict
+
+
+def configure_logging(
+    *, level: str = "info", json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """Set up structlog: JSON lines when not on a terminal (or json=True), readable otherwise."""
+    out = stream or sys.stderr
+    as_json = (not out.isatty()) if json is None else json
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
+
+
+class Metrics:
+    """The worker's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.deliveries = Counter(
+            "outbox_deliveries_total",
+            "Delivery attempts by outcome (acknowledged, retry, dead, paused).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.responses = Counter(
+            "outbox_responses_total",
+            "Answers from the endpoint by HTTP status class (2xx, 4xx, 429, 5xx, transport).",
+            ["status_class"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "outbox_send_seconds",
+            "Time from POST to answer.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.claimed = Counter("outbox_claimed_total", "Rows claimed.", registry=self.registry)
+        self.lost_leases = Counter(
+            "outbox_settle_skipped_total",
+            "Outcomes not written because the lease had been taken over.",
+            registry=self.registry,
+        )
+        self.circuit_open = Gauge(
+            "outbox_circuit_open",
+            "1 while delivery is paused by a configuration fault (401/403/404/405/406).",
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "outbox_in_flight", "Sends in flight in this process.", registry=self.registry
+        )
+        self.db_errors = Counter(
+            "outbox_database_errors_total", "Database calls that failed.", registry=self.registry
+        )
+
+    def serve(self, port: int) -> None:
+        """Expose /metrics on ``port`` (all interfaces, for the scraper)."""
+        start_http_server(port, registry=self.registry)
+
+
+def status_class(status: int | None) -> str:
+    """The label for an answer: 2xx, 429, 4xx, 5xx, other or transport."""
+    if status is None:
+        return "transport"
+    if status == 429:
+        return "429"
+    return f"{status // 100}xx" if 200 <= status < 600 else "other"

@@ -1,0 +1,42 @@
+"""The worker's two seams: where it meets the database and where it meets HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Protocol
+
+from outbox_worker.models import Answer, Message, Settlement
+
+
+class Store(Protocol):
+    """The outbox table as the worker sees it. Every method raises DatabaseUnavailable when
+    the database cannot be reached; the worker retries, it never drops an outcome."""
+
+    async def claim(self, limit: int, lease: timedelta) -> list[Message]:
+        """Take up to ``limit`` due rows (pending, or with an expired lease) under a new lease."""
+        ...
+
+    async def settle(self, settlements: Sequence[Settlement]) -> int:
+        """Write outcomes in one statement; only rows still held under their lease change."""
+        ...
+
+    async def release(self, messages: Sequence[Message]) -> int:
+        """Hand claimed rows back unsent: due again at once, no attempt spent."""
+        ...
+
+    async def seconds_until_due(self) -> float | None:
+        """Seconds until the next pending row becomes due (0 if one is due); None if none."""
+        ...
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` on every enqueue notification; runs until cancelled, reconnecting."""
+        ...
+
+
+class Sender(Protocol):
+    """The registration endpoint as the worker sees it."""
+
+    async def send(self, body: bytes) -> Answer:
+        """POST ``body`` unchanged; transport failures come back as an Answer without status."""
+        ...

@@ -1,0 +1,116 @@
+"""The HTTP edge: POST stored bytes to the registration endpoint over one keep-alive session.
+
+aiohttp and asyncio errors become ours here, in ``_translate``, and nowhere else. A transport
+failure comes back as an ``Answer`` with ``status=None`` so the policy sees every result the
+same way.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+
+import aiohttp
+
+from outbox_worker import __version__
+from outbox_worker.config import Secret
+from outbox_worker.errors import ConnectionFailed, DeliveryError, DeliveryTimeout
+from outbox_worker.models import Answer
+from outbox_worker.policy import parse_retry_after
+
+USER_AGENT = f"outbox-worker/{__version__} (+registration updates)"
+# Enough of an error body to keep Ravelin's message, traceId and validationErrors.
+MAX_BODY = 64 * 1024
+
+
+class HttpSender:
+    """Sends one message body at a time; many may be in flight on the shared session."""
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint_url: str, api_key: Secret) -> None:
+        self._session = session
+        self._url = endpoint_url
+        self._headers = {
+            "Authorization": f"token {api_key.reveal()}",
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": USER_AGENT,
+        }
+
+    async def send(self, body: bytes) -> Answer:
+        """POST ``body`` unchanged; return the answer, or a status-less Answer on failure."""
+        started = time.monotonic()
+        try:
+            with _translate(started):
+                async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+                    content = await resp.content.read(MAX_BODY)
+                    retry_after = resp.headers.get("Retry-After")
+                    status = resp.status
+        except DeliveryError as exc:
+            return Answer(status=None, latency_s=exc.latency_s, error=exc.reason)
+        return Answer(
+            status=status,
+            latency_s=time.monotonic() - started,
+            body=content,
+            retry_after=parse_retry_after(retry_after, datetime.now(UTC)) if retry_after else None,
+        )
+
+
+@contextmanager
+def _translate(started: float) -> Iterator[None]:
+    """Turn aiohttp/asyncio failures into DeliveryTimeout or ConnectionFailed."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise DeliveryTimeout("timeout: no answer in time", latency_s=_since(started)) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise ConnectionFailed(
+            "connection dropped before an answer", latency_s=_since(started)
+        ) from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise ConnectionFailed(
+            f"TLS certificate rejected: {exc.certificate_error}", latency_s=_since(started)
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ConnectionFailed(
+            f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc.os_error}",
+            latency_s=_since(started),
+        ) from exc
+    except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        raise ConnectionFailed(
+            f"connection failed: {type(exc).__name__}: {exc}"[:300], latency_s=_since(started)
+        ) from exc
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
+@asynccontextmanager
+async def http_session(
+    *, concurrency: int, timeout_s: float
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """One keep-alive session for the process; TLS verification stays on (aiohttp's default)."""
+    connector = aiohttp.TCPConnector(
+        limit=concurrency, limit_per_host=concurrency, keepalive_timeout=60, ttl_dns_cache=300
+    )
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        raise_for_status=False,
+        auto_decompress=True,
+        skip_auto_headers=("Accept-Encoding",),
+    ) as session:
+        yield session
+
+
+# A body Ravelin refuses for its shape: an accepted key answers 400, a wrong key 401/403 first.
+PROBE_BODY = b"{}"
+
+
+async def probe(endpoint_url: str, api_key: Secret, *, timeout_s: float = 10.0) -> Answer:
+    """Check reachability and key acceptance without sending a registration (used by `check`)."""
+    async with http_session(concurrency=1, timeout_s=timeout_s) as session:
+        return await HttpSender(session, endpoint_url, api_key).send(PROBE_BODY)

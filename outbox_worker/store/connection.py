@@ -1,0 +1,84 @@
+"""Open asyncpg connections and check the outbox schema, translating driver errors to ours."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import asyncpg
+
+from outbox_worker.config import asyncpg_dsn, redact_url
+from outbox_worker.errors import DatabaseUnavailable, SchemaNotReady
+
+CONNECT_TIMEOUT_S = 10.0
+# Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+@contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Turn connection-level driver errors into DatabaseUnavailable."""
+    try:
+        yield
+    except TRANSIENT_ERRORS as exc:
+        raise DatabaseUnavailable(
+            f"database {redact_url(url)} is unavailable: {type(exc).__name__}: {exc}"
+        ) from exc
+    except asyncpg.InvalidCatalogNameError as exc:
+        raise DatabaseUnavailable(f"database {redact_url(url)} does not exist") from exc
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise DatabaseUnavailable(f"database {redact_url(url)} refused the login: {exc}") from exc
+    except asyncpg.InvalidPasswordError as exc:
+        raise DatabaseUnavailable(f"database {redact_url(url)} refused the password") from exc
+
+
+async def connect(url: str, *, application_name: str = "outbox-worker") -> asyncpg.Connection:
+    """Open one connection to ``url``; DatabaseUnavailable when it cannot be reached."""
+    with translate_errors(url):
+        return await asyncpg.connect(
+            asyncpg_dsn(url),
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings={"application_name": application_name},
+        )
+
+
+@asynccontextmanager
+async def connected(
+    url: str, *, application_name: str = "outbox-worker"
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for the duration of a block, closed afterwards even on cancellation."""
+    conn = await connect(url, application_name=application_name)
+    try:
+        yield conn
+    finally:
+        await asyncio.shield(conn.close(timeout=5))
+
+
+async def schema_revision(conn: asyncpg.Connection) -> str | None:
+    """The alembic revision the outbox schema is at, or None when it was never migrated."""
+    exists = await conn.fetchval("SELECT to_regclass('outbox.alembic_version') IS NOT NULL")
+    if not exists:
+        return None
+    revision: str | None = await conn.fetchval("SELECT version_num FROM outbox.alembic_version")
+    return revision
+
+
+async def ensure_schema_ready(conn: asyncpg.Connection, head: str) -> None:
+    """Raise SchemaNotReady unless the outbox schema is at ``head``."""
+    revision = await schema_revision(conn)
+    if revision is None:
+        raise SchemaNotReady("the outbox schema does not exist; run `outbox-worker migrate`")
+    if revision != head:
+        raise SchemaNotReady(
+            f"the outbox schema is at revision {revision}, this version needs {head}; "
+            "run `outbox-worker migrate`"
+        )
