@@ -1,0 +1,221 @@
+"""The operator's SQL (store/operations.py) against real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from outbox_worker.errors import MessageNotFound
+from outbox_worker.models import State
+from outbox_worker.store import operations as ops
+from tests.integration.rows import insert_dead_rows, insert_message, snapshot
+from tests.waiting import wait_for
+
+
+async def test_list_dead_is_newest_first_and_skips_other_states(pg: asyncpg.Connection) -> None:
+    """Only dead rows are listed, the most recently dead first."""
+    old = await insert_message(pg, ago=timedelta(hours=3))
+    new = await insert_message(pg, ago=timedelta(minutes=1))
+    await insert_message(pg, state="pending")
+    await insert_message(pg, state="acknowledged")
+    rows = await ops.list_dead(pg, ops.DeadFilters())
+    assert [r.id for r in rows] == [new, old]
+    assert rows[0].payload["customer"]["customerId"] == "c-1"
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (ops.DeadFilters(since=timedelta(hours=1)), ["recent-400", "recent-503"]),
+        (ops.DeadFilters(status_code=503), ["recent-503", "old-503"]),
+        (ops.DeadFilters(error_contains="UNAVAIL"), ["recent-503", "old-503"]),
+        (ops.DeadFilters(error_contains="100%_sure"), ["odd"]),
+        (ops.DeadFilters(error_contains="%"), ["odd"]),
+        (ops.DeadFilters(limit=2), ["recent-400", "recent-503"]),
+        (ops.DeadFilters(status_code=503, limit=1), ["recent-503"]),
+        (ops.DeadFilters(since=timedelta(hours=1), status_code=400), ["recent-400"]),
+    ],
+)
+async def test_filters_select_the_expected_dead_letters(
+    pg: asyncpg.Connection, filters: ops.DeadFilters, expected: list[str]
+) -> None:
+    """Each filter (and combination) narrows the dead letters; LIKE wildcards match literally."""
+    rows = {
+        "recent-400": dict(ago=timedelta(minutes=1), last_status=400, last_error="bad field"),
+        "recent-503": dict(ago=timedelta(minutes=2), last_status=503, last_error="Unavailable"),
+        "old-503": dict(ago=timedelta(days=2), last_status=503, last_error="unavailable"),
+        "odd": dict(ago=timedelta(days=3), last_status=422, last_error="100%_sure wrong"),
+    }
+    ids = {name: await insert_message(pg, **kw) for name, kw in rows.items()}  # type: ignore[arg-type]
+    names = {v: k for k, v in ids.items()}
+    listed = [names[r.id] for r in await ops.list_dead(pg, filters)]
+    assert listed == expected
+    assert await ops.count_dead(pg, filters) == len(expected)
+
+
+async def test_get_message_returns_every_detail(pg: asyncpg.Connection) -> None:
+    """get_message returns state, history, dedup key and Ravelin's last response."""
+    history = [{"at": "2024-01-01T00:00:00+00:00", "status": 400, "error": "bad", "latency_ms": 12}]
+    message_id = await insert_message(
+        pg, history=history, dedup_key="k-1", last_response={"traceId": "t-1"}
+    )
+    detail = await ops.get_message(pg, message_id)
+    assert detail.state is State.DEAD
+    assert detail.history == history
+    assert detail.dedup_key == "k-1"
+    assert detail.last_response == {"traceId": "t-1"}
+    assert not detail.claimed
+
+
+async def test_get_message_of_unknown_id_raises_not_found(pg: asyncpg.Connection) -> None:
+    """An id with no row raises MessageNotFound naming it."""
+    with pytest.raises(MessageNotFound, match="no message with id 999"):
+        await ops.get_message(pg, 999)
+
+
+async def test_requeue_ids_moves_dead_to_pending_and_keeps_history(pg: asyncpg.Connection) -> None:
+    """A requeued message is pending, claimable now, attempts 0, requeue counted, history kept."""
+    history = [{"at": "2024-01-01T00:00:00+00:00", "status": 503, "error": "x", "latency_ms": 5}]
+    message_id = await insert_message(pg, attempts=25, history=history)
+    result = await ops.requeue_ids(pg, [message_id])
+    assert result == ops.RequeueResult(requeued=1, not_dead={})
+    row = await pg.fetchrow(
+        "SELECT state, attempts, dead_at, requeue_count, requeued_at, history::text, "
+        "available_at <= now() AS due FROM outbox.messages WHERE id = $1",
+        message_id,
+    )
+    assert row is not None
+    assert (row["state"], row["attempts"], row["dead_at"], row["requeue_count"]) == (
+        "pending",
+        0,
+        None,
+        1,
+    )
+    assert row["requeued_at"] is not None
+    assert row["due"]
+    assert json.loads(row["history"]) == history
+
+
+async def test_requeue_notifies_workers(pg: asyncpg.Connection, database_url: str) -> None:
+    """A requeue sends NOTIFY outbox so listening workers wake at once."""
+    listener = await asyncpg.connect(database_url)
+    received: list[str] = []
+    try:
+        await listener.add_listener("outbox", lambda *args: received.append(args[2]))
+        await ops.requeue_ids(pg, [await insert_message(pg)])
+        await wait_for(lambda: received, timeout=5, message="NOTIFY outbox")
+    finally:
+        await listener.close()
+
+
+async def test_requeue_of_a_message_not_dead_changes_nothing(pg: asyncpg.Connection) -> None:
+    """Requeueing a pending or acknowledged message reports its state and leaves it alone."""
+    pending = await insert_message(pg, state="pending")
+    done = await insert_message(pg, state="acknowledged")
+    before = await snapshot(pg)
+    result = await ops.requeue_ids(pg, [pending, done])
+    assert result.requeued == 0
+    assert result.not_dead == {pending: State.PENDING, done: State.ACKNOWLEDGED}
+    assert await snapshot(pg) == before
+
+
+async def test_requeue_of_unknown_id_changes_nothing(pg: asyncpg.Connection) -> None:
+    """One unknown id among known ones raises MessageNotFound before anything moves."""
+    dead = await insert_message(pg)
+    before = await snapshot(pg)
+    with pytest.raises(MessageNotFound, match="no message with id 12345"):
+        await ops.requeue_ids(pg, [dead, 12345])
+    assert await snapshot(pg) == before
+
+
+async def test_requeue_dead_works_in_batches_with_progress(pg: asyncpg.Connection) -> None:
+    """A filtered requeue walks the rows in batches, reports each, and moves only matches."""
+    await insert_dead_rows(pg, 1_050, last_status=503)
+    other = await insert_message(pg, last_status=400)
+    batches: list[int] = []
+    moved = await ops.requeue_dead(
+        pg, ops.DeadFilters(status_code=503), batch_size=100, on_progress=batches.append
+    )
+    assert moved == 1_050
+    assert batches == [100] * 10 + [50]
+    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
+    counts = {r["state"]: r["n"] for r in rows}
+    assert counts == {"pending": 1_050, "dead": 1}
+    assert (await ops.get_message(pg, other)).state is State.DEAD
+
+
+async def test_requeue_dead_with_limit_moves_the_newest(pg: asyncpg.Connection) -> None:
+    """--limit N requeues exactly the N rows `dead list --limit N` shows."""
+    await insert_dead_rows(pg, 30)
+    shown = [r.id for r in await ops.list_dead(pg, ops.DeadFilters(limit=7))]
+    moved = await ops.requeue_dead(pg, ops.DeadFilters(limit=7), batch_size=3)
+    assert moved == 7
+    pending = [
+        r["id"] for r in await pg.fetch("SELECT id FROM outbox.messages WHERE state = 'pending'")
+    ]
+    assert sorted(pending) == sorted(shown)
+
+
+async def test_requeue_dead_with_no_rows_is_zero(pg: asyncpg.Connection) -> None:
+    """An empty table requeues nothing and does not fail."""
+    assert await ops.requeue_dead(pg, ops.DeadFilters()) == 0
+
+
+async def test_purge_deletes_old_acknowledged_rows_only(pg: asyncpg.Connection) -> None:
+    """Purge removes acknowledged rows older than the cutoff; dead and recent ones stay."""
+    await insert_message(pg, state="acknowledged", ago=timedelta(days=8))
+    await insert_message(pg, state="acknowledged", ago=timedelta(days=9))
+    recent = await insert_message(pg, state="acknowledged", ago=timedelta(days=1))
+    old_dead = await insert_message(pg, state="dead", ago=timedelta(days=30))
+    pending = await insert_message(pg, state="pending")
+    result = await ops.purge(pg, timedelta(days=7), batch_size=1)
+    assert result == ops.PurgeCounts(acknowledged=2, dead=0)
+    left = [r["id"] for r in await pg.fetch("SELECT id FROM outbox.messages ORDER BY id")]
+    assert left == [recent, old_dead, pending]
+
+
+async def test_purge_include_dead_deletes_old_dead_letters(pg: asyncpg.Connection) -> None:
+    """With include_dead, old dead letters go too."""
+    await insert_message(pg, state="dead", ago=timedelta(days=30))
+    await insert_message(pg, state="dead", ago=timedelta(hours=1))
+    result = await ops.purge(pg, timedelta(days=7), include_dead=True)
+    assert result == ops.PurgeCounts(acknowledged=0, dead=1)
+
+
+async def test_purge_dry_run_counts_and_deletes_nothing(pg: asyncpg.Connection) -> None:
+    """A dry run reports what would go and leaves every row in place."""
+    await insert_message(pg, state="acknowledged", ago=timedelta(days=8))
+    await insert_message(pg, state="dead", ago=timedelta(days=8))
+    before = await snapshot(pg)
+    result = await ops.purge(pg, timedelta(days=7), include_dead=True, dry_run=True)
+    assert result == ops.PurgeCounts(acknowledged=1, dead=1)
+    assert await snapshot(pg) == before
+
+
+async def test_stats_counts_states_windows_and_reasons(pg: asyncpg.Connection) -> None:
+    """Stats counts by state, recent dead letters and deliveries, and ranks dead reasons."""
+    await insert_message(pg, state="pending")
+    await pg.execute("UPDATE outbox.messages SET lease_token = gen_random_uuid()")
+    await insert_message(pg, state="pending")
+    await insert_message(pg, state="acknowledged", ago=timedelta(seconds=10))
+    await insert_message(pg, state="acknowledged", ago=timedelta(minutes=10))
+    await insert_message(pg, state="acknowledged", ago=timedelta(days=2))
+    await insert_message(pg, ago=timedelta(minutes=10), last_error="timeout")
+    await insert_message(pg, ago=timedelta(hours=5), last_error="timeout")
+    await insert_message(pg, ago=timedelta(days=3), last_error=None, last_status=422)
+    s = await ops.stats(pg)
+    assert (s.pending, s.claimed, s.acknowledged, s.dead) == (2, 1, 3, 3)
+    assert (s.dead_last_hour, s.dead_last_day) == (1, 2)
+    assert (s.delivered_last_minute, s.delivered_last_hour) == (1, 2)
+    assert s.oldest_pending_age_s is not None
+    assert s.oldest_pending_age_s >= 60
+    assert s.top_dead_reasons == [("timeout", 2), ("HTTP 422", 1)]
+
+
+async def test_stats_of_an_empty_outbox(pg: asyncpg.Connection) -> None:
+    """An empty outbox has zero counts and no pending age."""
+    s = await ops.stats(pg)
+    assert (s.pending, s.dead, s.oldest_pending_age_s, s.top_dead_reasons) == (0, 0, None, [])
