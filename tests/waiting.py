@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[T] | T],
+    condition: Callable[[], Any],
     *,
     timeout: float = 30.0,
     interval: float = 0.02,
     message: str = "condition",
-) -> T:
+) -> Any:
     """Poll ``condition`` until it returns a truthy value; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -24,7 +24,7 @@ async def wait_for(
         if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
+            return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         await asyncio.sleep(interval)

@@ -1,0 +1,353 @@
+"""The worker in this process against real PostgreSQL and a real stand-in server: the answer policy.
+
+Each test starts a Worker on the test's event loop with the production store and sender, so what
+is asserted is what an operator sees: rows, states, attempts, recorded errors, requests received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import statistics
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from structlog.testing import capture_logs
+
+import outbox_worker
+from outbox_worker.config import Secret, Settings
+from outbox_worker.sender import USER_AGENT, HttpSender, http_session
+from outbox_worker.standin import StandIn
+from outbox_worker.store.delivery import PostgresStore
+from outbox_worker.worker import Worker
+from tests.waiting import wait_for
+
+KEY = "sk_test_worker"
+
+
+def update(customer_id: str) -> dict[str, Any]:
+    """A valid update whose stand-in message key is ``customer_id``."""
+    return {
+        "timestamp": 1_764_000_000_000,
+        "registration": {"success": True, "username": f"{customer_id}@example.com"},
+        "customer": {"customerId": customer_id, "email": f"{customer_id}@example.com"},
+    }
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    """A stand-in for Ravelin on a loopback port, accepting KEY."""
+    async with StandIn(KEY) as server:
+        yield server
+
+
+RunWorker = Callable[..., Any]
+
+
+@pytest.fixture
+def run_worker(database_url: str, standin: StandIn) -> RunWorker:
+    """Factory: ``async with run_worker(**setting_changes):`` runs a Worker for the block."""
+
+    @asynccontextmanager
+    async def running(**changes: Any) -> AsyncIterator[Worker]:
+        settings = Settings(
+            database_url=database_url,
+            api_key=Secret(KEY),
+            endpoint_url=standin.url,
+            poll_interval=timedelta(milliseconds=200),
+            http_timeout=timedelta(seconds=2),
+            lease=timedelta(seconds=10),
+            shutdown_grace=timedelta(seconds=2),
+        ).with_changes(**changes)
+        store = PostgresStore(database_url, history_cap=settings.history_cap)
+        await store.open()
+        stop = asyncio.Event()
+        try:
+            timeout_s = settings.http_timeout.total_seconds()
+            async with http_session(
+                concurrency=settings.concurrency, timeout_s=timeout_s
+            ) as session:
+                worker = Worker(settings, store, HttpSender(session, standin.url, settings.api_key))
+                task = asyncio.create_task(worker.run(stop))
+                try:
+                    yield worker
+                finally:
+                    stop.set()
+                    await asyncio.wait_for(task, 15)
+        finally:
+            await store.close()
+
+    return running
+
+
+async def row(pg: asyncpg.Connection, message_id: int) -> asyncpg.Record:
+    """The message's row as an operator would query it."""
+    record = await pg.fetchrow("SELECT * FROM outbox.messages WHERE id = $1", message_id)
+    assert record is not None
+    return record
+
+
+def settled(
+    pg: asyncpg.Connection, message_id: int, attempts: int = 1
+) -> Callable[[], Awaitable[bool]]:
+    """Condition: the row has spent ``attempts`` and no worker holds it."""
+
+    async def check() -> bool:
+        r = await row(pg, message_id)
+        return bool(r["attempts"] >= attempts and r["lease_token"] is None)
+
+    return check
+
+
+def retry_settings(**changes: Any) -> Any:
+    """RetrySettings with some fields changed."""
+    from dataclasses import replace
+
+    from outbox_worker.config import RetrySettings
+
+    return replace(RetrySettings(), **changes)
+
+
+ANSWERS = [
+    # status, final state, attempts spent, last_error contains
+    (200, "acknowledged", 1, None),
+    (201, "acknowledged", 1, None),
+    (204, "acknowledged", 1, None),
+    (429, "acknowledged", 1, "429"),
+    (400, "dead", 1, "400 Bad Request"),
+    (409, "dead", 1, "409"),
+    (413, "dead", 1, "413"),
+    (422, "dead", 1, "422"),
+    (500, "pending", 1, "500"),
+    (502, "pending", 1, "502"),
+    (503, "pending", 1, "503"),
+    (504, "pending", 1, "504"),
+    ("drop", "pending", 1, "connection"),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "state", "attempts", "error"), ANSWERS, ids=[str(a[0]) for a in ANSWERS]
+)
+async def test_each_answer_class_gives_its_state(
+    run_worker: RunWorker,
+    standin: StandIn,
+    pg: asyncpg.Connection,
+    status: int | str,
+    state: str,
+    attempts: int,
+    error: str | None,
+) -> None:
+    """A message answered with this status ends in this state with this attempt count and error."""
+    first = await outbox_worker.enqueue_async(pg, update("warm-up"))
+    target = await outbox_worker.enqueue_async(pg, update("target"))
+    standin.script_for("target", [status])  # type: ignore[list-item]
+    # A long backoff keeps a retried message pending after its one attempt.
+    async with run_worker(
+        retry=retry_settings(backoff_base=timedelta(hours=1), backoff_cap=timedelta(hours=1))
+    ):
+        await wait_for(settled(pg, first), message="warm-up delivered")
+        await wait_for(settled(pg, target), message=f"{status} settled")
+    r = await row(pg, target)
+    assert (r["state"], r["attempts"]) == (state, attempts)
+    assert r["last_status"] == (None if status == "drop" else status)
+    if error is None:
+        assert r["last_error"] is None
+    else:
+        assert error in r["last_error"]
+    assert len(json.loads(r["history"])) == 1
+    if state == "pending":
+        assert await pg.fetchval(
+            "SELECT available_at > now() FROM outbox.messages WHERE id = $1",
+            target,
+        )
+    if state == "dead":
+        response = json.loads(r["last_response"])
+        assert response["traceId"]
+        assert response["message"]
+        assert r["dead_at"] is not None
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 405, 406])
+async def test_configuration_faults_pause_without_spending_attempts(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection, status: int
+) -> None:
+    """401/403/404/405/406 open the circuit: nothing dead-lettered, no attempt spent, then delivered."""
+    ids = [await outbox_worker.enqueue_async(pg, update(f"c{i}")) for i in range(20)]
+    standin.set_default_status(status)
+    with capture_logs() as logs:
+        async with run_worker(circuit=_fast_circuit()):
+            await wait_for(lambda: standin.count >= 3, message="a few probes")
+            assert (
+                await pg.fetchval(
+                    "SELECT count(*) FROM outbox.messages WHERE attempts > 0 OR state <> 'pending'"
+                )
+                == 0
+            )
+            standin.set_default_status(200)
+            await wait_for(
+                lambda: _all_acknowledged(pg, len(ids)), message="all delivered after the fix"
+            )
+    refused = standin.counts()[status]
+    # One probe at a time, at growing intervals: never a batch of refused requests.
+    assert refused <= 8, refused
+    assert await pg.fetchval("SELECT max(attempts) FROM outbox.messages") == 1
+    events = [e["event"] for e in logs]
+    assert events.index("circuit.opened") < events.index("circuit.closed")
+
+
+def _fast_circuit() -> Any:
+    from outbox_worker.config import CircuitSettings
+
+    return CircuitSettings(
+        probe_initial=timedelta(milliseconds=100), probe_cap=timedelta(milliseconds=400)
+    )
+
+
+async def _all_acknowledged(pg: asyncpg.Connection, count: int) -> bool:
+    return bool(
+        await pg.fetchval("SELECT count(*) FROM outbox.messages WHERE state = 'acknowledged'")
+        == count
+    )
+
+
+async def test_request_carries_stored_bytes_and_headers(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """The POST body is the stored payload text byte for byte, with token auth and a User-Agent."""
+    message_id = await outbox_worker.enqueue_async(pg, update("héllo-ünïcode"))
+    async with run_worker():
+        await wait_for(settled(pg, message_id))
+    stored = await pg.fetchval(
+        "SELECT payload::text FROM outbox.messages WHERE id = $1", message_id
+    )
+    [received] = standin.received
+    assert received.body == stored.encode()
+    assert received.headers["Authorization"] == f"token {KEY}"
+    assert received.headers["Content-Type"].startswith("application/json")
+    assert received.headers["User-Agent"] == USER_AGENT
+    assert outbox_worker.__version__ in USER_AGENT
+
+
+@pytest.mark.parametrize("body", ["empty", "null", "extra"])
+async def test_unusual_200_bodies_are_acknowledged(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection, body: str
+) -> None:
+    """An empty, null or extra-field 200 body still acknowledges the message."""
+    standin.set_body(body)
+    message_id = await outbox_worker.enqueue_async(pg, update("x"))
+    async with run_worker():
+        await wait_for(settled(pg, message_id))
+    assert (await row(pg, message_id))["state"] == "acknowledged"
+
+
+async def test_retry_after_on_429_slows_every_sender(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """A 429 with Retry-After: 1 holds the next send for at least a second; the 429 is acknowledged."""
+    standin.set_retry_after("1", statuses=[429])
+    standin.script_for("first", [429])
+    first = await outbox_worker.enqueue_async(pg, update("first"))
+    async with run_worker(concurrency=4):
+        await wait_for(settled(pg, first))
+        second = await outbox_worker.enqueue_async(pg, update("second"))
+        await wait_for(settled(pg, second), timeout=10)
+    times = [r.at for r in standin.received]
+    assert times[1] - times[0] >= 1.0
+    assert (await row(pg, first))["state"] == "acknowledged"
+    assert (await row(pg, first))["last_status"] == 429
+
+
+async def test_retry_on_429_setting_resends(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """With retry_on_429 a rate-limited message is sent again and acknowledged by the later 200."""
+    standin.set_retry_after("0", statuses=[429])
+    standin.script_for("again", [429])
+    message_id = await outbox_worker.enqueue_async(pg, update("again"))
+    fast = retry_settings(
+        retry_on_429=True, backoff_base=timedelta(milliseconds=50), rate_limited_pause=timedelta(0)
+    )
+    async with run_worker(retry=fast):
+        await wait_for(settled(pg, message_id, attempts=2))
+    r = await row(pg, message_id)
+    assert (r["state"], r["attempts"], r["last_status"]) == ("acknowledged", 2, 200)
+
+
+async def test_5xx_storm_backs_off_with_growing_jittered_gaps(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """Messages failing with 503 are retried after growing, jittered gaps, each within its ceiling."""
+    keys = [f"storm{i}" for i in range(16)]
+    for key in keys:
+        standin.script_for(key, [503, 503, 503, 503])
+        await outbox_worker.enqueue_async(pg, update(key))
+    base = 0.05
+    async with run_worker(retry=retry_settings(backoff_base=timedelta(seconds=base))):
+        await wait_for(lambda: _all_acknowledged(pg, len(keys)), timeout=30)
+    gaps: dict[int, list[float]] = {1: [], 2: [], 3: [], 4: []}
+    for key in keys:
+        times = [r.at for r in standin.received if f'"customerId": "{key}"' in r.body.decode()]
+        assert len(times) == 5, (key, len(times))  # four failures and the success: no hammering
+        for attempt, (before, after) in enumerate(itertools.pairwise(times), start=1):
+            gaps[attempt].append(after - before)
+    for attempt, values in gaps.items():
+        ceiling = base * 2 ** (attempt - 1)
+        # Slack for the flush and the claim after a row falls due.
+        assert max(values) <= ceiling + 0.35, (attempt, values)
+    assert statistics.mean(gaps[4]) > statistics.mean(gaps[1])
+    assert statistics.pstdev(gaps[4]) > 0.01  # full jitter spreads the retries
+
+
+async def test_gives_up_after_max_attempts(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """A message that keeps failing is dead-lettered after max_attempts, with the reason."""
+    standin.script_for("doomed", [500] * 10)
+    message_id = await outbox_worker.enqueue_async(pg, update("doomed"))
+    async with run_worker(
+        history_cap=2, retry=retry_settings(max_attempts=3, backoff_base=timedelta(milliseconds=20))
+    ):
+        await wait_for(settled(pg, message_id, attempts=3))
+    r = await row(pg, message_id)
+    assert (r["state"], r["attempts"], r["last_status"]) == ("dead", 3, 500)
+    assert r["last_error"].startswith("gave up after 3 attempts")
+    assert len(json.loads(r["history"])) == 2  # capped at history_cap, newest kept
+    assert standin.count == 3
+
+
+async def test_timeout_is_retried(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """A send that gets no answer within the HTTP timeout is retried later, not dead-lettered."""
+    standin.set_latency(1.5)
+    message_id = await outbox_worker.enqueue_async(pg, update("slow"))
+    async with run_worker(http_timeout=timedelta(seconds=0.5), lease=timedelta(seconds=8),
+                          retry=retry_settings(backoff_base=timedelta(hours=1), backoff_cap=timedelta(hours=1))):  # fmt: skip
+        await wait_for(settled(pg, message_id))
+    r = await row(pg, message_id)
+    assert (r["state"], r["attempts"], r["last_status"]) == ("pending", 1, None)
+    assert "timeout" in r["last_error"]
+
+
+async def test_rolled_back_enqueue_is_never_sent(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection, database_url: str
+) -> None:
+    """An update whose transaction rolled back is never sent, while a committed one is."""
+    other = await asyncpg.connect(database_url)
+    try:
+        async with run_worker():
+            tx = other.transaction()
+            await tx.start()
+            await outbox_worker.enqueue_async(other, update("rolled-back"))
+            await tx.rollback()
+            kept = await outbox_worker.enqueue_async(pg, update("kept"))
+            await wait_for(settled(pg, kept))
+    finally:
+        await other.close()
+    assert [json.loads(b)["customer"]["customerId"] for b in standin.bodies()] == ["kept"]
