@@ -158,7 +158,10 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
     "--api-key", default="sk_test_standin", show_default=True, help="Key the stand-in accepts."
 )
 @click.option("--ready-file", default=None, help="Write the URL here once listening.")
-def standin_command(host: str, port: int, api_key: str, ready_file: str | None) -> None:
+@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (containers).")
+def standin_command(
+    host: str, port: int, api_key: str, ready_file: str | None, allow_remote: bool
+) -> None:
     """Run the local stand-in for Ravelin's registration endpoint (for trials and benchmarks).
 
     \b
@@ -169,7 +172,7 @@ def standin_command(host: str, port: int, api_key: str, ready_file: str | None) 
     """
     from outbox_worker.standin import serve
 
-    serve(host, port, api_key, ready_file=ready_file)
+    serve(host, port, api_key, ready_file=ready_file, allow_remote=allow_remote)
 
 
 def register(group: click.Group) -> None:
