@@ -351,3 +351,41 @@ async def test_rolled_back_enqueue_is_never_sent(
     finally:
         await other.close()
     assert [json.loads(b)["customer"]["customerId"] for b in standin.bodies()] == ["kept"]
+
+
+async def _listen_backends(pg: asyncpg.Connection) -> list[int]:
+    rows = await pg.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'outbox-worker-listen'"
+    )
+    return [r["pid"] for r in rows]
+
+
+async def test_lost_listen_connection_is_replaced(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """When the LISTEN connection is killed the worker reconnects, and NOTIFY wakes it again."""
+    async with run_worker(poll_interval=timedelta(seconds=60)):
+        [old] = await wait_for(lambda: _listen_backends(pg), message="LISTEN connection")
+        await pg.execute("SELECT pg_terminate_backend($1)", old)
+        await wait_for(lambda: _new_listener(pg, old), message="a new LISTEN connection")
+        message_id = await outbox_worker.enqueue_async(pg, update("after-reconnect"))
+        # Far sooner than the 60 s poll: only a notification can have woken the worker.
+        await wait_for(settled(pg, message_id), timeout=5)
+    assert (await row(pg, message_id))["state"] == "acknowledged"
+
+
+async def _new_listener(pg: asyncpg.Connection, old: int) -> bool:
+    pids = await _listen_backends(pg)
+    return bool(pids) and old not in pids
+
+
+async def test_poll_finds_work_when_no_notification_arrives(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """In poll-only mode a message is picked up within about one poll interval."""
+    async with run_worker(listen=False, poll_interval=timedelta(milliseconds=300)):
+        assert await _listen_backends(pg) == []
+        message_id = await outbox_worker.enqueue_async(pg, update("polled"))
+        await wait_for(settled(pg, message_id), timeout=5)
+    assert (await row(pg, message_id))["state"] == "acknowledged"
