@@ -123,13 +123,15 @@ def sqlalchemy_url(url: str, driver: str = "asyncpg") -> str:
 
 
 def check_database_url(url: str) -> str:
-    """Return the URL if it is a postgresql:// URL, else raise ConfigError saying why."""
+    """Return the URL if it is a well-formed postgresql:// URL, else raise ConfigError."""
+    example = "e.g. postgresql://user:password@db.example.com:5432/app"
     scheme = url.partition("://")[0]
     if not url or scheme.split("+")[0] not in {"postgresql", "postgres"} or "://" not in url:
-        raise ConfigError(
-            "OUTBOX_DATABASE_URL must be a postgresql:// URL, "
-            "e.g. postgresql://user:password@db.example.com:5432/app"
-        )
+        raise ConfigError(f"OUTBOX_DATABASE_URL must be a postgresql:// URL, {example}")
+    try:
+        _ = urlsplit(url).port  # parses the port: "abc" or 99999 raise ValueError
+    except ValueError as exc:
+        raise ConfigError(f"OUTBOX_DATABASE_URL is malformed ({exc}); {example}") from None
     return url
 
 
