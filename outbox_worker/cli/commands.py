@@ -7,7 +7,7 @@ import click
 
 def register(group: click.Group) -> None:
     """Import the command modules (each adds its commands to ``group``)."""
-    from outbox_worker.cli import check, daemon, operate, requeue
+    from outbox_worker.cli import check, daemon, demo, operate, requeue
 
-    for module in (daemon, operate, requeue, check):
+    for module in (daemon, operate, requeue, check, demo):
         module.register(group)
