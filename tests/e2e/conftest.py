@@ -1,0 +1,234 @@
+"""End-to-end fixtures: the stand-in in the test's event loop, workers as real subprocesses.
+
+``start_worker(env)`` starts ``python -m outbox_worker run`` with short timings (poll 200 ms,
+HTTP timeout 2 s, lease 8 s, grace 3 s) against this test's database and stand-in; ``env``
+overrides or (with None) removes OUTBOX_* variables. Each worker's stderr (JSON log lines) is
+read by a background task, so a test can wait for a log event; teardown SIGKILLs whatever still
+runs and prints every worker's log, which pytest shows when the test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+import pytest
+
+from outbox_worker.standin import StandIn
+from tests.cases import VALID_EXAMPLES
+from tests.waiting import wait_for
+
+KEY = "sk_test_e2e"
+REPO = Path(__file__).resolve().parents[2]
+
+# Short timings so every scenario fits in seconds. The lease must exceed the HTTP timeout + 5 s.
+BASE_ENV: dict[str, str] = {
+    "OUTBOX_API_KEY": KEY,
+    "OUTBOX_POLL_INTERVAL": "200ms",
+    "OUTBOX_HTTP_TIMEOUT": "2s",
+    "OUTBOX_LEASE": "8s",
+    "OUTBOX_SHUTDOWN_GRACE": "3s",
+    "OUTBOX_CONCURRENCY": "16",
+    "OUTBOX_BATCH_SIZE": "50",
+    "OUTBOX_BACKOFF_BASE": "200ms",
+    "OUTBOX_BACKOFF_CAP": "1s",
+    "OUTBOX_PROBE_INITIAL": "200ms",
+    "OUTBOX_PROBE_CAP": "1s",
+}
+
+
+@dataclass
+class WorkerProcess:
+    """One `outbox-worker run` subprocess and the log lines it wrote to stderr so far."""
+
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON log lines parsed; lines that are not JSON are left out."""
+        parsed = []
+        for line in self.lines:
+            with contextlib.suppress(ValueError):
+                value = json.loads(line)
+                if isinstance(value, dict):
+                    parsed.append(value)
+        return parsed
+
+    def event_names(self) -> list[str]:
+        """The ``event`` of every JSON log line, in order."""
+        return [str(e.get("event")) for e in self.events]
+
+    async def wait_event(self, name: str, *, timeout: float = 15.0) -> dict[str, Any]:
+        """The first log line whose event is ``name``, waiting for it up to ``timeout``."""
+
+        def found() -> dict[str, Any] | None:
+            return next((e for e in self.events if e.get("event") == name), None)
+
+        event: dict[str, Any] = await wait_for(
+            found, timeout=timeout, message=f"log event {name} from {self}"
+        )
+        return event
+
+    async def wait_exit(self, *, timeout: float = 15.0) -> int:
+        """Wait for the process to end and its stderr to be read; returns the exit code."""
+        async with asyncio.timeout(timeout):
+            code = await self.process.wait()
+            if self.reader is not None:
+                await self.reader
+        return code
+
+    async def terminate(self, *, timeout: float = 15.0) -> int:
+        """SIGTERM the worker and wait for it to exit; returns the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return await self.wait_exit(timeout=timeout)
+
+    def __str__(self) -> str:
+        return f"worker pid {self.pid}"
+
+
+StartWorker = Callable[..., Awaitable[WorkerProcess]]
+
+
+class Enqueue(Protocol):
+    async def __call__(self, count: int, *, prefix: str = ...) -> list[str]: ...
+
+
+def worker_env(overrides: Mapping[str, str | None]) -> dict[str, str]:
+    """This process's environment without OUTBOX_* variables, plus BASE_ENV and ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    env.update(BASE_ENV)
+    env["PYTHONUNBUFFERED"] = "1"
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+async def spawn_worker(env: Mapping[str, str]) -> WorkerProcess:
+    """Start `python -m outbox_worker run` with exactly ``env``; stderr is read in the background."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "outbox_worker",
+        "run",
+        env=dict(env),
+        cwd=REPO,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    worker = WorkerProcess(process)
+    worker.reader = asyncio.create_task(
+        _read_lines(process, worker.lines), name=f"stderr-{process.pid}"
+    )
+    return worker
+
+
+async def _read_lines(process: asyncio.subprocess.Process, lines: list[str]) -> None:
+    assert process.stderr is not None
+    while line := await process.stderr.readline():
+        lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    """The Ravelin stand-in on a loopback port, served by the test's own event loop."""
+    async with StandIn(KEY) as server:
+        yield server
+
+
+@pytest.fixture
+async def start_worker(database_url: str, standin: StandIn) -> AsyncIterator[StartWorker]:
+    """Factory: start a worker on this test's database and stand-in, ``env`` overriding."""
+    workers: list[WorkerProcess] = []
+
+    async def start(env: Mapping[str, str | None] | None = None) -> WorkerProcess:
+        defaults: dict[str, str | None] = {
+            "OUTBOX_DATABASE_URL": database_url,
+            "OUTBOX_ENDPOINT_URL": standin.url,
+        }
+        worker = await spawn_worker(worker_env({**defaults, **(env or {})}))
+        workers.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.process.kill()
+            with contextlib.suppress(TimeoutError):
+                await worker.wait_exit(timeout=10)
+            print(f"--- {worker} exited {worker.returncode}; its log:")
+            print("\n".join(worker.lines))
+
+
+def registration_update(index: int, key: str) -> dict[str, Any]:
+    """A valid update (cycling through VALID_EXAMPLES) whose stand-in message key is ``key``."""
+    _, example = VALID_EXAMPLES[index % len(VALID_EXAMPLES)]
+    update = copy.deepcopy(example)
+    if update.get("supplier") is not None:  # customer and supplier together are refused
+        update["supplier"]["supplierId"] = key
+    else:
+        update["customer"] = {**(update.get("customer") or {}), "customerId": key}
+    return update
+
+
+@pytest.fixture
+def enqueue(pg: asyncpg.Connection) -> Enqueue:
+    """Factory: enqueue ``count`` distinct updates with ``outbox.enqueue``; returns their keys."""
+
+    async def enqueue_updates(count: int, *, prefix: str = "c") -> list[str]:
+        keys = [f"{prefix}-{i}" for i in range(count)]
+        bodies = [(json.dumps(registration_update(i, k)),) for i, k in enumerate(keys)]
+        await pg.executemany("SELECT outbox.enqueue($1::jsonb)", bodies)
+        return keys
+
+    return enqueue_updates
+
+
+async def count_by_state(pg: asyncpg.Connection) -> dict[str, int]:
+    """How many rows are in each state (states with no rows are left out)."""
+    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
+    return {r["state"]: r["n"] for r in rows}
+
+
+async def count_leased(pg: asyncpg.Connection) -> int:
+    """How many rows carry a lease token (claimed by some worker right now)."""
+    value: int = await pg.fetchval(
+        "SELECT count(*) FROM outbox.messages WHERE lease_token IS NOT NULL"
+    )
+    return value
+
+
+async def stored_bodies(pg: asyncpg.Connection) -> list[bytes]:
+    """Every row's payload as the text the worker sends, encoded."""
+    rows = await pg.fetch("SELECT payload::text AS body FROM outbox.messages")
+    return [r["body"].encode() for r in rows]
+
+
+async def all_acknowledged(pg: asyncpg.Connection, total: int) -> bool:
+    """True once ``total`` rows are acknowledged."""
+    return (await count_by_state(pg)).get("acknowledged", 0) == total
