@@ -77,6 +77,14 @@ _KEY_FIELDS: Final = (
     ("registration", "username"),
 )
 _T = TypeVar("_T")
+# Injected answers read like Ravelin's, so demo summaries and dead lists say something useful.
+_INJECTED_MESSAGE: Final = {
+    400: "Invalid Request: registration rejected (injected by the stand-in)",
+    401: BAD_KEY_MESSAGE,
+    403: "Invalid Request: API Key Incorrect. Please check your credentials and try again",
+    413: "Request Entity Too Large",
+    422: "Unprocessable Entity: registration rejected (injected by the stand-in)",
+}
 _INJECTED_400: Final = [{"field": "registration", "message": "rejected by a stand-in script"}]
 
 
@@ -265,7 +273,11 @@ class StandIn:
             if request.transport is not None:
                 request.transport.close()
             return web.Response()  # aiohttp cannot write it to the closed transport, and moves on
-        response = self._answer_update(request, update) if status == 200 else _error(status)
+        response = (
+            self._answer_update(request, update)
+            if status == 200
+            else _error(status, _INJECTED_MESSAGE.get(status))
+        )
         retry_after = self._faults.retry_after.get(response.status)
         if retry_after is not None:
             response.headers["Retry-After"] = retry_after

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from outbox_worker.store.operations import DEAD_REASON
+
 # Counts by state, and the attempts spent. Every attempt beyond a message's last one was a retry,
 # so retries = attempts - settled (a pending row's attempts all led to a retry).
 TALLY = """
@@ -21,17 +23,12 @@ SELECT count(*) AS total,
 FROM outbox.messages
 """
 
-# Dead letters grouped by reason. Ravelin's traceId differs on every answer, so it is cut out of
-# the reason before grouping (it stays in last_error for `dead show`).
-DEAD_REASONS = r"""
-SELECT regexp_replace(
-           coalesce(last_error, 'HTTP ' || last_status, 'no reason recorded'),
-           ' \(traceId [^)]*\)', '', 'g'
-       ) AS reason,
-       count(*) AS n
+# Dead letters grouped by reason (see operations.DEAD_REASON).
+DEAD_REASONS = f"""
+SELECT {DEAD_REASON} AS reason, count(*) AS n
 FROM outbox.messages WHERE state = 'dead'
 GROUP BY 1 ORDER BY n DESC, reason
-"""
+"""  # noqa: S608 (constant text)
 
 # Enqueue-to-acknowledged latency: created_at is the enqueuing transaction's start.
 LATENCY = """

@@ -377,13 +377,17 @@ SELECT
     AS delivered_last_hour
 """
 
-_TOP_REASONS = """
-SELECT coalesce(last_error, CASE WHEN last_status IS NULL THEN 'no reason recorded'
-                                 ELSE 'HTTP ' || last_status END) AS reason,
-       count(*) AS n
+# One line per dead-letter reason. The traceId differs on every answer, so it is cut out here
+# (it stays in last_error for `dead show`) and the same reason groups together.
+DEAD_REASON = r"""regexp_replace(
+    coalesce(last_error, 'HTTP ' || last_status, 'no reason recorded'),
+    ' \(traceId [^)]*\)', '', 'g'
+)"""
+_TOP_REASONS = f"""
+SELECT {DEAD_REASON} AS reason, count(*) AS n
 FROM outbox.messages WHERE state = 'dead'
 GROUP BY 1 ORDER BY n DESC, reason LIMIT $1
-"""
+"""  # noqa: S608 (constant text)
 
 
 async def stats(conn: asyncpg.Connection, *, top: int = TOP_REASONS) -> Stats:
