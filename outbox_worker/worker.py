@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import structlog
 
 from outbox_worker import policy
+from outbox_worker.circuit import CircuitBreaker, RateGate
 from outbox_worker.config import Settings
 from outbox_worker.errors import DatabaseUnavailable
 from outbox_worker.models import Message, MessageId, Outcome, Settlement, Verdict
@@ -70,8 +71,8 @@ class Worker:
         self._sender = sender
         self._metrics = metrics or Metrics()
         self._clock, self._now, self._rng = clock, now, rng
-        self._circuit = policy.CircuitBreaker(settings.circuit, clock)
-        self._gate = policy.RateGate(settings.rate_limit)
+        self._circuit = CircuitBreaker(settings.circuit, clock)
+        self._gate = RateGate(settings.rate_limit)
         self._queue: asyncio.Queue[_Claim] = asyncio.Queue()
         self._in_flight: dict[MessageId, Message] = {}
         self._writes: list[Settlement] = []

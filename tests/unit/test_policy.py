@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import pytest
 
+from outbox_worker.circuit import CircuitBreaker, CircuitState, RateGate
 from outbox_worker.config import CircuitSettings, RetrySettings
 from outbox_worker.models import (
     Answer,
@@ -23,9 +24,6 @@ from outbox_worker.models import (
 )
 from outbox_worker.policy import (
     ERROR_MAX_CHARS,
-    CircuitBreaker,
-    CircuitState,
-    RateGate,
     backoff_delay,
     classify,
     next_attempt_at,
