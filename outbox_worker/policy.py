@@ -21,7 +21,6 @@ from typing import Any
 from outbox_worker.config import RetrySettings
 from outbox_worker.models import Answer, Message, Outcome, Settlement, State, Verdict
 
-Clock = Callable[[], float]  # monotonic seconds
 Rng = Callable[[], float]  # uniform in [0, 1)
 
 ERROR_MAX_CHARS = 300  # Outcome.error / last_error: one line, at most this long
