@@ -1,0 +1,292 @@
+"""Enqueue overhead: an application transaction with an outbox enqueue vs with a plain INSERT.
+
+    python -m bench.enqueue_bench [--transactions 5000] [--seconds 3]
+
+(a) Cost per transaction, both shaped like the application's own work:
+    plain:  BEGIN; INSERT INTO users ...; INSERT INTO bench_plain (payload) VALUES (json); COMMIT
+    outbox: BEGIN; INSERT INTO users ...; outbox_worker.enqueue_async(conn, update);        COMMIT
+on one asyncpg connection (and the same pair on SQLAlchemy sync + psycopg), interleaved in rounds
+so drift hits both alike. Target: outbox / plain < 1.3. The breakdown shows where the difference
+goes: Python validation + serialization (``parse_update(...).to_json()``) against ``json.dumps``,
+and the one statement (``SELECT outbox.enqueue``, PL/pgSQL validation + normalization + INSERT +
+NOTIFY) against the plain INSERT, timed inside the transaction.
+
+(b) Transactions/s for ``--seconds`` with 1 and 8 connections, each its own transactions, in
+this one Python process (so with 8 the client's CPU is part of what is measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Connection, create_engine, text
+
+from bench.harness import (
+    add_database_option,
+    bench_database,
+    print_table,
+    run_async,
+    sample_updates,
+)
+from outbox_worker import enqueue, enqueue_async
+from outbox_worker.config import sqlalchemy_url
+from outbox_worker.payload import parse_update
+
+SETUP = """
+CREATE TABLE users (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE bench_plain (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    payload jsonb NOT NULL,
+    created_at timestamptz DEFAULT now()
+);
+"""
+INSERT_USER = "INSERT INTO users (email) VALUES ($1)"
+INSERT_PLAIN = "INSERT INTO bench_plain (payload) VALUES ($1::jsonb)"
+ENQUEUE_SQL = "SELECT outbox.enqueue($1::jsonb, NULL)"
+NOTIFY = "SELECT pg_notify('outbox', '')"
+SA_INSERT_USER = text("INSERT INTO users (email) VALUES (:email)")
+SA_INSERT_PLAIN = text("INSERT INTO bench_plain (payload) VALUES (CAST(:payload AS jsonb))")
+
+Update = dict[str, Any]
+# One application transaction; returns the seconds its second statement took.
+Txn = Callable[[asyncpg.Connection, Update, str], Awaitable[float]]
+
+
+async def plain_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
+    async with conn.transaction():
+        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        started = time.perf_counter()
+        await conn.execute(INSERT_PLAIN, json.dumps(update))
+        return time.perf_counter() - started
+
+
+async def outbox_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
+    async with conn.transaction():
+        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        started = time.perf_counter()
+        await enqueue_async(conn, update)
+        return time.perf_counter() - started
+
+
+async def outbox_sql_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
+    """The outbox transaction minus the Python side: the body is serialized beforehand."""
+    async with conn.transaction():
+        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        started = time.perf_counter()
+        await conn.fetchval(ENQUEUE_SQL, body)
+        return time.perf_counter() - started
+
+
+async def plain_notify_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
+    """The plain transaction plus the NOTIFY outbox.enqueue sends: what waking workers costs."""
+    async with conn.transaction():
+        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        started = time.perf_counter()
+        await conn.execute(INSERT_PLAIN, json.dumps(update))
+        await conn.execute(NOTIFY)
+        return time.perf_counter() - started
+
+
+ASYNC_PATHS: dict[str, Txn] = {
+    "plain INSERT (asyncpg)": plain_txn,
+    "outbox enqueue_async (asyncpg)": outbox_txn,
+    "outbox, body pre-serialized (asyncpg)": outbox_sql_txn,
+    "plain INSERT + NOTIFY (asyncpg)": plain_notify_txn,
+}
+# The parts of outbox.enqueue, each alone, as one statement on a pre-serialized body.
+SQL_PARTS = {
+    "SELECT $1::jsonb (round-trip floor)": "SELECT $1::jsonb IS NOT NULL",
+    "SELECT outbox.validate_update($1)": "SELECT outbox.validate_update($1::jsonb)",
+    "SELECT outbox.normalize_update($1)": "SELECT outbox.normalize_update($1::jsonb)",
+}
+
+
+async def cost_per_transaction(
+    url: str, updates: list[Update], bodies: list[str], transactions: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """µs per transaction and µs of its second statement, per path, interleaved in rounds."""
+    conn = await asyncpg.connect(url)
+    total = dict.fromkeys(ASYNC_PATHS, 0.0)
+    statement = dict.fromkeys(ASYNC_PATHS, 0.0)
+    per_round = max(1, transactions // rounds)
+    try:
+        for txn in ASYNC_PATHS.values():  # warm-up: plans cached, pages in memory
+            for i in range(min(200, per_round)):
+                await txn(conn, updates[i % len(updates)], bodies[i % len(bodies)])
+        for _ in range(rounds):
+            for name, txn in ASYNC_PATHS.items():
+                started = time.perf_counter()
+                for i in range(per_round):
+                    statement[name] += await txn(
+                        conn, updates[i % len(updates)], bodies[i % len(bodies)]
+                    )
+                total[name] += time.perf_counter() - started
+    finally:
+        await conn.close()
+    count = per_round * rounds
+    return {name: (total[name] / count * 1e6, statement[name] / count * 1e6) for name in total}
+
+
+def sync_cost_per_transaction(
+    url: str, updates: list[Update], transactions: int, rounds: int
+) -> dict[str, float]:
+    """The same plain/outbox pair on SQLAlchemy's sync engine with psycopg 3."""
+    engine = create_engine(sqlalchemy_url(url, "psycopg"), pool_size=1)
+
+    def plain(conn: Connection, update: Update) -> None:
+        conn.execute(SA_INSERT_USER, {"email": update["registration"].get("username", "x")})
+        conn.execute(SA_INSERT_PLAIN, {"payload": json.dumps(update)})
+
+    def outbox(conn: Connection, update: Update) -> None:
+        conn.execute(SA_INSERT_USER, {"email": update["registration"].get("username", "x")})
+        enqueue(conn, update)
+
+    paths = {"plain INSERT (SQLAlchemy sync, psycopg)": plain,
+             "outbox enqueue (SQLAlchemy sync, psycopg)": outbox}  # fmt: skip
+    total = dict.fromkeys(paths, 0.0)
+    per_round = max(1, transactions // rounds)
+    try:
+        for path in paths.values():  # warm-up
+            for i in range(min(200, per_round)):
+                with engine.begin() as conn:
+                    path(conn, updates[i % len(updates)])
+        for name, path in [*paths.items()] * rounds:
+            started = time.perf_counter()
+            for i in range(per_round):
+                with engine.begin() as conn:
+                    path(conn, updates[i % len(updates)])
+            total[name] += time.perf_counter() - started
+        return {name: total[name] / (per_round * rounds) * 1e6 for name in total}
+    finally:
+        engine.dispose()
+
+
+async def sql_part_cost(url: str, bodies: list[str], statements: int) -> dict[str, float]:
+    """µs per statement for each part of outbox.enqueue, run alone (no transaction block)."""
+    conn = await asyncpg.connect(url)
+    try:
+        costs = {}
+        for name, sql in SQL_PARTS.items():
+            for body in bodies[:50]:  # warm-up
+                await conn.fetchval(sql, body)
+            started = time.perf_counter()
+            for i in range(statements):
+                await conn.fetchval(sql, bodies[i % len(bodies)])
+            costs[name] = (time.perf_counter() - started) / statements * 1e6
+        return costs
+    finally:
+        await conn.close()
+
+
+def python_cost(updates: list[Update], transactions: int) -> tuple[float, float]:
+    """µs per update of parse_update + to_json, and of json.dumps, with no I/O."""
+    count = max(transactions, 1000)
+    started = time.perf_counter()
+    for i in range(count):
+        parse_update(updates[i % len(updates)]).to_json()
+    validated = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(count):
+        json.dumps(updates[i % len(updates)])
+    dumped = time.perf_counter() - started
+    return validated / count * 1e6, dumped / count * 1e6
+
+
+async def throughput(
+    url: str, updates: list[Update], txn: Txn, connections: int, seconds: float
+) -> float:
+    """Transactions/s with ``connections`` connections each running transactions back to back."""
+    conns = [await asyncpg.connect(url) for _ in range(connections)]
+    deadline = time.perf_counter() + seconds
+    bodies = [""]
+
+    async def loop(conn: asyncpg.Connection, offset: int) -> int:
+        done = 0
+        while time.perf_counter() < deadline:
+            await txn(conn, updates[(offset + done) % len(updates)], bodies[0])
+            done += 1
+        return done
+
+    try:
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(loop(c, i * 97) for i, c in enumerate(conns)))
+        return sum(counts) / (time.perf_counter() - started)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def run_async_part(args: argparse.Namespace, url: str, updates: list[Update]) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(SETUP)
+    finally:
+        await conn.close()
+    bodies = [parse_update(u).to_json() for u in updates]
+    costs = await cost_per_transaction(url, updates, bodies, args.transactions, args.rounds)
+    sync_costs = sync_cost_per_transaction(url, updates, args.transactions // 2, args.rounds)
+    validate_us, dumps_us = python_cost(updates, args.transactions)
+    plain_us, _ = costs["plain INSERT (asyncpg)"]
+    sync_plain_us = sync_costs["plain INSERT (SQLAlchemy sync, psycopg)"]
+    rows: list[list[object]] = []
+    for name, (us, stmt_us) in costs.items():
+        rows.append([name, us, us / plain_us, stmt_us, _verdict(name, us / plain_us)])
+    for name, us in sync_costs.items():
+        rows.append([name, us, us / sync_plain_us, None, _verdict(name, us / sync_plain_us)])
+    rows.append(["breakdown: parse_update + to_json (no I/O)", validate_us, None, None, ""])
+    rows.append(["breakdown: json.dumps (no I/O)", dumps_us, None, None, ""])
+    for name, us in (await sql_part_cost(url, bodies, args.transactions)).items():
+        rows.append([f"breakdown: {name}", us, None, None, ""])
+    print_table(
+        f"(a) Cost of one application transaction ({args.rounds} rounds x "
+        f"{args.transactions // args.rounds} transactions per path)",
+        ["path", "µs / txn", "vs plain", "2nd statement µs", "target < 1.3x"],
+        rows,
+    )
+    rates = []
+    for connections in (1, 8):
+        plain = await throughput(url, updates, plain_txn, connections, args.seconds)
+        outbox = await throughput(url, updates, outbox_txn, connections, args.seconds)
+        rates.append([connections, plain, outbox, outbox / plain])
+    print_table(
+        f"(b) Transactions/s, {args.seconds:g} s each (INSERT users + plain INSERT or enqueue)",
+        ["connections", "plain txn/s", "outbox txn/s", "outbox / plain"],
+        rates,
+    )
+
+
+def _verdict(name: str, ratio: float) -> str:
+    if not name.startswith("outbox enqueue"):
+        return ""
+    return "met" if ratio < 1.3 else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_database_option(parser)
+    parser.add_argument("--transactions", type=int, default=5000, help="per path, in (a)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds in (a)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each run in (b)")
+    parser.add_argument("--tiny", action="store_true", help="CI size: a few seconds in all")
+    args = parser.parse_args()
+    if args.tiny:
+        args.transactions, args.rounds, args.seconds = 200, 2, 0.3
+    updates = sample_updates(500)
+    with bench_database(args.database_url) as url:
+        run_async(lambda: run_async_part(args, url, updates))
+
+
+if __name__ == "__main__":
+    main()

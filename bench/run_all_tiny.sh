@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# What CI runs: every benchmark once at a tiny size, so none of them can rot.
+# Exits non-zero only if a script crashes; a missed target is printed, never a failure.
+# Uses --database-url / OUTBOX_DATABASE_URL if given, else each script starts an embedded server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}"
+"$PYTHON" -m bench.enqueue_bench --tiny "$@"
+"$PYTHON" -m bench.delivery_bench --tiny "$@"
