@@ -66,7 +66,13 @@ def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
     migrate.upgrade(empty_database_url)
     tables, functions = _tables_and_functions(empty_database_url)
     assert tables == ["alembic_version", "messages"]
-    assert {"enqueue", "validate_update", "normalize_update", "history_push"} <= set(functions)
+    assert {
+        "enqueue",
+        "insert_message",
+        "validate_update",
+        "normalize_update",
+        "history_push",
+    } <= set(functions)
     assert _schema_diff(empty_database_url) == []
 
 
