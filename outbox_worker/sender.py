@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import aiohttp
@@ -42,13 +42,13 @@ class HttpSender:
         """POST ``body`` unchanged; return the answer, or a status-less Answer on failure."""
         started = time.monotonic()
         try:
-            with _translate(started):
-                async with self._session.post(self._url, data=body, headers=self._headers) as resp:
-                    content = await resp.content.read(MAX_BODY)
-                    retry_after = resp.headers.get("Retry-After")
-                    status = resp.status
-        except DeliveryError as exc:
-            return Answer(status=None, latency_s=exc.latency_s, error=exc.reason)
+            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+                content = await resp.content.read(MAX_BODY)
+                retry_after = resp.headers.get("Retry-After")
+                status = resp.status
+        except _FAILURES as exc:
+            failure = _translate(exc, started)
+            return Answer(status=None, latency_s=failure.latency_s, error=failure.reason)
         return Answer(
             status=status,
             latency_s=time.monotonic() - started,
@@ -57,30 +57,29 @@ class HttpSender:
         )
 
 
-@contextmanager
-def _translate(started: float) -> Iterator[None]:
-    """Turn aiohttp/asyncio failures into DeliveryTimeout or ConnectionFailed."""
-    try:
-        yield
-    except TimeoutError as exc:
-        raise DeliveryTimeout("timeout: no answer in time", latency_s=_since(started)) from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise ConnectionFailed(
-            "connection dropped before an answer", latency_s=_since(started)
-        ) from exc
-    except aiohttp.ClientConnectorCertificateError as exc:
-        raise ConnectionFailed(
-            f"TLS certificate rejected: {exc.certificate_error}", latency_s=_since(started)
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ConnectionFailed(
+# What a POST can fail with short of an HTTP answer; anything else is a bug and propagates.
+_FAILURES = (TimeoutError, aiohttp.ClientError, OSError, ssl.SSLError)
+
+
+def _translate(exc: Exception, started: float) -> DeliveryError:
+    """Turn an aiohttp/asyncio failure into DeliveryTimeout or ConnectionFailed."""
+    latency = _since(started)
+    if isinstance(exc, TimeoutError):
+        return DeliveryTimeout("timeout: no answer in time", latency_s=latency)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ConnectionFailed("connection dropped before an answer", latency_s=latency)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return ConnectionFailed(
+            f"TLS certificate rejected: {exc.certificate_error}", latency_s=latency
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectionFailed(
             f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc.os_error}",
-            latency_s=_since(started),
-        ) from exc
-    except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
-        raise ConnectionFailed(
-            f"connection failed: {type(exc).__name__}: {exc}"[:300], latency_s=_since(started)
-        ) from exc
+            latency_s=latency,
+        )
+    return ConnectionFailed(
+        f"connection failed: {type(exc).__name__}: {exc}"[:300], latency_s=latency
+    )
 
 
 def _since(started: float) -> float:

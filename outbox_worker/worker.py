@@ -81,8 +81,14 @@ class Worker:
         self._dirty = asyncio.Event()  # something waits to be written
         self._idle = asyncio.Event()  # nothing in flight
         self._idle.set()
+        self._stopping = False
         self._capacity = settings.concurrency + settings.batch_size
+        self._low_water = max(1, min(settings.batch_size, settings.concurrency) // 2)
+        self._rate_limited = settings.rate_limit > 0
         self._metrics.in_flight.set_function(lambda: len(self._in_flight))
+        # Bound once: a labels() lookup per delivery is measurable at thousands per second.
+        self._delivered = {v: self._metrics.deliveries.labels(k) for v, k in _OUTCOME_LABEL.items()}
+        self._answered: dict[int | None, Any] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish in-flight sends within the grace period."""
@@ -100,7 +106,7 @@ class Worker:
                 ]
                 await stop.wait()
                 log.info("worker.stopping", in_flight=len(self._in_flight))
-                claimer.cancel()
+                await self._stop_claiming(claimer)
                 self._release_queued()
                 await self._finish_in_flight(senders)
                 for task in background:
@@ -111,14 +117,28 @@ class Worker:
 
     # --- claiming ---------------------------------------------------------------------------
 
+    async def _stop_claiming(self, claimer: asyncio.Task[None]) -> None:
+        # Not a cancel: a claim already committed in PostgreSQL must reach this process, or its
+        # rows would stay leased (unsent) until the lease ran out.
+        self._stopping = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(self._settings.shutdown_grace.total_seconds()):
+                await asyncio.shield(claimer)
+        except TimeoutError:
+            claimer.cancel()
+            log.warning("worker.claim_abandoned", note="rows of that claim wait for their lease")
+
     async def _claim_loop(self) -> None:
         backoff = _Backoff()
-        while True:
+        while not self._stopping:
             self._wake.clear()
             limit = self._claim_limit()
             if limit == 0:
                 await self._sleep_until_woken(self._idle_wait())
                 continue
+            if self._stopping:
+                return
             try:
                 claimed = await self._store.claim(limit, self._settings.lease)
                 due_in = None if len(claimed) == limit else await self._store.seconds_until_due()
@@ -128,6 +148,8 @@ class Worker:
                 continue
             backoff.reset()
             self._enqueue_claims(claimed)
+            if self._stopping:
+                return
             if len(claimed) < limit:
                 await self._sleep_until_woken(self._idle_wait(due_in))
 
@@ -137,10 +159,7 @@ class Worker:
         if permits is not None:  # probing or open: one message at a time, only when idle
             return min(permits, 1) if busy == 0 else 0
         room = self._capacity - busy
-        return min(room, self._settings.batch_size) if room >= self._low_water() else 0
-
-    def _low_water(self) -> int:
-        return max(1, min(self._settings.batch_size, self._settings.concurrency) // 2)
+        return min(room, self._settings.batch_size) if room >= self._low_water else 0
 
     def _idle_wait(self, due_in: float | None = None) -> float:
         wait = self._settings.poll_interval.total_seconds()
@@ -186,7 +205,7 @@ class Worker:
                 del self._in_flight[message.id]
                 if not self._in_flight:
                     self._idle.set()
-                if self._queue.qsize() + len(self._in_flight) <= self._capacity - self._low_water():
+                if self._queue.qsize() + len(self._in_flight) <= self._capacity - self._low_water:
                     self._wake.set()
 
     async def _deliver(self, claim: _Claim) -> None:
@@ -197,8 +216,10 @@ class Worker:
             return
         written = False
         try:
-            await self._pace()
-            if self._clock() > claim.send_by:
+            now = self._clock()
+            if self._rate_limited or self._gate.delay(now) > 0:
+                now = await self._pace()
+            if now > claim.send_by:
                 self._release(message)
                 return
             answer = await self._sender.send(message.body)
@@ -222,18 +243,24 @@ class Worker:
                 self._circuit.record_other(permit)
                 self._release(message)
 
-    async def _pace(self) -> None:
+    async def _pace(self) -> float:
         # Pacing, not synchronization: wait out the rate limit or a 429 slow-down.
         while (delay := self._gate.delay(self._clock())) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
-        self._gate.take(self._clock())
+        now = self._clock()
+        self._gate.take(now)
+        return now
 
     def _observe(self, message: Message, outcome: Outcome, latency_s: float, changed: bool) -> None:
         metrics = self._metrics
-        metrics.deliveries.labels(_OUTCOME_LABEL[outcome.verdict]).inc()
-        metrics.responses.labels(status_class(outcome.status)).inc()
-        metrics.latency.observe(latency_s)
         verdict = outcome.verdict
+        self._delivered[verdict].inc()
+        answered = self._answered.get(outcome.status)
+        if answered is None:
+            answered = metrics.responses.labels(status_class(outcome.status))
+            self._answered[outcome.status] = answered
+        answered.inc()
+        metrics.latency.observe(latency_s)
         if verdict is Verdict.PAUSE and changed:
             metrics.circuit_open.set(1)
             self._release_queued()

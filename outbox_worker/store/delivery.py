@@ -18,7 +18,7 @@ import structlog
 
 from outbox_worker.config import asyncpg_dsn
 from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.models import LeaseToken, Message, MessageId, Settlement
+from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.schema import NOTIFY_CHANNEL
 from outbox_worker.store.connection import TRANSIENT_ERRORS, connect, translate_errors
 
@@ -50,7 +50,8 @@ RETURNING m.id, m.payload::text AS body, m.attempts, m.available_at,
 """
 
 # One statement settles a whole flush: each row gets its own state, next time and record, and
-# only if it is still pending under the token it was claimed with.
+# only if it is still pending under the token it was claimed with. Tokens travel once per flush
+# ($2) and rows point into that array: a flush holds rows of only a few claims.
 SETTLE = """
 UPDATE outbox.messages AS m SET
     state = u.state,
@@ -70,10 +71,32 @@ UPDATE outbox.messages AS m SET
         $10
     )
 FROM unnest(
-    $1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[],
-    $6::int[], $7::text[], $8::float8[], $9::jsonb[]
+    $1::bigint[], $3::int[], $4::text[], $5::int[], $6::timestamptz[],
+    $7::int[], $8::text[], $9::float8[], $11::jsonb[]
 ) AS u(id, token, state, spent, available_at, status, error, latency_ms, response)
-WHERE m.id = u.id AND m.lease_token = u.token AND m.state = 'pending'
+WHERE m.id = u.id AND m.lease_token = ($2::uuid[])[u.token] AND m.state = 'pending'
+RETURNING m.id
+"""
+
+# The common case, plain acknowledgements, in a statement with less to encode per row.
+ACKNOWLEDGE = """
+UPDATE outbox.messages AS m SET
+    state = 'acknowledged',
+    attempts = m.attempts + 1,
+    lease_token = NULL,
+    acknowledged_at = now(),
+    last_status = u.status,
+    last_error = NULL,
+    last_response = NULL,
+    history = outbox.history_push(
+        m.history,
+        jsonb_build_object(
+            'at', now(), 'status', u.status, 'error', NULL, 'latency_ms', u.latency_ms
+        ),
+        $6
+    )
+FROM unnest($1::bigint[], $3::int[], $4::int[], $5::float8[]) AS u(id, token, status, latency_ms)
+WHERE m.id = u.id AND m.lease_token = ($2::uuid[])[u.token] AND m.state = 'pending'
 RETURNING m.id
 """
 
@@ -143,23 +166,44 @@ class PostgresStore:
         ]
 
     async def settle(self, settlements: Sequence[Settlement]) -> int:
-        """Write every outcome in one UPDATE; returns how many rows it applied to."""
-        if not settlements:
-            return 0
-        rows = await self._fetch(
-            SETTLE,
-            [s.message_id for s in settlements],
-            [s.lease_token for s in settlements],
-            [s.state.value for s in settlements],
-            [1 if s.attempt_spent else 0 for s in settlements],
-            [s.available_at for s in settlements],
-            [s.status for s in settlements],
-            [s.error for s in settlements],
-            [round(s.latency_s * 1000, 1) for s in settlements],
-            [json.dumps(s.details) if s.details else None for s in settlements],
-            self._history_cap,
+        """Write outcomes (plain acknowledgements, then the rest); returns rows applied."""
+        plain = [s for s in settlements if _is_plain_ack(s)]
+        other = (
+            [s for s in settlements if not _is_plain_ack(s)]
+            if len(plain) < len(settlements)
+            else []
         )
-        return len(rows)
+        applied = 0
+        if plain:
+            tokens, index = _token_index(plain)
+            rows = await self._fetch(
+                ACKNOWLEDGE,
+                [s.message_id for s in plain],
+                tokens,
+                index,
+                [s.status for s in plain],
+                [round(s.latency_s * 1000, 1) for s in plain],
+                self._history_cap,
+            )
+            applied += len(rows)
+        if other:
+            tokens, index = _token_index(other)
+            rows = await self._fetch(
+                SETTLE,
+                [s.message_id for s in other],
+                tokens,
+                index,
+                [s.state.value for s in other],
+                [1 if s.attempt_spent else 0 for s in other],
+                [s.available_at for s in other],
+                [s.status for s in other],
+                [s.error for s in other],
+                [round(s.latency_s * 1000, 1) for s in other],
+                self._history_cap,
+                [json.dumps(s.details) if s.details else None for s in other],
+            )
+            applied += len(rows)
+        return applied
 
     async def release(self, messages: Sequence[Message]) -> int:
         """Hand claimed rows back at once; returns how many were still ours."""
@@ -209,6 +253,17 @@ class PostgresStore:
                 except _PING_ERRORS:
                     break
         log.warning("listen.lost", reconnecting=True)
+
+
+def _is_plain_ack(s: Settlement) -> bool:
+    return s.state is State.ACKNOWLEDGED and s.error is None and not s.details
+
+
+def _token_index(settlements: Sequence[Settlement]) -> tuple[list[LeaseToken], list[int]]:
+    """The distinct lease tokens, and for each settlement its token's 1-based position."""
+    positions: dict[LeaseToken, int] = {}
+    index = [positions.setdefault(s.lease_token, len(positions) + 1) for s in settlements]
+    return list(positions), index
 
 
 async def _close(conn: asyncpg.Connection) -> None:
