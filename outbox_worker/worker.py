@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ from outbox_worker import policy
 from outbox_worker.circuit import CircuitBreaker, RateGate
 from outbox_worker.config import Settings
 from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.models import Message, MessageId, Outcome, Settlement, Verdict
+from outbox_worker.models import Message, MessageId, Outcome, Settlement, State, Verdict
 from outbox_worker.observability import Metrics, status_class
 from outbox_worker.ports import Sender, Store
 
@@ -39,12 +40,6 @@ log = structlog.get_logger("outbox_worker.worker")
 LEASE_SAFETY = timedelta(seconds=2)
 DB_RETRY_INITIAL_S = 0.2
 DB_RETRY_CAP_S = 15.0
-_OUTCOME_LABEL = {
-    Verdict.ACKNOWLEDGE: "acknowledged",
-    Verdict.RETRY: "retry",
-    Verdict.DEAD_LETTER: "dead",
-    Verdict.PAUSE: "paused",
-}
 
 
 class _Claim(NamedTuple):
@@ -86,9 +81,11 @@ class Worker:
         self._low_water = max(1, min(settings.batch_size, settings.concurrency) // 2)
         self._rate_limited = settings.rate_limit > 0
         self._metrics.in_flight.set_function(lambda: len(self._in_flight))
-        # Bound once: a labels() lookup per delivery is measurable at thousands per second.
-        self._delivered = {v: self._metrics.deliveries.labels(k) for v, k in _OUTCOME_LABEL.items()}
-        self._answered: dict[int | None, Any] = {}
+
+    @property
+    def metrics(self) -> Metrics:
+        """This worker's Prometheus metrics."""
+        return self._metrics
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish in-flight sends within the grace period."""
@@ -235,9 +232,9 @@ class Worker:
                 )
             )
             written = True
-            self._observe(
-                message, outcome, answer.latency_s, self._circuit.record(permit, outcome.verdict)
-            )
+            changed = self._circuit.record(permit, outcome.verdict)
+            if changed or outcome.verdict is not Verdict.ACKNOWLEDGE or outcome.slow_down:
+                self._react(message, outcome, changed)
         finally:
             if not written:  # cancelled mid-send (shutdown) or handed back: no attempt spent
                 self._circuit.record_other(permit)
@@ -251,16 +248,10 @@ class Worker:
         self._gate.take(now)
         return now
 
-    def _observe(self, message: Message, outcome: Outcome, latency_s: float, changed: bool) -> None:
+    def _react(self, message: Message, outcome: Outcome, changed: bool) -> None:
+        """Act on an answer beyond its row: the circuit, the global slow-down, loud logs."""
         metrics = self._metrics
         verdict = outcome.verdict
-        self._delivered[verdict].inc()
-        answered = self._answered.get(outcome.status)
-        if answered is None:
-            answered = metrics.responses.labels(status_class(outcome.status))
-            self._answered[outcome.status] = answered
-        answered.inc()
-        metrics.latency.observe(latency_s)
         if verdict is Verdict.PAUSE and changed:
             metrics.circuit_open.set(1)
             self._release_queued()
@@ -323,6 +314,7 @@ class Worker:
         try:
             if writes:
                 applied = await self._store.settle(writes)
+                self._count(writes)
                 if applied < len(writes):
                     self._metrics.lost_leases.inc(len(writes) - applied)
                     log.warning("settle.skipped", count=len(writes) - applied,
@@ -336,6 +328,20 @@ class Worker:
                 self._writes[:0] = writes
                 self._releases[:0] = releases
                 self._dirty.set()
+
+    def _count(self, writes: list[Settlement]) -> None:
+        """Metrics for written outcomes, counted per flush rather than per send."""
+        outcomes: Counter[str] = Counter()
+        answers: Counter[str] = Counter()
+        latency = self._metrics.latency
+        for w in writes:
+            outcomes[_settled_label(w)] += 1
+            answers[status_class(w.status)] += 1
+            latency.observe(w.latency_s)
+        for label, n in outcomes.items():
+            self._metrics.deliveries.labels(label).inc(n)
+        for label, n in answers.items():
+            self._metrics.responses.labels(label).inc(n)
 
     async def _finish_in_flight(self, senders: list[asyncio.Task[None]]) -> None:
         grace = self._settings.shutdown_grace.total_seconds()
@@ -365,6 +371,12 @@ class Worker:
                     )
                     return
                 await asyncio.sleep(0.2)
+
+
+def _settled_label(w: Settlement) -> str:
+    if w.state is State.PENDING:
+        return "retry" if w.attempt_spent else "paused"
+    return "acknowledged" if w.state is State.ACKNOWLEDGED else "dead"
 
 
 class _Backoff:

@@ -389,3 +389,32 @@ async def test_poll_finds_work_when_no_notification_arrives(
         message_id = await outbox_worker.enqueue_async(pg, update("polled"))
         await wait_for(settled(pg, message_id), timeout=5)
     assert (await row(pg, message_id))["state"] == "acknowledged"
+
+
+async def test_metrics_count_outcomes_and_answers(
+    run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """The Prometheus counters match what happened: acknowledged, dead, retried, by status class."""
+    standin.script_for("bad", [400])
+    standin.script_for("flaky", [503])
+    ids = [await outbox_worker.enqueue_async(pg, update(k)) for k in ("ok1", "ok2", "bad", "flaky")]
+    async with run_worker(retry=retry_settings(backoff_base=timedelta(milliseconds=10))) as worker:
+        await wait_for(lambda: _all_settled(pg, ids), message="all settled")
+        sample = worker.metrics.registry.get_sample_value
+        # Counted when the outcomes are written, one flush after the rows changed.
+        await wait_for(lambda: sample("outbox_deliveries_total", {"outcome": "acknowledged"}) == 3)
+        assert sample("outbox_deliveries_total", {"outcome": "acknowledged"}) == 3
+        assert sample("outbox_deliveries_total", {"outcome": "dead"}) == 1
+        assert sample("outbox_deliveries_total", {"outcome": "retry"}) == 1
+        assert sample("outbox_responses_total", {"status_class": "4xx"}) == 1
+        assert sample("outbox_responses_total", {"status_class": "5xx"}) == 1
+        assert sample("outbox_send_seconds_count") == 5
+
+
+async def _all_settled(pg: asyncpg.Connection, ids: list[int]) -> bool:
+    return bool(
+        await pg.fetchval(
+            "SELECT count(*) FROM outbox.messages WHERE id = ANY($1) AND state <> 'pending'", ids
+        )
+        == len(ids)
+    )
