@@ -135,7 +135,8 @@ def check_database_url(url: str) -> str:
     return url
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -153,7 +154,7 @@ def check_endpoint_url(url: str, *, allow_insecure_http: bool) -> str:
         raise ConfigError(
             "OUTBOX_ENDPOINT_URL must not carry ?score=: that is the recommendation checkpoint"
         )
-    if parts.scheme == "http" and not (_is_loopback(parts.hostname) or allow_insecure_http):
+    if parts.scheme == "http" and not (is_loopback(parts.hostname) or allow_insecure_http):
         raise ConfigError(
             f"OUTBOX_ENDPOINT_URL uses plain http to {parts.hostname}; use https, "
             "or set OUTBOX_ALLOW_INSECURE_HTTP=true if you really mean it"

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import ipaddress
 import json
 import signal
 import socket
@@ -58,6 +57,7 @@ from typing import Final, Literal, Self, TypeAlias, TypeVar
 
 from aiohttp import web
 
+from outbox_worker.config import is_loopback
 from outbox_worker.errors import ConfigError
 
 PATH: Final = "/v2/registration"
@@ -128,7 +128,7 @@ class StandIn:
         port: int = 0,
         allow_remote: bool = False,
     ) -> None:
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise ConfigError(f"stand-in host {host!r} is not loopback; pass allow_remote=True")
         self.host, self.port = host, port
         self.received: list[Received] = []
@@ -451,15 +451,6 @@ def _phrase(status: int) -> str:
 def _min_latency(request: web.Request) -> float:
     header = request.headers.get("Ravelin-Min-Latency")
     return int(header) / 1000 if header is not None and header.isdigit() else 0.0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _method_not_allowed(request: web.Request) -> web.Response:
