@@ -224,6 +224,8 @@ async def test_stats_of_an_empty_outbox(pg: asyncpg.Connection) -> None:
 async def test_top_dead_reasons_group_across_trace_ids(pg: asyncpg.Connection) -> None:
     """The same Ravelin error with different traceIds counts as one reason."""
     for trace in ("9f641b70-aaaa", "0c1d2e3f-bbbb"):
-        await insert_message(pg, last_status=400, last_error=f"400 Bad Request: missing customerId (traceId {trace})")
+        await insert_message(
+            pg, last_status=400, last_error=f"400 Bad Request: missing customerId (traceId {trace})"
+        )
     s = await ops.stats(pg)
     assert s.top_dead_reasons == [("400 Bad Request: missing customerId", 2)]
