@@ -289,7 +289,7 @@ def _plain(value: object) -> object:
 def redact_url(url: str) -> str:
     """Hide the password of a database URL so it can be logged."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()

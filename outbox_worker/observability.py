@@ -16,6 +16,8 @@ from typing import Any, TextIO
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from outbox_worker.redact import mask_text
+
 # Keys never logged in clear, whatever the caller passes (compared lower-case, without _ or -).
 REDACTED_KEYS = frozenset(
     {
@@ -28,15 +30,25 @@ REDACTED = "***"
 _SECRET_IN_TEXT = re.compile(r"(token\s+|sk_(?:live|test)_)[A-Za-z0-9_\-]+", re.IGNORECASE)
 
 
+# Values that are ours, not a payload's: left as they are (an endpoint's loopback IP is no PII).
+_TRUSTED_KEYS = frozenset(
+    {"event", "level", "timestamp", "endpoint_url", "database_url", "channel"}
+)
+
+
 def redact(
     _logger: object, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask values of PII/secret keys and key-looking text in strings."""
+    """structlog processor: mask PII/secret keys, and emails, phones, IPs and keys inside text."""
     for key, value in list(event_dict.items()):
         if key.replace("_", "").replace("-", "").lower() in REDACTED_KEYS:
             event_dict[key] = REDACTED
-        elif isinstance(value, str) and ("sk_" in value or "token" in value.lower()):
-            event_dict[key] = _SECRET_IN_TEXT.sub(lambda m: m.group(1)[:3] + REDACTED, value)
+        elif isinstance(value, str) and key not in _TRUSTED_KEYS:
+            # Ravelin's error messages may quote a field's value back.
+            value = mask_text(value)
+            if "sk_" in value or "token" in value.lower():
+                value = _SECRET_IN_TEXT.sub(lambda m: m.group(1)[:3] + REDACTED, value)
+            event_dict[key] = value
     return event_dict
 
 
