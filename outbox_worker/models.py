@@ -43,8 +43,7 @@ class Message:
     body: bytes  # the stored payload text, sent unchanged
     attempts: int  # attempts spent before this claim
     created_at: datetime
-    lease_token: LeaseToken
-    lease_expires_at: datetime
+    lease_token: LeaseToken  # the claim's token; the lease's end is kept by the worker's clock
 
 
 @dataclass(frozen=True, slots=True)

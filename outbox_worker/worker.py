@@ -194,8 +194,9 @@ class Worker:
         while True:
             claim = await self._queue.get()
             message = claim.message
+            if not self._in_flight:
+                self._idle.clear()
             self._in_flight[message.id] = message
-            self._idle.clear()
             try:
                 await self._deliver(claim)
             finally:

@@ -44,7 +44,7 @@ UPDATE outbox.messages AS m
 SET lease_token = $2, claimed_at = now(), available_at = now() + $3::interval
 FROM due
 WHERE m.id = due.id
-RETURNING m.id, m.payload::text AS body, m.attempts, m.available_at,
+RETURNING m.id, m.payload::text AS body, m.attempts,
     -- max_age counts from a requeue, or a requeued message would be dead at its first failure
     coalesce(m.requeued_at, m.created_at) AS age_from
 """
@@ -160,7 +160,6 @@ class PostgresStore:
                 attempts=r["attempts"],
                 created_at=r["age_from"],
                 lease_token=token,
-                lease_expires_at=r["available_at"],
             )
             for r in rows
         ]

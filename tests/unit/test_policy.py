@@ -61,7 +61,6 @@ def message(*, attempts: int = 0, age: timedelta = timedelta(minutes=1)) -> Mess
         attempts=attempts,
         created_at=NOW - age,
         lease_token=LeaseToken(uuid4()),
-        lease_expires_at=NOW + timedelta(minutes=1),
     )
 
 
