@@ -4,8 +4,8 @@ One process runs one ``Worker``; run several processes (on any hosts) to scale o
 talks to the database and the endpoint only through the ``Store`` and ``Sender`` ports.
 
 The rhythm:
-- the claimer takes batches while there is room (``concurrency`` sends plus one batch ahead),
-  then sleeps until a NOTIFY, the next row's due time, or the poll interval;
+- the claimer takes whole batches while there is room (``concurrency`` sends plus up to two
+  batches ahead), then sleeps until a NOTIFY, the next row's due time, or the poll interval;
 - ``concurrency`` senders take claimed messages, pace themselves (rate limit, 429 slow-down),
   POST the stored bytes and turn the answer into a row write with the pure policy;
 - the flusher writes those in one statement per flush and hands back claims it must not send.
@@ -77,8 +77,10 @@ class Worker:
         self._idle = asyncio.Event()  # nothing in flight
         self._idle.set()
         self._stopping = False
-        self._capacity = settings.concurrency + settings.batch_size
-        self._low_water = max(1, min(settings.batch_size, settings.concurrency) // 2)
+        # Claim whole batches (fewer, fuller statements), keeping up to two batches ahead of the
+        # senders so they never wait on a claim's round trip.
+        self._capacity = settings.concurrency + 2 * settings.batch_size
+        self._low_water = settings.batch_size
         self._rate_limited = settings.rate_limit > 0
         self._metrics.in_flight.set_function(lambda: len(self._in_flight))
 
