@@ -250,7 +250,11 @@ async def _stats(database_url: str | None, watch: bool, interval_s: float, as_js
 @click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=ops.DEFAULT_BATCH_SIZE, show_default=True
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=ops.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Rows deleted per transaction (short transactions keep the table responsive).",
 )
 @database_option
 @json_option

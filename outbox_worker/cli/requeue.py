@@ -29,7 +29,11 @@ from outbox_worker.store import operations as ops
 @click.option("--dry-run", is_flag=True, help="Print what would move; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before moving many messages.")
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=ops.DEFAULT_BATCH_SIZE, show_default=True
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=ops.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Rows moved per transaction (short transactions keep the table responsive).",
 )
 @database_option
 @json_option
