@@ -41,6 +41,8 @@ MSG_IP = "must be an IPv4 or IPv6 address"
 MSG_LATITUDE = "must be between -90 and 90"
 MSG_LONGITUDE = "must be between -180 and 180"
 MSG_PLAINTEXT = "plaintext password refused; send passwordHashed (use hash_password())"
+# PostgreSQL's jsonb cannot hold U+0000, so such a text could never be stored (or sent).
+MSG_NUL = "must not contain the NUL character (U+0000)"
 MSG_BOTH = "send customer or supplier, not both"
 
 # Pydantic's own error types for the built-in strict types, in our words.
@@ -160,24 +162,32 @@ def _present(data: Mapping[str, Any], key: str) -> bool:
 
 
 def raw_rule_errors(data: Mapping[str, Any]) -> list[FieldError]:
-    """Rules that look at the raw input as a whole: plaintext passwords, customer with supplier."""
-    errors = [FieldError(path, MSG_PLAINTEXT) for path in _plaintext_password_paths(data, "")]
+    """Rules that look at the raw input as a whole: plaintext passwords, NUL characters,
+    customer with supplier."""
+    errors: list[FieldError] = []
+    for path, key, text in _members(data, ""):
+        if key == "password" and text is not None:
+            errors.append(FieldError(path, MSG_PLAINTEXT))
+        if "\x00" in key or (text is not None and "\x00" in text):
+            errors.append(FieldError(path.replace("\x00", "\\u0000"), MSG_NUL))
     if _present(data, "customer") and _present(data, "supplier"):
         errors.append(FieldError("supplier", MSG_BOTH))
     return errors
 
 
-def _plaintext_password_paths(value: object, path: str) -> Iterator[str]:
-    """Paths of every key named ``password`` whose value is a string, at any depth."""
+def _members(value: object, path: str) -> Iterator[tuple[str, str, str | None]]:
+    """(path, member name, text or None) of every member at any depth; names are "" in arrays."""
     if isinstance(value, Mapping):
-        for key, child in value.items():
-            child_path = f"{path}.{key}" if path else str(key)
-            if key == "password" and isinstance(child, str):
-                yield child_path
-            yield from _plaintext_password_paths(child, child_path)
+        items: Iterator[tuple[str, str, object]] = (
+            (f"{path}.{key}" if path else str(key), str(key), child) for key, child in value.items()
+        )
     elif isinstance(value, list | tuple):
-        for index, child in enumerate(value):
-            yield from _plaintext_password_paths(child, f"{path}[{index}]")
+        items = ((f"{path}[{index}]", "", child) for index, child in enumerate(value))
+    else:
+        return
+    for child_path, key, child in items:
+        yield child_path, key, child if isinstance(child, str) else None
+        yield from _members(child, child_path)
 
 
 def strip_nulls(value: Any) -> Any:

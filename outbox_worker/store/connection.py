@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 import asyncpg
 
 from outbox_worker.config import asyncpg_dsn, redact_url
-from outbox_worker.errors import DatabaseUnavailable, SchemaNotReady
+from outbox_worker.errors import ConfigError, DatabaseUnavailable, SchemaNotReady
 
 CONNECT_TIMEOUT_S = 10.0
 # Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
@@ -29,6 +29,8 @@ def translate_errors(url: str) -> Iterator[None]:
     """Turn connection-level driver errors into DatabaseUnavailable."""
     try:
         yield
+    except asyncpg.ClientConfigurationError as exc:  # e.g. ?sslmode=bogus: no retry will help
+        raise ConfigError(f"OUTBOX_DATABASE_URL {redact_url(url)}: {exc}") from exc
     except TRANSIENT_ERRORS as exc:
         raise DatabaseUnavailable(
             f"database {redact_url(url)} is unavailable: {type(exc).__name__}: {exc}"

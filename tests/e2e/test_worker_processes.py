@@ -381,6 +381,11 @@ CONFIG_ERRORS = [
         "OUTBOX_DATABASE_URL",
         id="database-url-with-broken-ipv6-host",
     ),
+    pytest.param(
+        {"OUTBOX_DATABASE_URL": "postgresql://app@127.0.0.1/app?sslmode=bogus"},
+        "`sslmode` parameter must be one of",
+        id="database-url-with-bad-sslmode",
+    ),
 ]
 
 

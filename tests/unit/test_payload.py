@@ -235,3 +235,23 @@ def test_serialization_round_trips(data: dict[str, Any]) -> None:
     assert first.to_wire() == expected_wire(data)
     again = parse_update(json.loads(first.to_json()))
     assert again.to_json() == first.to_json()
+
+
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [
+        ({"registration": {"success": True, "username": "ada\x00"}}, "registration.username"),
+        (
+            {"registration": {"success": True}, "customer": {"tags": {"vip\x00": True}}},
+            "customer.tags.vip\\u0000",
+        ),
+        ({"registration": {"success": True}, "notes": ["fine", "bad\x00"]}, "notes[1]"),
+    ],
+)
+def test_nul_characters_are_refused_by_path(where: dict[str, Any], path: str) -> None:
+    """A NUL character, which jsonb cannot store, is refused with the path that holds it."""
+    with pytest.raises(InvalidUpdate) as error:
+        parse_update({"timestamp": 1_764_000_000_000, **where})
+    assert [(e.path, e.message) for e in error.value.errors] == [
+        (path, "must not contain the NUL character (U+0000)")
+    ]
