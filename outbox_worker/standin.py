@@ -133,6 +133,7 @@ class StandIn:
         self.host, self.port = host, port
         self.received: list[Received] = []
         self._by_status: Counter[int] = Counter()
+        self._in_progress = 0
         self._faults = _Faults()
         self._auth = f"token {api_key}"
         self._runner: web.AppRunner | None = None
@@ -199,6 +200,11 @@ class StandIn:
         """How many registration requests arrived."""
         return len(self.received)
 
+    @property
+    def in_progress(self) -> int:
+        """Requests received and not answered yet (in flight from the sender's side)."""
+        return self._in_progress
+
     def bodies(self, status: int | None = None) -> list[bytes]:
         """The request bodies in arrival order, optionally only those answered ``status``."""
         return [r.body for r in self.received if status is None or r.status == status]
@@ -261,6 +267,13 @@ class StandIn:
             raise
 
     async def _receive_update(self, request: web.Request) -> web.StreamResponse:
+        self._in_progress += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self._in_progress -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
         body = await request.read()
         delay = max(self._faults.latency, _min_latency(request))

@@ -177,6 +177,7 @@ async def test_sigterm_finishes_in_flight_sends_and_hands_back_the_rest(
     # SIGTERM as the first wave is answered: the next wave is in flight, more claims are queued,
     # and the claimer is often taking the next batch at that very moment.
     await wait_for(lambda: standin.count >= 8, timeout=15, message="a first wave")
+    await wait_for(lambda: standin.in_progress > 0, timeout=5, message="a second wave in flight")
     await wait_for(lambda: count_leased(pg), timeout=5, message="claimed rows")
 
     started = time.monotonic()

@@ -21,6 +21,7 @@ import pytest
 
 from outbox_worker.errors import ConfigError
 from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
+from tests.waiting import wait_for
 
 KEY = "sk_test_standin"
 AUTH = {"Authorization": f"token {KEY}"}
@@ -316,6 +317,18 @@ async def test_latency_delays_every_answer(standin: StandIn, http: aiohttp.Clien
     answer = await post(http, standin.url)
     assert answer.status == 200
     assert time.monotonic() - started >= 0.2
+
+
+async def test_in_progress_counts_requests_not_yet_answered(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A slow request counts as in progress until it is answered."""
+    standin.set_latency(0.3)
+    request = asyncio.create_task(post(http, standin.url))
+    await wait_for(lambda: standin.in_progress == 1, timeout=5)
+    assert standin.count == 0
+    assert (await request).status == 200
+    assert (standin.in_progress, standin.count) == (0, 1)
 
 
 async def test_ravelin_min_latency_header_delays_the_answer(
