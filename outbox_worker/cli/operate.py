@@ -192,6 +192,25 @@ def confirm_many(count: int, action: str) -> None:
     click.confirm(f"{action.capitalize()} {count} messages?", abort=True)
 
 
+def bulk_options(*, done: str, would: str) -> Callable[[F], F]:
+    """--dry-run, --yes and --batch-size of the commands that change many rows."""
+
+    def add(func: F) -> F:
+        func = click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=ops.DEFAULT_BATCH_SIZE,
+            show_default=True,
+            help=f"Rows {done} per transaction (short transactions keep the table responsive).",
+        )(func)
+        func = click.option(
+            "--yes", "-y", is_flag=True, help="Do not ask before changing many rows."
+        )(func)
+        return click.option("--dry-run", is_flag=True, help=would)(func)
+
+    return add
+
+
 @click.command()
 @click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
 @click.option(
@@ -247,15 +266,7 @@ async def _stats(database_url: str | None, watch: bool, interval_s: float, as_js
     help="Delete rows finished longer ago than this (7d, 30d).",
 )
 @click.option("--include-dead", is_flag=True, help="Also delete dead letters that old.")
-@click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=ops.DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Rows deleted per transaction (short transactions keep the table responsive).",
-)
+@bulk_options(done="deleted", would="Print what would be deleted; delete nothing.")
 @database_option
 @json_option
 def purge(

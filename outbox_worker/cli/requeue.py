@@ -12,6 +12,7 @@ from outbox_worker.cli import database_option, json_option
 from outbox_worker.cli import format as fmt
 from outbox_worker.cli.operate import (
     DRY_RUN_SAMPLE,
+    bulk_options,
     confirm_many,
     filter_options,
     make_filters,
@@ -26,15 +27,7 @@ from outbox_worker.store import operations as ops
 @click.option("--id", "ids", type=int, multiple=True, metavar="ID", help="A message (repeatable).")
 @click.option("--all", "all_dead", is_flag=True, help="Every dead letter.")
 @filter_options(None)
-@click.option("--dry-run", is_flag=True, help="Print what would move; change nothing.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before moving many messages.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=ops.DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Rows moved per transaction (short transactions keep the table responsive).",
-)
+@bulk_options(done="moved", would="Print what would move; change nothing.")
 @database_option
 @json_option
 def requeue(
