@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -267,23 +267,19 @@ class Settings:
 
     def describe(self) -> dict[str, Any]:
         """The settings as plain values for a start-up log line; the API key never appears."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "api_key":
-                continue
-            if f.name == "database_url":
-                value = redact_url(value)
-            out[f.name] = value.total_seconds() if isinstance(value, timedelta) else value
-        out["retry"] = {f.name: _plain(getattr(self.retry, f.name)) for f in fields(self.retry)}
-        out["circuit"] = {
-            f.name: _plain(getattr(self.circuit, f.name)) for f in fields(self.circuit)
-        }
+        out: dict[str, Any] = _plain(self)
+        del out["api_key"]
+        out["database_url"] = redact_url(self.database_url)
         return out
 
 
-def _plain(value: object) -> object:
-    return value.total_seconds() if isinstance(value, timedelta) else value
+def _plain(value: Any) -> Any:
+    """Durations as seconds and nested settings as dicts, for logging."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
 
 
 def redact_url(url: str) -> str:

@@ -11,7 +11,7 @@ import click
 import structlog
 
 from outbox_worker import migrate as migrations
-from outbox_worker.cli import EXIT_OK, database_option
+from outbox_worker.cli import database_option
 from outbox_worker.config import Settings, database_url_from_env, redact_url
 from outbox_worker.observability import Metrics, configure_logging
 from outbox_worker.sender import HttpSender, http_session
@@ -179,4 +179,3 @@ def register(group: click.Group) -> None:
     """Add the daemon commands to the CLI group."""
     for command in (migrate_command, run_command, standin_command):
         group.add_command(command)
-    _ = EXIT_OK

@@ -166,12 +166,10 @@ class PostgresStore:
 
     async def settle(self, settlements: Sequence[Settlement]) -> int:
         """Write outcomes (plain acknowledgements, then the rest); returns rows applied."""
-        plain = [s for s in settlements if _is_plain_ack(s)]
-        other = (
-            [s for s in settlements if not _is_plain_ack(s)]
-            if len(plain) < len(settlements)
-            else []
-        )
+        plain: list[Settlement] = []
+        other: list[Settlement] = []
+        for s in settlements:
+            (plain if _is_plain_ack(s) else other).append(s)
         applied = 0
         if plain:
             tokens, index = _token_index(plain)
