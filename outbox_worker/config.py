@@ -41,6 +41,8 @@ DEFAULT_RATE_LIMITED_PAUSE = timedelta(seconds=5)
 
 DEFAULT_PROBE_INITIAL = timedelta(seconds=1)
 DEFAULT_PROBE_CAP = timedelta(seconds=60)
+DEFAULT_OUTAGE_THRESHOLD = 10
+DEFAULT_MAX_CLAIMED_BYTES = 16 * 1024 * 1024
 
 DEFAULT_HISTORY_CAP = 20
 
@@ -182,6 +184,9 @@ class CircuitSettings:
 
     probe_initial: timedelta = DEFAULT_PROBE_INITIAL
     probe_cap: timedelta = DEFAULT_PROBE_CAP
+    # Different messages failing transiently in a row, with no other answer between, that mean
+    # the endpoint itself is down: pause and probe instead of spending attempts.
+    outage_threshold: int = DEFAULT_OUTAGE_THRESHOLD
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +208,8 @@ class Settings:
     rate_limit: float = 0.0  # requests per second for this process; 0 means no limit
     history_cap: int = DEFAULT_HISTORY_CAP
     metrics_port: int = 0  # 0 means no metrics endpoint
+    # Bytes of claimed payloads a worker holds at once (queued or in flight): its memory ceiling.
+    max_claimed_bytes: int = DEFAULT_MAX_CLAIMED_BYTES
     retry: RetrySettings = field(default_factory=RetrySettings)
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
 
@@ -240,6 +247,9 @@ class Settings:
         circuit = CircuitSettings(
             probe_initial=source.duration("probe_initial", DEFAULT_PROBE_INITIAL),
             probe_cap=source.duration("probe_cap", DEFAULT_PROBE_CAP),
+            outage_threshold=source.integer(
+                "outage_threshold", DEFAULT_OUTAGE_THRESHOLD, minimum=1
+            ),
         )
         return cls(
             database_url=source.database_url(),
@@ -257,6 +267,9 @@ class Settings:
             rate_limit=source.number("rate_limit", 0.0),
             history_cap=source.integer("history_cap", DEFAULT_HISTORY_CAP, minimum=1),
             metrics_port=source.integer("metrics_port", 0, minimum=0),
+            max_claimed_bytes=source.integer(
+                "max_claimed_bytes", DEFAULT_MAX_CLAIMED_BYTES, minimum=1024 * 1024
+            ),
             retry=retry,
             circuit=circuit,
         )
