@@ -1,8 +1,8 @@
 """Parsers for setting text: durations, sizes, numbers, booleans, URLs and the API key.
 
 Functions with no environment access (the key file is the one thing read): config.py reads the
-variables and hands their text here. Each one refuses bad input with a one-line ConfigError that names the setting, says what is
-allowed, and never repeats a secret (the API key, a password in a URL).
+variables and hands their text here. Each one refuses bad input with a one-line ConfigError that
+names the setting, says what is allowed, and never repeats a secret (the API key, a password).
 """
 
 from __future__ import annotations
@@ -135,6 +135,11 @@ def parse_int(text: str | int, *, name: str, minimum: int, maximum: int) -> int:
     if isinstance(text, str):
         if not _INTEGER.fullmatch(text):
             raise ConfigError(f"{name}: {text!r} is not a whole number")
+        digits = len(text.strip().lstrip("+-"))
+        if digits > 18:  # int() itself refuses past 4300 digits, with a ValueError
+            raise ConfigError(
+                f"{name} must be from {minimum} to {maximum}, got a {digits}-digit number"
+            )
         text = int(text)
     return check_int(text, name=name, minimum=minimum, maximum=maximum)
 
