@@ -101,6 +101,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish in-flight sends within the grace period."""
         log.info("worker.started", **self._settings.describe())
+        for warning in self._settings.warnings():
+            log.warning("config.risky", warning=warning)
         try:
             async with asyncio.TaskGroup() as tasks:
                 background = [tasks.create_task(self._writer.run(), name="flush")]
