@@ -14,7 +14,7 @@ import structlog
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option
 from outbox_worker.config import Settings, database_url_from_env, redact_url
-from outbox_worker.errors import DatabaseUnavailable
+from outbox_worker.errors import DatabaseUnavailable, LoginRefused
 from outbox_worker.observability import Metrics, configure_logging
 from outbox_worker.sender import HttpSender, http_session
 from outbox_worker.store.connection import connected, ensure_schema_ready
@@ -153,13 +153,16 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
 
 async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) -> bool:
     """Wait for the database (a worker started during an outage waits, it does not exit), check
-    the schema (SchemaNotReady: a configuration error), open the store; False if stopped first."""
+    the schema, open the store; False if stopped first. A refused login or a missing database or
+    schema is a configuration error (exit 2), not an outage."""
     backoff = Backoff()
     while not stop.is_set():
         try:
             async with connected(url) as conn:
                 await ensure_schema_ready(conn, migrations.head_revision())
             await store.open()
+        except LoginRefused:
+            raise
         except DatabaseUnavailable as exc:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff.next("start", exc))
