@@ -319,6 +319,40 @@ async def test_stop_hands_back_queued_claims_and_finishes_sends_in_flight(
     assert events(logs, "worker.stopped")
 
 
+async def test_a_claim_in_progress_at_stop_is_handed_back_unsent(rig: Rig) -> None:
+    """Rows of a claim that returns after stop was set are released, not sent."""
+    rig.store.add(message(0))
+    async with rig.running() as run:
+        await wait_for(lambda: rig.store.settled_ids() == [0], message="the circuit closed")
+        claim_done = rig.store.hold_claims()
+        claims = len(rig.store.claims)
+        rig.store.add(*(message(n) for n in range(1, 5)))
+        await wait_for(lambda: len(rig.store.claims) > claims, message="the claim started")
+        run.stop.set()
+        claim_done.set()
+        await asyncio.wait_for(run.task, 30)
+    assert rig.sender.sent == [0]
+    assert sorted(rig.store.released_ids()) == [1, 2, 3, 4]
+
+
+async def test_sends_waiting_out_a_slow_down_at_stop_are_handed_back_unsent(
+    rig: Rig, logs: Log
+) -> None:
+    """Sends paced by a 429 slow-down that ends after stop was set are released, not sent."""
+    slow_down = Answer(429, 0.001, retry_after=timedelta(milliseconds=100))
+    rig.sender.handler = lambda body: slow_down if number_of(body) == 1 else ok()
+    rig.store.add(*(message(n) for n in range(1, 5)))
+    async with rig.running() as run:
+        await wait_for(lambda: events(logs, "delivery.rate_limited"), message="the slow-down")
+        await wait_for(lambda: not rig.store.due, message="the rest claimed")
+        run.stop.set()
+        await wait_for(lambda: events(logs, "worker.stopping"), message="worker.stopping")
+        rig.clock.advance(1)  # the slow-down is over
+        await asyncio.wait_for(run.task, 30)
+    assert rig.sender.sent == [1]
+    assert sorted(rig.store.released_ids()) == [2, 3, 4]
+
+
 async def test_sends_outlasting_the_grace_are_handed_back(rig: Rig, logs: Log) -> None:
     """Sends still in flight when the grace period ends are released, and run returns."""
     _, rig.sender = hold(1, 2)
