@@ -255,8 +255,10 @@ class Worker:
             now = started
             if self._rate_limited or self._gate.delay(now) > 0:
                 now = await self._pace()
-            if now > claim.send_by:
-                return  # the lease is too short now: handed back unsent (finally)
+            if now > claim.send_by or self._stopping:
+                # The lease is too short now, or stop came (a claim that landed after it, a
+                # slow-down that ended after it): handed back unsent (finally), no send starts.
+                return
             answer = await self._sender.send(message.body)
             outcome = policy.classify(answer, self._settings.retry)
             recorded = self._circuit.record(
