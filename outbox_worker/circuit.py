@@ -34,7 +34,7 @@ class PauseReason(StrEnum):
 
     STARTING = "starting"  # nothing is known yet: the first send is a probe
     CONFIGURATION = "configuration"  # 401/403/404/405/406 or a redirect: key, URL or method
-    OUTAGE = "outage"  # many different messages in a row failed transiently: endpoint down
+    OUTAGE = "outage"  # many sends in a row failed transiently, nothing else between: endpoint down
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +57,9 @@ class CircuitBreaker:
     """Pauses all sending while the configuration is at fault or the endpoint is down.
 
     It starts PROBING, so a wrong key or a dead endpoint at start-up costs one request, not a
-    batch. It opens on a PAUSE answer (configuration), or when ``outage_threshold`` different
-    messages in a row fail transiently (5xx, timeout, connection failure) with no other answer
-    between them (outage). While open it probes with one send after probe_initial, doubling per
+    batch. It opens on a PAUSE answer (configuration), or when ``outage_threshold`` sends in a
+    row fail transiently (5xx, timeout, connection failure) with no other answer between them
+    (outage). While open it probes with one send after probe_initial, doubling per
     failed probe up to probe_cap (1 s, 2 s, 4 s ... 60 s by default). An acknowledged answer
     closes it and resets the interval; during an outage any non-transient answer closes it too
     (the endpoint answers again), while during a configuration pause a 4xx/5xx to the probe says
@@ -67,9 +67,9 @@ class CircuitBreaker:
 
     Transient failures do not spend attempts once an outage is declared: the failure that trips
     it, every failure of a send that was in flight then (stale), and failed outage probes. A
-    message that fails while others succeed never trips it, so it spends its attempts as usual;
-    so do failures while starting or paused for the configuration, until they add up to an
-    outage (one message failing alone at start-up is no outage).
+    message that fails while others succeed never trips it (every other answer resets the
+    count), so it spends its attempts as usual; so do failures while starting or paused for the
+    configuration, until they add up to an outage.
 
     Only answers to sends permitted in the current epoch move it; ``Recorded.changed`` is True
     exactly once per transition (log ``circuit.opened`` / ``circuit.closed`` then). Every permit
@@ -77,8 +77,8 @@ class CircuitBreaker:
     probe slot stays taken.
     """
 
-    __slots__ = ("_cap", "_clock", "_closed", "_epoch", "_failing", "_initial", "_interval",
-                 "_permit", "_probe_at", "_probe_out", "_reason", "_threshold")  # fmt: skip
+    __slots__ = ("_cap", "_clock", "_closed", "_epoch", "_initial", "_interval", "_permit",
+                 "_probe_at", "_probe_out", "_reason", "_streak", "_threshold")  # fmt: skip
 
     def __init__(self, settings: CircuitSettings, clock: Clock) -> None:
         self._clock = clock
@@ -92,7 +92,7 @@ class CircuitBreaker:
         self._probe_at = clock()  # start-up: the first send is a probe
         self._probe_out = False
         self._permit = Permit(0, probe=False)  # shared by every send while closed
-        self._failing: set[int] = set()  # messages failing transiently in a row while closed
+        self._streak = 0  # transient failures in a row, with no other answer between
 
     @property
     def state(self) -> CircuitState:
@@ -125,23 +125,21 @@ class CircuitBreaker:
         self._probe_out = True
         return Permit(self._epoch, probe=True)
 
-    def record(
-        self, permit: Permit, verdict: Verdict, *, transient: bool = False, key: int = 0
-    ) -> Recorded:
-        """Take one answer (``key`` names its message) and say what it changed."""
+    def record(self, permit: Permit, verdict: Verdict, *, transient: bool = False) -> Recorded:
+        """Take one answer and say what it changed."""
         if verdict is Verdict.ACKNOWLEDGE:
             return Recorded(self.record_success(permit), spend=True)
         if verdict is Verdict.PAUSE:
             return Recorded(self.record_pause(permit), spend=False)
         if verdict is Verdict.RETRY and transient:
-            return self._record_failure(permit, key)
+            return self._record_failure(permit)
         return Recorded(self._record_answer(permit), spend=True)
 
     def record_success(self, permit: Permit) -> bool:
         """An acknowledged answer: close the circuit; True if that changed the state."""
         if permit.epoch != self._epoch:
             return False
-        self._failing.clear()
+        self._streak = 0
         if self._closed:
             return False
         self._closed, self._probe_out = True, False
@@ -159,7 +157,7 @@ class CircuitBreaker:
             self._probe_out = False
         return False
 
-    def _record_failure(self, permit: Permit, key: int) -> Recorded:
+    def _record_failure(self, permit: Permit) -> Recorded:
         if permit.epoch != self._epoch:
             # In flight when the circuit moved: if it is paused now, the pause takes the blame.
             return Recorded(False, spend=self._closed)
@@ -169,9 +167,13 @@ class CircuitBreaker:
             # always fails cannot hold delivery paused.
             return Recorded(self._open(permit, PauseReason.OUTAGE), spend=False)
         # Closed, starting or paused for the configuration: the message may be the one at fault,
-        # so it pays, until enough different messages in a row say the endpoint is down.
-        self._failing.add(key)
-        if len(self._failing) >= self._threshold:
+        # so it pays, until enough failures in a row with no other answer between say the
+        # endpoint is down. Failures are counted, not distinct messages: with only a message or
+        # two pending, an outage must still be recognised before they run out of attempts. A
+        # message failing alone cannot be told from an outage then, and pausing costs nothing:
+        # nothing waits behind it, and a newer message probes next (see above).
+        self._streak += 1
+        if self._streak >= self._threshold:
             return Recorded(self._open(permit, PauseReason.OUTAGE), spend=False)
         self.record_other(permit)
         return Recorded(False, spend=True)
@@ -181,7 +183,7 @@ class CircuitBreaker:
         if permit.epoch != self._epoch:
             return False
         if self._closed:
-            self._failing.clear()
+            self._streak = 0
             return False
         if self._reason is PauseReason.OUTAGE:
             return self.record_success(permit)
@@ -191,7 +193,7 @@ class CircuitBreaker:
         if permit.epoch != self._epoch:
             return False
         self._closed, self._probe_out, self._reason = False, False, reason
-        self._failing.clear()
+        self._streak = 0
         self._probe_at = self._clock() + self._interval
         self._interval = min(self._interval * 2, self._cap)
         self._next_epoch()

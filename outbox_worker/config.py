@@ -71,9 +71,10 @@ DEFAULT_RATE_LIMITED_PAUSE = timedelta(seconds=5)
 
 DEFAULT_PROBE_INITIAL = timedelta(seconds=1)
 DEFAULT_PROBE_CAP = timedelta(seconds=60)
-# This many different messages in a row failing transiently (5xx, timeout, connection failure)
-# with no success between them mean the endpoint itself is down: pause and probe instead of
-# spending every message's attempts on an outage.
+# This many sends in a row failing transiently (5xx, timeout, connection failure) with no other
+# answer between them mean the endpoint itself is down: pause and probe instead of spending
+# every message's attempts on an outage. Below OUTBOX_MAX_ATTEMPTS, so that even a message
+# pending alone is still alive when the outage is recognised.
 DEFAULT_OUTAGE_THRESHOLD = 10
 
 DEFAULT_HISTORY_CAP = 20
@@ -248,6 +249,12 @@ class Settings:
             found.append(
                 f"OUTBOX_ALLOW_INSECURE_HTTP is set: the API key and registrations go to {host} "
                 "in clear text"
+            )
+        if self.circuit.outage_threshold >= self.retry.max_attempts:
+            found.append(
+                f"OUTBOX_OUTAGE_THRESHOLD ({self.circuit.outage_threshold}) is not below "
+                f"OUTBOX_MAX_ATTEMPTS ({self.retry.max_attempts}): a message pending alone "
+                "during an outage may be dead-lettered before the outage is recognised"
             )
         if self.retry.retry_on_429:
             found.append(

@@ -264,9 +264,7 @@ class Worker:
                 return
             answer = await self._sender.send(message.body)
             outcome = policy.classify(answer, self._settings.retry)
-            recorded = self._circuit.record(
-                permit, outcome.verdict, transient=outcome.transient, key=message.id
-            )
+            recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
             settlement = policy.settle(
                 message,
                 outcome,
@@ -368,8 +366,8 @@ _PAUSE_HINTS = {
     PauseReason.STARTING: "probing the endpoint",
     PauseReason.CONFIGURATION: "the endpoint refused the configuration (key, URL or method) or "
     "redirected; delivery is paused, no attempts are spent",
-    PauseReason.OUTAGE: "the endpoint is failing for many different messages; delivery is "
-    "paused and probed, no attempts are spent",
+    PauseReason.OUTAGE: "the endpoint failed many sends in a row and answered nothing else; "
+    "delivery is paused and probed, no attempts are spent",
 }
 
 

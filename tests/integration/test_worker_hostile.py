@@ -339,7 +339,9 @@ async def test_a_skewed_host_clock_changes_nothing(
             max_age=timedelta(minutes=10),
             backoff_base=timedelta(seconds=1),
             backoff_cap=timedelta(seconds=1),
-        )
+        ),
+        # Ten failures in a row would be an outage (no attempt spent): not this test's subject.
+        circuit=CircuitSettings(outage_threshold=100),
     )
     with time_machine.travel(datetime.now(UTC) + skew, tick=True):
         async with running_worker(database_url, endpoint.url, **settings):
