@@ -136,7 +136,11 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = PostgresStore(settings.database_url, history_cap=settings.history_cap)
+    store = PostgresStore(
+        settings.database_url,
+        history_cap=settings.history_cap,
+        listen_url=settings.listen_database_url,
+    )
     if not await _open_when_ready(store, settings.database_url, stop):
         return  # stopped before the database came up
     metrics = Metrics()
