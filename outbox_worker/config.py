@@ -105,7 +105,7 @@ INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
     "outage_threshold": (1, 10_000),
 }
 CLAIMED_BYTES_BOUNDS: Final = (MAX_PAYLOAD_BYTES, GIB)
-RATE_LIMIT_MAX: Final = 10_000.0  # sends per second per process; Ravelin documents 50/s live
+RATE_LIMIT_MAX: Final = 10_000.0  # sends per second, fleet-wide; Ravelin documents 50/s live
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,7 +161,7 @@ class Settings:
     shutdown_grace: timedelta = DEFAULT_SHUTDOWN_GRACE
     flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL
     max_claimed_bytes: int = DEFAULT_MAX_CLAIMED_BYTES
-    rate_limit: float = 0.0  # requests per second for this process; 0 means no limit
+    rate_limit: float = 0.0  # sends per second across every worker of the database; 0: none
     history_cap: int = DEFAULT_HISTORY_CAP
     metrics_port: int = 0  # 0 means no metrics endpoint
     retry: RetrySettings = field(default_factory=RetrySettings)

@@ -69,7 +69,7 @@ _RUN_FLAGS: list[tuple[str, str]] = [
     ("--max-age", "age before dead-lettering, e.g. 24h [env: OUTBOX_MAX_AGE]"),
     ("--backoff-base", "first retry delay ceiling [env: OUTBOX_BACKOFF_BASE]"),
     ("--backoff-cap", "longest retry delay [env: OUTBOX_BACKOFF_CAP]"),
-    ("--rate-limit", "max sends per second for this process, 0 = none [env: OUTBOX_RATE_LIMIT]"),
+    ("--rate-limit", "max sends per second, all workers together [env: OUTBOX_RATE_LIMIT]"),
     ("--metrics-port", "serve Prometheus /metrics on this port [env: OUTBOX_METRICS_PORT]"),
 ]
 

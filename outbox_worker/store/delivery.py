@@ -20,7 +20,7 @@ from outbox_worker.config import asyncpg_dsn, redact_url
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
-from outbox_worker.schema import NOTIFY_CHANNEL
+from outbox_worker.schema import NOTIFY_CHANNEL, SEND_SCHEDULE
 from outbox_worker.store.connection import (
     POOLER_SAFE,
     TRANSIENT_ERRORS,
@@ -152,6 +152,25 @@ SELECT greatest(0, extract(epoch FROM min(available_at) - now()))::float8
 FROM outbox.messages WHERE state = 'pending'
 """
 
+# The fleet's rate limit: reserve the next $2 seconds of the shared send schedule and say when
+# they begin. The row lock serializes reservations, so spans never overlap; clock_timestamp()
+# (not now(), the transaction's start) is read once the lock is held, so a span never starts
+# before a span reserved by a statement that committed first. An idle schedule restarts at the
+# present: idle time earns no burst. A next_slot_at written far ahead (by hand, by another
+# service) is pulled back to $3 seconds from now, so no row can stall the fleet. The upsert
+# recreates a deleted row.
+RESERVE_SEND_TIME = """
+INSERT INTO outbox.send_schedule AS s (name, next_slot_at)
+VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+ON CONFLICT (name) DO UPDATE SET next_slot_at = greatest(
+        least(s.next_slot_at, clock_timestamp() + make_interval(secs => $3)),
+        clock_timestamp()
+    ) + make_interval(secs => $2)
+RETURNING greatest(0, extract(epoch FROM s.next_slot_at - clock_timestamp())::float8 - $2)
+"""
+# How far ahead a schedule may already be reserved before a reservation trusts it no longer.
+SCHEDULE_HORIZON_S = 60.0
+
 
 class PostgresStore:
     """The Store port on PostgreSQL: a small asyncpg pool plus one LISTEN connection."""
@@ -276,6 +295,11 @@ class PostgresStore:
         rows = await self._fetch(SECONDS_UNTIL_DUE)
         value = rows[0][0]
         return None if value is None else float(value)
+
+    async def reserve_send_time(self, span_s: float) -> float:
+        """Reserve the next ``span_s`` seconds of the fleet's send schedule; seconds until then."""
+        rows = await self._fetch(RESERVE_SEND_TIME, SEND_SCHEDULE, span_s, SCHEDULE_HORIZON_S)
+        return float(rows[0][0])
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """LISTEN on the enqueue channel, reconnecting forever; a hint only, polling backs it.
