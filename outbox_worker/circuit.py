@@ -2,12 +2,15 @@
 
 The circuit breaker stops all sending while the configuration is at fault (401/403/404/405/406,
 a redirect) or the endpoint is down (transient failures across many messages), and probes with
-one request at growing intervals; the rate gate paces sends to a configured rate and holds them
-all during a 429 slow-down. Neither does I/O or reads a clock of its own.
+one request at growing intervals; the rate gate holds sends during a 429 slow-down (and paces
+one process when asked to); the send slots spend the process's share of the fleet-wide rate
+limit. None does I/O or reads a clock of its own.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -235,3 +238,62 @@ class RateGate:
     def pause_until(self, until: float) -> None:
         """Hold all sending until ``until`` (a 429's slow-down); the later of two pauses wins."""
         self._paused_until = max(self._paused_until, until)
+
+
+# --- Fleet send slots ------------------------------------------------------------------------
+
+# A reservation covers this much of the fleet's schedule (at least one slot): few round trips to
+# the shared row (about 1 / BATCH_SPAN_S a second for a busy fleet), little reserved and unused.
+BATCH_SPAN_S = 0.25
+# A slot may start its send until this long after its time, then it is dropped: the lateness
+# that bunches sends, so it bounds the burst (see SendSlots).
+SLOT_GRACE_S = 0.25
+
+
+class SendSlots:
+    """This process's reserved slots on the schedule all workers share for OUTBOX_RATE_LIMIT.
+
+    The fleet's sends are laid one per slot on one schedule in PostgreSQL, a slot every 1/rate
+    seconds, never two workers on one slot; a worker reserves a few consecutive slots at a time
+    (``wanted``) and starts one send per slot, no earlier than the slot's time and no later than
+    ``grace`` after it (a slot found later is dropped). So any window of T seconds holds at most
+    rate * (T + grace) + 1 sends: for one second at 20/s, 26. An idle schedule restarts at the
+    present, so idle time earns no catch-up burst.
+    """
+
+    __slots__ = ("_grace", "_interval", "_slots", "batch")
+
+    def __init__(self, rate: float, *, grace: float = SLOT_GRACE_S) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self._interval = 1.0 / rate
+        self._grace = grace
+        self._slots: deque[float] = deque()
+        self.batch = max(1, math.floor(rate * BATCH_SPAN_S))
+
+    def wanted(self, waiting: int) -> int:
+        """How many slots to reserve for ``waiting`` senders: one each, up to a batch."""
+        return min(max(1, waiting), self.batch)
+
+    def span(self, count: int) -> float:
+        """Seconds of schedule that ``count`` slots take."""
+        return count * self._interval
+
+    def add(self, first_at: float, count: int) -> None:
+        """Record ``count`` consecutive slots reserved from ``first_at`` (caller's clock)."""
+        self._slots.extend(first_at + i * self._interval for i in range(count))
+
+    def take(self, now: float) -> float | None:
+        """The next slot still usable at ``now``, removed; None when none is left."""
+        while self._slots:
+            slot = self._slots.popleft()
+            if self.usable(slot, now):
+                return slot
+        return None
+
+    def usable(self, slot: float, now: float) -> bool:
+        """Whether a send may still start at ``now`` in ``slot``."""
+        return now <= slot + self._grace
+
+    def __len__(self) -> int:
+        return len(self._slots)

@@ -44,6 +44,7 @@ MIB: Final = 1024 * KIB
 GIB: Final = 1024 * MIB
 
 DEFAULT_ENDPOINT_URL = "https://api.ravelin.com/v2/registration"
+LISTEN_DATABASE_URL_VAR: Final = "OUTBOX_LISTEN_DATABASE_URL"
 
 DEFAULT_CONCURRENCY = 64
 DEFAULT_BATCH_SIZE = 100
@@ -105,7 +106,7 @@ INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
     "outage_threshold": (1, 10_000),
 }
 CLAIMED_BYTES_BOUNDS: Final = (MAX_PAYLOAD_BYTES, GIB)
-RATE_LIMIT_MAX: Final = 10_000.0  # sends per second per process; Ravelin documents 50/s live
+RATE_LIMIT_MAX: Final = 10_000.0  # sends per second, fleet-wide; Ravelin documents 50/s live
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,10 +156,13 @@ class Settings:
     lease: timedelta = DEFAULT_LEASE
     poll_interval: timedelta = DEFAULT_POLL_INTERVAL
     listen: bool = True  # False for poll-only mode (poolers that cannot LISTEN)
+    # A direct connection (not through a transaction pooler) for LISTEN; None: the main URL,
+    # where the worker checks at start that notifications arrive, and polls if they do not.
+    listen_database_url: str | None = None
     shutdown_grace: timedelta = DEFAULT_SHUTDOWN_GRACE
     flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL
     max_claimed_bytes: int = DEFAULT_MAX_CLAIMED_BYTES
-    rate_limit: float = 0.0  # requests per second for this process; 0 means no limit
+    rate_limit: float = 0.0  # sends per second across every worker of the database; 0: none
     history_cap: int = DEFAULT_HISTORY_CAP
     metrics_port: int = 0  # 0 means no metrics endpoint
     retry: RetrySettings = field(default_factory=RetrySettings)
@@ -166,6 +170,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_database_url(self.database_url)
+        if self.listen_database_url is not None:
+            check_database_url(self.listen_database_url, name=LISTEN_DATABASE_URL_VAR)
         check_endpoint_url(self.endpoint_url, allow_insecure_http=self.allow_insecure_http)
         if not self.api_key:
             raise ConfigError("OUTBOX_API_KEY is not set; set it or OUTBOX_API_KEY_FILE")
@@ -213,6 +219,7 @@ class Settings:
             lease=source.duration("lease", DEFAULT_LEASE),
             poll_interval=source.duration("poll_interval", DEFAULT_POLL_INTERVAL),
             listen=not source.boolean("poll_only", False),
+            listen_database_url=source.optional_text("listen_database_url"),
             shutdown_grace=source.duration("shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
             flush_interval=source.duration("flush_interval", DEFAULT_FLUSH_INTERVAL),
             max_claimed_bytes=source.size("max_claimed_bytes", DEFAULT_MAX_CLAIMED_BYTES),
@@ -232,6 +239,8 @@ class Settings:
         out: dict[str, Any] = _plain(self)
         del out["api_key"]
         out["database_url"] = redact_url(self.database_url)
+        if self.listen_database_url is not None:
+            out["listen_database_url"] = redact_url(self.listen_database_url)
         return out
 
     def warnings(self) -> list[str]:
@@ -318,6 +327,10 @@ class _Source:
             return value
         env = self.environ.get(f"OUTBOX_{name.upper()}")
         return env if env not in (None, "") else None
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.raw(name)
+        return None if value is None else str(value)
 
     def text(self, name: str, default: str) -> str:
         value = self.raw(name)

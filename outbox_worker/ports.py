@@ -38,8 +38,17 @@ class Store(Protocol):
         """Seconds until the next pending row becomes due (0 if one is due); None if none."""
         ...
 
+    async def reserve_send_time(self, span_s: float) -> float:
+        """Reserve the next ``span_s`` seconds of the send schedule every worker of the database
+        shares (OUTBOX_RATE_LIMIT); returns the seconds from now until the span begins (>= 0)."""
+        ...
+
     async def listen(self, wake: Callable[[], None]) -> None:
-        """Call ``wake`` on every enqueue notification; runs until cancelled, reconnecting."""
+        """Call ``wake`` on every enqueue notification; runs until cancelled, reconnecting.
+
+        Returns early, having logged why, when notifications cannot reach this process (a
+        transaction pooler in between): the worker then finds work by polling alone.
+        """
         ...
 
 

@@ -96,3 +96,14 @@ Index(
     messages.c.acknowledged_at,
     postgresql_where=text("state = 'acknowledged'"),
 )
+
+# The fleet's shared send schedule for OUTBOX_RATE_LIMIT: the start of the next send slot no
+# worker has reserved yet (see store/delivery.py RESERVE_SEND_TIME).
+send_schedule = Table(
+    "send_schedule",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("next_slot_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    comment="OUTBOX_RATE_LIMIT across the fleet: the start of the next unreserved send slot",
+)
+SEND_SCHEDULE = "registration"  # the one schedule: every worker sends to the same endpoint

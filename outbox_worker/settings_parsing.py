@@ -270,14 +270,17 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def check_database_url(url: str) -> str:
-    """Return the URL if it is a well-formed postgresql:// URL; errors never show a password."""
+def check_database_url(url: str, *, name: str = _DATABASE) -> str:
+    """Return the URL if it is a well-formed postgresql:// URL; errors never show a password.
+
+    ``name`` is the setting the errors name (OUTBOX_DATABASE_URL, OUTBOX_LISTEN_DATABASE_URL).
+    """
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.split("+")[0] not in {"postgresql", "postgres"}:
-        raise ConfigError(f"{_DATABASE} must be a postgresql:// URL, {_DATABASE_EXAMPLE}")
+        raise ConfigError(f"{name} must be a postgresql:// URL, {_DATABASE_EXAMPLE}")
     if not _PRINTABLE.fullmatch(url):
         raise ConfigError(
-            f"{_DATABASE} contains a space, a control character or a non-ASCII character; "
+            f"{name} contains a space, a control character or a non-ASCII character; "
             "percent-encode it (in the password too)"
         )
     try:
@@ -286,16 +289,16 @@ def check_database_url(url: str) -> str:
     except ValueError as exc:
         # The parser's own message can quote part of the password: describe, do not quote.
         problem = "an IPv6 host needs both [ and ]" if "IPv6" in str(exc) else "bad port"
-        raise ConfigError(f"{_DATABASE} is malformed ({problem}); {_DATABASE_EXAMPLE}") from None
+        raise ConfigError(f"{name} is malformed ({problem}); {_DATABASE_EXAMPLE}") from None
     # An unencoded / ? or # in the password ends the host early; the rest lands in the path or
     # query, where redaction would not find it. The @ left behind gives it away.
     if "@" in url[len(scheme) + 3 + len(parts.netloc) :]:
         raise ConfigError(
-            f"{_DATABASE} has an @ after the host: percent-encode special characters in the "
+            f"{name} has an @ after the host: percent-encode special characters in the "
             "user name and password (/ as %2F, ? as %3F, # as %23, @ as %40)"
         )
     if port == 0:
-        raise ConfigError(f"{_DATABASE}: the port must be from 1 to 65535")
+        raise ConfigError(f"{name}: the port must be from 1 to 65535")
     return url
 
 

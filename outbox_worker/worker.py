@@ -38,6 +38,7 @@ from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Message, MessageId, Outcome, Verdict
 from outbox_worker.observability import Metrics
+from outbox_worker.pacing import FleetPacer
 from outbox_worker.ports import Sender, Store
 from outbox_worker.writer import Backoff, OutcomeWriter
 
@@ -73,7 +74,8 @@ class Worker:
         self._metrics = metrics or Metrics()
         self._clock, self._rng = clock, rng
         self._circuit = CircuitBreaker(settings.circuit, clock)
-        self._gate = RateGate(settings.rate_limit)
+        self._gate = RateGate()  # the 429 slow-down; the rate limit is the fleet's (pacing.py)
+        self._fleet = FleetPacer(store, settings.rate_limit, clock) if settings.rate_limit else None
         self._writer = OutcomeWriter(
             store,
             self._metrics,
@@ -304,14 +306,20 @@ class Worker:
         return claim.message.age + timedelta(seconds=self._clock() - claim.claimed_at)
 
     async def _pace(self) -> float:
-        # Pacing, not synchronization: wait out the rate limit or a 429 slow-down, unless stop
-        # comes first (the send is then handed back unsent at once, not at the end of the grace).
-        while (delay := self._gate.delay(self._clock())) > 0 and not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_requested.wait(), delay)
-        now = self._clock()
-        self._gate.take(now)
-        return now
+        # Pacing, not synchronization: wait out a 429 slow-down, then for a slot of the fleet's
+        # rate limit; a slow-down that began meanwhile is waited out too. Stop ends the wait: the
+        # send is then handed back unsent at once, not at the end of the grace.
+        while not self._stopping:
+            while (delay := self._gate.delay(self._clock())) > 0 and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), delay)
+            if self._stopping:
+                break
+            if self._fleet is not None:
+                await self._fleet.acquire()
+            if self._gate.delay(now := self._clock()) == 0:
+                return now
+        return self._clock()
 
     def _react(self, message: Message, outcome: Outcome, changed: bool) -> None:
         """Act on an answer beyond its row: the circuit, the global slow-down, loud logs."""

@@ -69,7 +69,7 @@ _RUN_FLAGS: list[tuple[str, str]] = [
     ("--max-age", "age before dead-lettering, e.g. 24h [env: OUTBOX_MAX_AGE]"),
     ("--backoff-base", "first retry delay ceiling [env: OUTBOX_BACKOFF_BASE]"),
     ("--backoff-cap", "longest retry delay [env: OUTBOX_BACKOFF_CAP]"),
-    ("--rate-limit", "max sends per second for this process, 0 = none [env: OUTBOX_RATE_LIMIT]"),
+    ("--rate-limit", "max sends per second, all workers together [env: OUTBOX_RATE_LIMIT]"),
     ("--metrics-port", "serve Prometheus /metrics on this port [env: OUTBOX_METRICS_PORT]"),
 ]
 
@@ -145,7 +145,11 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = PostgresStore(settings.database_url, history_cap=settings.history_cap)
+    store = PostgresStore(
+        settings.database_url,
+        history_cap=settings.history_cap,
+        listen_url=settings.listen_database_url,
+    )
     if not await _open_when_ready(store, settings.database_url, stop):
         return  # stopped before the database came up
     metrics = Metrics()

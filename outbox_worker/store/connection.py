@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Final
 
 import asyncpg
 
@@ -19,6 +20,13 @@ from outbox_worker.errors import (
 )
 
 CONNECT_TIMEOUT_S = 10.0
+# Behind a transaction-pooling PgBouncer each transaction may run on another server connection,
+# so nothing may outlive a transaction: no named (cached) prepared statements. With the cache
+# off asyncpg (>= 0.29) parses, binds and runs each statement in one Sync, which any pooler
+# keeps on one server connection. Costs a parse per statement; buys "works behind PgBouncer
+# with no setting". Nothing here relies on other session state either (SET, session advisory
+# locks, temporary tables); LISTEN has its own connection (store/delivery.py).
+POOLER_SAFE: Final[dict[str, Any]] = {"statement_cache_size": 0}
 # Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OSError,
@@ -70,6 +78,7 @@ async def connect(url: str, *, application_name: str = "outbox-worker") -> async
             asyncpg_dsn(url),
             timeout=CONNECT_TIMEOUT_S,
             server_settings={"application_name": application_name},
+            **POOLER_SAFE,
         )
 
 

@@ -65,7 +65,7 @@ def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
     assert _tables_and_functions(empty_database_url) == (["alembic_version"], [])
     migrate.upgrade(empty_database_url)
     tables, functions = _tables_and_functions(empty_database_url)
-    assert tables == ["alembic_version", "messages"]
+    assert tables == ["alembic_version", "messages", "send_schedule"]
     assert {
         "enqueue",
         "insert_message",

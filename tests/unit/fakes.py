@@ -90,6 +90,7 @@ class FakeStore:
         self.settled: list[Settlement] = []
         self.released: list[Message] = []
         self.unwritable: list[tuple[Settlement, str]] = []
+        self.reserved: list[float] = []  # spans of the send schedule asked for
         self.failures: Counter[str] = Counter()  # failures raised so far, by method
         # Statements the database refuses: settle (any batch holding the id), dead-lettering.
         self.reject_settle: set[MessageId] = set()
@@ -172,6 +173,11 @@ class FakeStore:
     async def seconds_until_due(self) -> float | None:
         self._maybe_fail("seconds_until_due")
         return 0.0 if self.due else None
+
+    async def reserve_send_time(self, span_s: float) -> float:
+        self._maybe_fail("reserve_send_time")
+        self.reserved.append(span_s)
+        return 0.0
 
     async def listen(self, wake: Callable[[], None]) -> None:
         self._wake = wake

@@ -6,7 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from outbox_worker.circuit import CircuitBreaker, CircuitState, PauseReason, RateGate, Recorded
+from outbox_worker.circuit import (
+    SLOT_GRACE_S,
+    CircuitBreaker,
+    CircuitState,
+    PauseReason,
+    RateGate,
+    Recorded,
+    SendSlots,
+)
 from outbox_worker.config import CircuitSettings
 from outbox_worker.models import Verdict
 
@@ -332,3 +340,35 @@ def test_rate_gate_rejects_a_negative_rate() -> None:
     """A negative rate is a programming error."""
     with pytest.raises(ValueError, match="negative"):
         RateGate(-1)
+
+
+def test_send_slots_are_one_interval_apart_in_order() -> None:
+    """Reserved slots come out in order, 1/rate apart."""
+    slots = SendSlots(20)
+    slots.add(10.0, 3)
+
+    assert [slots.take(9.0), slots.take(9.0), slots.take(9.0), slots.take(9.0)] == [
+        10.0,
+        10.05,
+        10.1,
+        None,
+    ]
+
+
+def test_a_slot_found_past_its_grace_is_dropped() -> None:
+    """A slot more than the grace in the past is skipped for the next usable one."""
+    slots = SendSlots(4)  # slots 0.25 s apart
+    slots.add(10.0, 3)
+
+    assert slots.take(10.0 + SLOT_GRACE_S + 0.01) == 10.25
+    assert not slots.usable(10.0, 10.0 + SLOT_GRACE_S + 0.01)
+
+
+@pytest.mark.parametrize(
+    ("rate", "waiting", "wanted"), [(20, 1, 1), (20, 3, 3), (20, 64, 5), (1, 64, 1), (100, 64, 25)]
+)
+def test_a_reservation_covers_the_waiting_senders_up_to_a_batch(
+    rate: float, waiting: int, wanted: int
+) -> None:
+    """One slot per waiting sender, at most a quarter second of the rate (at least one)."""
+    assert SendSlots(rate).wanted(waiting) == wanted
