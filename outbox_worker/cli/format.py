@@ -96,7 +96,7 @@ def one_line(
 
 
 def dedup_key(key: str | None, show_pii: bool) -> str | None:
-    """A dedup key as shown: masked as free text unless ``show_pii`` (producers put emails there)."""
+    """A dedup key as shown: masked as free text unless ``show_pii`` (it often holds an email)."""
     if key is None or show_pii:
         return key
     return mask_text(key)

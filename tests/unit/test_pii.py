@@ -130,7 +130,7 @@ def test_mask_text_hides_known_values_quoted_back() -> None:
     known = payload_values(PII_PAYLOAD)
     assert "cust-42" not in known  # allowed ids stay findable
     text = mask_text("name 'Johnathan Smithers' is not allowed in 221B Baker Street", known)
-    assert "Johnathan" not in text and "Baker" not in text
+    assert text == "name '***' is not allowed in ***"
 
 
 def test_mask_answer_masks_every_string_of_an_endpoint_answer() -> None:
