@@ -1,0 +1,70 @@
+"""Roles and row rules: producer, worker and operator roles; SECURITY DEFINER enqueue; checks.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from alembic import op
+from sqlalchemy import text
+from sqlalchemy.util import await_only
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SQL_DIR = Path(__file__).parent / "sql"
+ROLES = ("outbox_producer", "outbox_worker", "outbox_operator")
+CONSTRAINTS = ("messages_history_array", "messages_attempts_bounded", "messages_payload_object")
+
+# Whether this login may create roles, or all three exist already (then grants suffice).
+_CAN_SET_UP_ROLES = """
+SELECT coalesce((SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user), false)
+    OR (SELECT count(*) FROM pg_roles WHERE rolname = ANY(:roles)) = :count
+"""
+
+
+def _run_script(name: str) -> None:
+    """Run a multi-statement SQL file (function bodies included) in the migration's transaction."""
+    script = (SQL_DIR / name).read_text(encoding="utf-8")
+    raw = op.get_bind().connection.driver_connection
+    assert raw is not None
+    if hasattr(raw, "cursor") and not hasattr(raw, "fetchval"):  # a sync DBAPI (psycopg)
+        with raw.cursor() as cursor:
+            cursor.execute(script)
+    else:  # asyncpg: the simple-query protocol runs many statements at once
+        await_only(raw.execute(script))
+
+
+def upgrade() -> None:
+    _run_script("0003_security.sql")
+    can = op.get_bind().scalar(text(_CAN_SET_UP_ROLES), {"roles": list(ROLES), "count": len(ROLES)})
+    if can:
+        _run_script("0003_roles.sql")
+    # Otherwise `outbox-worker migrate` prints 0003_roles.sql for someone who may run it.
+
+
+def downgrade() -> None:
+    # The roles stay: they are cluster-wide, and other databases (or login roles) may use them.
+    # Only what this database granted them is taken back; DROP ROLE is the administrator's call.
+    for role in ROLES:
+        op.execute(
+            f"""
+            DO $$ BEGIN
+              IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM {role};
+                REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox FROM {role};
+                REVOKE ALL ON SCHEMA outbox FROM {role};
+              END IF;
+            END $$
+            """
+        )
+    # 0001's definitions: SECURITY INVOKER again, no pinned search_path, PUBLIC may execute.
+    _run_script("0001_outbox.sql")
+    op.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox TO PUBLIC")
+    for name in CONSTRAINTS:
+        op.execute(f"ALTER TABLE outbox.messages DROP CONSTRAINT {name}")
