@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from alembic import context
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from outbox_worker.config import sqlalchemy_url
+from outbox_worker.config import asyncpg_dsn
 from outbox_worker.schema import SCHEMA, VERSION_TABLE, include_name, metadata
 
 # Any 64-bit constant works; this one is "outbox-worker migrate" hashed, fixed forever.
@@ -36,7 +37,13 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_async_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    # asyncpg parses the DSN itself, as the worker does: SQLAlchemy would pass query parameters
+    # it does not know (sslpassword, ...) as keyword arguments that asyncpg.connect refuses.
+    engine = create_async_engine(
+        "postgresql+asyncpg://",
+        async_creator=lambda: asyncpg.connect(asyncpg_dsn(url)),
+        poolclass=pool.NullPool,
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

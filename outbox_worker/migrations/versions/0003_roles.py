@@ -51,18 +51,22 @@ def upgrade() -> None:
 def downgrade() -> None:
     # The roles stay: they are cluster-wide, and other databases (or login roles) may use them.
     # Only what this database granted them is taken back; DROP ROLE is the administrator's call.
-    for role in ROLES:
-        op.execute(
-            f"""
-            DO $$ BEGIN
-              IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
-                REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM {role};
-                REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox FROM {role};
-                REVOKE ALL ON SCHEMA outbox FROM {role};
-              END IF;
-            END $$
-            """
-        )
+    op.execute(
+        """
+        DO $$
+        DECLARE name text;
+        BEGIN
+          FOREACH name IN ARRAY ARRAY['outbox_producer', 'outbox_worker', 'outbox_operator'] LOOP
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = name) THEN
+              EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM %I', name);
+              EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox FROM %I', name);
+              EXECUTE format('REVOKE ALL ON SCHEMA outbox FROM %I', name);
+            END IF;
+          END LOOP;
+        END
+        $$
+        """
+    )
     # 0001's definitions: SECURITY INVOKER again, no pinned search_path, PUBLIC may execute.
     _run_script("0001_outbox.sql")
     op.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox TO PUBLIC")
