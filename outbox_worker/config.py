@@ -146,7 +146,8 @@ class CircuitSettings:
 class Settings:
     """Everything `outbox-worker run` needs, checked."""
 
-    database_url: str
+    # Never in repr (tracebacks, debuggers): describe() shows it with its secrets hidden.
+    database_url: str = field(repr=False)
     api_key: Secret
     endpoint_url: str = DEFAULT_ENDPOINT_URL
     allow_insecure_http: bool = False

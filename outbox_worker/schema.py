@@ -72,6 +72,13 @@ messages = Table(
     Column("requeued_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("state IN ('pending', 'acknowledged', 'dead')", name="messages_state_check"),
     CheckConstraint("attempts >= 0", name="messages_attempts_check"),
+    # Rows no producer or other service can plant (revision 0004): the worker's own history is an
+    # array, its count is bounded far below the integer limit, and a pending body is an object.
+    CheckConstraint("jsonb_typeof(history) = 'array'", name="messages_history_array"),
+    CheckConstraint("attempts <= 1000000", name="messages_attempts_bounded"),
+    CheckConstraint(
+        "jsonb_typeof(payload) = 'object' OR state <> 'pending'", name="messages_payload_object"
+    ),
     postgresql_with=STORAGE,
 )
 

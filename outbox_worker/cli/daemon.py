@@ -49,11 +49,30 @@ def migrate_command(database_url: str | None) -> None:
     run_async(lambda: _check_reachable(url))
     migrations.upgrade(url)
     click.echo(f"outbox schema is at revision {migrations.head_revision()} on {redact_url(url)}")
+    missing: list[str] = []
+    run_async(lambda: _missing_roles(url, missing))
+    if missing:
+        click.echo(
+            f"roles not created ({', '.join(missing)}): this login may not create roles. "
+            "Run this SQL in this database as a superuser or a CREATEROLE login:\n"
+        )
+        click.echo(migrations.roles_sql())
 
 
 async def _check_reachable(url: str) -> None:
     async with connected(url):
         pass
+
+
+async def _missing_roles(url: str, into: list[str]) -> None:
+    """Append the outbox group roles that do not exist on the server to ``into``."""
+    async with connected(url) as conn:
+        rows = await conn.fetch(
+            "SELECT name FROM unnest($1::text[]) AS name "
+            "WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name)",
+            list(migrations.ROLES),
+        )
+    into.extend(r["name"] for r in rows)
 
 
 _RUN_FLAGS: list[tuple[str, str]] = [

@@ -18,6 +18,7 @@ from outbox_worker.errors import (
     SchemaNotReady,
     StatementRejected,
 )
+from outbox_worker.settings_parsing import hide_url_secrets
 
 CONNECT_TIMEOUT_S = 10.0
 # Behind a transaction-pooling PgBouncer each transaction may run on another server connection,
@@ -45,15 +46,18 @@ def translate_errors(url: str) -> Iterator[None]:
     try:
         yield
     except asyncpg.ClientConfigurationError as exc:  # e.g. ?sslmode=bogus: no retry will help
-        raise ConfigError(f"OUTBOX_DATABASE_URL {redact_url(url)}: {exc}") from exc
+        problem = hide_url_secrets(str(exc), url)
+        raise ConfigError(f"OUTBOX_DATABASE_URL {redact_url(url)}: {problem}") from exc
     except TRANSIENT_ERRORS as exc:
+        problem = hide_url_secrets(str(exc), url)
         raise DatabaseUnavailable(
-            f"database {redact_url(url)} is unavailable: {type(exc).__name__}: {exc}"
+            f"database {redact_url(url)} is unavailable: {type(exc).__name__}: {problem}"
         ) from exc
     except asyncpg.InvalidCatalogNameError as exc:
         raise LoginRefused(f"database {redact_url(url)} does not exist") from exc
     except asyncpg.InvalidAuthorizationSpecificationError as exc:
-        raise LoginRefused(f"database {redact_url(url)} refused the login: {exc}") from exc
+        problem = hide_url_secrets(str(exc), url)
+        raise LoginRefused(f"database {redact_url(url)} refused the login: {problem}") from exc
     except asyncpg.InvalidPasswordError as exc:
         raise LoginRefused(f"database {redact_url(url)} refused the password") from exc
     except asyncpg.PostgresError as exc:  # after the connection-level ones above
