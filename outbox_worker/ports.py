@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from outbox_worker.models import Answer, Message, Settlement
+from outbox_worker.models import Answer, Backlog, Message, Settlement, State
 
 
 class Store(Protocol):
@@ -40,6 +40,15 @@ class Store(Protocol):
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` on every enqueue notification; runs until cancelled, reconnecting."""
+        ...
+
+    async def backlog(self) -> Backlog:
+        """Sample the queue in one cheap statement: due, not yet due, oldest age, dead."""
+        ...
+
+    async def purge_expired(self, state: State, older_than: timedelta, limit: int) -> int | None:
+        """Delete up to ``limit`` rows in ``state`` older than ``older_than`` in one short
+        transaction; None when another process holds the fleet's retention lock."""
         ...
 
 
