@@ -41,6 +41,7 @@ def health_app(
     ready: ReadinessCheck,
     *,
     liveness_timeout_s: float,
+    ready_timeout_s: float = READY_TIMEOUT_S,
 ) -> web.Application:
     """The aiohttp application answering the three paths."""
 
@@ -52,10 +53,10 @@ def health_app(
 
     async def readyz(_request: web.Request) -> web.Response:
         try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
+            async with asyncio.timeout(ready_timeout_s):
                 problem = await ready()
         except TimeoutError:
-            problem = f"readiness check took over {READY_TIMEOUT_S:g}s"
+            problem = f"readiness check took over {ready_timeout_s:g}s"
         if problem is not None:
             return web.Response(status=503, text=f"not ready: {problem}\n")
         return web.Response(text="ready\n")
