@@ -124,6 +124,8 @@ class Metrics:
         # Every outcome exists from the start at 0, so increase() sees the first dead letter.
         for outcome in DELIVERY_OUTCOMES:
             self.deliveries.labels(outcome)
+        for answer in STATUS_CLASSES:
+            self.responses.labels(answer)
 
     def _backlog_metrics(self) -> None:
         # Sampled from the table by every worker (the same values from each: aggregate with max).
@@ -162,6 +164,7 @@ class Metrics:
 
 
 DELIVERY_OUTCOMES = ("acknowledged", "retry", "dead", "paused")
+STATUS_CLASSES = ("2xx", "3xx", "429", "4xx", "5xx", "other", "transport")  # status_class() labels
 
 
 def status_class(status: int | None) -> str:

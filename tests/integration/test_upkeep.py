@@ -76,7 +76,12 @@ async def test_retention_deletes_only_rows_past_their_window(
     deleted = await retention_pass(settings(database_url), store, metrics)
     assert deleted == {"acknowledged": 1, "dead": 1}
     assert await ids(pg) == [recent_ack, recent_dead, old_pending]
-    assert metrics.retention_deleted.labels("acknowledged")._value.get() == 1
+    assert (
+        metrics.registry.get_sample_value(
+            "outbox_retention_deleted_total", {"state": "acknowledged"}
+        )
+        == 1
+    )
 
 
 async def test_retention_works_in_batches_until_nothing_is_left(
