@@ -59,6 +59,7 @@ def kind(name: str) -> dict[str, Any]:
 def worker_container() -> dict[str, Any]:
     """The worker container of the Deployment."""
     (container,) = kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
     return container
 
 
