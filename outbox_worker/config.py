@@ -80,6 +80,26 @@ DEFAULT_OUTAGE_THRESHOLD = 10
 
 DEFAULT_HISTORY_CAP = 20
 
+# Every worker samples the backlog (pending due / not yet due, oldest pending age, dead count) in
+# one statement this often, for its Prometheus gauges and its liveness check.
+DEFAULT_BACKLOG_INTERVAL = timedelta(seconds=5)
+# /healthz fails when work is due and the claim loop is this late: it announces how long it will
+# wait (poll, backoff, circuit probe) before each wait, so only a wedged loop is ever late.
+DEFAULT_LIVENESS_TIMEOUT = timedelta(seconds=60)
+
+# Retention: the fleet deletes rows older than these itself. Acknowledged rows are only history
+# (and the dedup window: a dedup key is remembered as long as its row is kept). Dead letters are
+# work an operator still owes, so they stay longer: 30 days outlasts a holiday, a monthly review
+# and the longest OUTBOX_MAX_AGE, and covers Ravelin support questions quoting a traceId.
+DEFAULT_RETAIN_ACKNOWLEDGED = timedelta(days=7)
+DEFAULT_RETAIN_DEAD = timedelta(days=30)
+# One pass this often per fleet (whichever worker's turn comes first); the first pass of a
+# worker starts within RETENTION_FIRST_PASS of its start, at a random point to spread a fleet.
+DEFAULT_RETENTION_INTERVAL = timedelta(minutes=10)
+RETENTION_FIRST_PASS: Final = timedelta(minutes=1)
+# Rows deleted per transaction: each batch holds its row locks for milliseconds, not minutes.
+RETENTION_BATCH_SIZE: Final = 1000
+
 # Allowed ranges by field name (the variable is OUTBOX_<NAME>), checked when settings are built.
 # Wide enough for any sane deployment and for tests' millisecond timings; narrow enough that a
 # typo (a missing unit, an extra digit) fails at start instead of stalling or flooding.
@@ -96,6 +116,12 @@ DURATION_BOUNDS: Final[Mapping[str, tuple[timedelta, timedelta]]] = {
     "rate_limited_pause": (timedelta(0), timedelta(hours=1)),
     "probe_initial": (10 * MS, timedelta(hours=1)),
     "probe_cap": (10 * MS, timedelta(days=1)),
+    "backlog_interval": (10 * MS, timedelta(minutes=10)),
+    "liveness_timeout": (100 * MS, timedelta(hours=1)),
+    # At least an hour: a typo must not delete the rows an operator is still reading.
+    "retain_acknowledged": (timedelta(hours=1), timedelta(days=3650)),
+    "retain_dead": (timedelta(hours=1), timedelta(days=3650)),
+    "retention_interval": (10 * MS, timedelta(days=1)),
 }
 INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
     "concurrency": (1, 1000),
@@ -165,7 +191,12 @@ class Settings:
     max_claimed_bytes: int = DEFAULT_MAX_CLAIMED_BYTES
     rate_limit: float = 0.0  # sends per second across every worker of the database; 0: none
     history_cap: int = DEFAULT_HISTORY_CAP
-    metrics_port: int = 0  # 0 means no metrics endpoint
+    metrics_port: int = 0  # 0 means no metrics/health endpoint
+    backlog_interval: timedelta = DEFAULT_BACKLOG_INTERVAL
+    liveness_timeout: timedelta = DEFAULT_LIVENESS_TIMEOUT
+    retain_acknowledged: timedelta = DEFAULT_RETAIN_ACKNOWLEDGED
+    retain_dead: timedelta = DEFAULT_RETAIN_DEAD
+    retention_interval: timedelta = DEFAULT_RETENTION_INTERVAL
     retry: RetrySettings = field(default_factory=RetrySettings)
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
 
@@ -227,6 +258,11 @@ class Settings:
             rate_limit=source.number("rate_limit", 0.0, maximum=RATE_LIMIT_MAX),
             history_cap=source.integer("history_cap", DEFAULT_HISTORY_CAP),
             metrics_port=source.integer("metrics_port", 0),
+            backlog_interval=source.duration("backlog_interval", DEFAULT_BACKLOG_INTERVAL),
+            liveness_timeout=source.duration("liveness_timeout", DEFAULT_LIVENESS_TIMEOUT),
+            retain_acknowledged=source.duration("retain_acknowledged", DEFAULT_RETAIN_ACKNOWLEDGED),
+            retain_dead=source.duration("retain_dead", DEFAULT_RETAIN_DEAD),
+            retention_interval=source.duration("retention_interval", DEFAULT_RETENTION_INTERVAL),
             retry=retry,
             circuit=circuit,
         )

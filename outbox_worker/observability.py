@@ -15,7 +15,7 @@ from collections.abc import MutableMapping
 from typing import Any, Final, TextIO
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from outbox_worker.pii import MASK, mask_payload, mask_text, normal_key
 
@@ -135,10 +135,51 @@ class Metrics:
         self.db_errors = Counter(
             "outbox_database_errors_total", "Database calls that failed.", registry=self.registry
         )
+        self._backlog_metrics()
+        # Every outcome exists from the start at 0, so increase() sees the first dead letter.
+        for outcome in DELIVERY_OUTCOMES:
+            self.deliveries.labels(outcome)
+        for answer in STATUS_CLASSES:
+            self.responses.labels(answer)
 
-    def serve(self, port: int) -> None:
-        """Expose /metrics on ``port`` (all interfaces, for the scraper)."""
-        start_http_server(port, registry=self.registry)
+    def _backlog_metrics(self) -> None:
+        # Sampled from the table by every worker (the same values from each: aggregate with max).
+        self.pending = Gauge(
+            "outbox_pending_messages",
+            "Pending messages: due now (due=true) or later, retrying or claimed (due=false).",
+            ["due"],
+            registry=self.registry,
+        )
+        self.oldest_pending = Gauge(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest pending message (0 when none is pending).",
+            registry=self.registry,
+        )
+        self.dead = Gauge(
+            "outbox_dead_messages", "Dead letters in the table.", registry=self.registry
+        )
+        self.backlog_sampled = Gauge(
+            "outbox_backlog_sampled_timestamp_seconds",
+            "Unix time of this worker's last successful backlog sample.",
+            registry=self.registry,
+        )
+        self.claim_loop_late = Gauge(
+            "outbox_claim_loop_late_seconds",
+            "How far the claim loop is past the time it said it would report again.",
+            registry=self.registry,
+        )
+        self.retention_deleted = Counter(
+            "outbox_retention_deleted_total",
+            "Rows deleted by retention, by state (acknowledged, dead).",
+            ["state"],
+            registry=self.registry,
+        )
+        for state in ("acknowledged", "dead"):
+            self.retention_deleted.labels(state)
+
+
+DELIVERY_OUTCOMES = ("acknowledged", "retry", "dead", "paused")
+STATUS_CLASSES = ("2xx", "3xx", "429", "4xx", "5xx", "other", "transport")  # status_class() labels
 
 
 def status_class(status: int | None) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from outbox_worker.models import Answer, Message, Settlement
+from outbox_worker.models import Answer, Backlog, Message, Settlement, State
 
 
 class Store(Protocol):
@@ -49,6 +49,15 @@ class Store(Protocol):
         Returns early, having logged why, when notifications cannot reach this process (a
         transaction pooler in between): the worker then finds work by polling alone.
         """
+        ...
+
+    async def backlog(self) -> Backlog:
+        """Sample the queue in one cheap statement: due, not yet due, oldest age, dead."""
+        ...
+
+    async def purge_expired(self, state: State, older_than: timedelta, limit: int) -> int | None:
+        """Delete up to ``limit`` rows in ``state`` older than ``older_than`` in one short
+        transaction; None when another process holds the fleet's retention lock."""
         ...
 
 

@@ -31,11 +31,12 @@ from typing import Any, NamedTuple
 
 import structlog
 
-from outbox_worker import policy
+from outbox_worker import policy, upkeep
 from outbox_worker.circuit import CircuitBreaker, PauseReason, RateGate
 from outbox_worker.config import Settings
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.liveness import ClaimProgress
 from outbox_worker.models import Message, MessageId, Outcome, Verdict
 from outbox_worker.observability import Metrics
 from outbox_worker.pacing import FleetPacer
@@ -65,6 +66,7 @@ class Worker:
         sender: Sender,
         *,
         metrics: Metrics | None = None,
+        progress: ClaimProgress | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -96,6 +98,9 @@ class Worker:
         self._low_water = settings.batch_size
         self._rate_limited = settings.rate_limit > 0
         self._metrics.in_flight.set_function(lambda: len(self._in_flight))
+        # What /healthz reads: the claim loop's promises and whether work is due.
+        self.progress = progress or ClaimProgress(clock)
+        self._metrics.claim_loop_late.set_function(self.progress.late_by)
 
     @property
     def metrics(self) -> Metrics:
@@ -104,12 +109,23 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish in-flight sends within the grace period."""
-        log.info("worker.started", **self._settings.describe())
+        settings = self._settings
+        log.info("worker.started", **settings.describe())
         for warning in self._settings.warnings():
             log.warning("config.risky", warning=warning)
         try:
             async with asyncio.TaskGroup() as tasks:
-                background = [tasks.create_task(self._writer.run(), name="flush")]
+                background = [
+                    tasks.create_task(self._writer.run(), name="flush"),
+                    tasks.create_task(
+                        upkeep.sample_backlog(settings, self._store, self._metrics, self.progress),
+                        name="backlog",
+                    ),
+                    tasks.create_task(
+                        upkeep.retain(settings, self._store, self._metrics, self._rng),
+                        name="retention",
+                    ),
+                ]
                 if self._settings.listen:
                     listen = self._store.listen(self._wake.set)
                     background.append(tasks.create_task(listen, name="listen"))
@@ -148,6 +164,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = Backoff()
         while not self._stopping:
+            self.progress.progressed(next_within=0)
             self._wake.clear()
             limit = self._claim_limit()
             if limit == 0:
@@ -200,6 +217,7 @@ class Worker:
         return wait
 
     async def _sleep_until_woken(self, seconds: float) -> None:
+        self.progress.progressed(next_within=seconds)
         try:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()

@@ -19,7 +19,7 @@ import structlog
 from outbox_worker.config import asyncpg_dsn, redact_url
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.schema import NOTIFY_CHANNEL, SEND_SCHEDULE
 from outbox_worker.store.connection import (
     POOLER_SAFE,
@@ -27,6 +27,7 @@ from outbox_worker.store.connection import (
     connect,
     translate_errors,
 )
+from outbox_worker.store.housekeeping import BACKLOG, PURGE_EXPIRED, RETENTION_LOCK
 
 log = structlog.get_logger("outbox_worker.store")
 
@@ -300,6 +301,22 @@ class PostgresStore:
         """Reserve the next ``span_s`` seconds of the fleet's send schedule; seconds until then."""
         rows = await self._fetch(RESERVE_SEND_TIME, SEND_SCHEDULE, span_s, SCHEDULE_HORIZON_S)
         return float(rows[0][0])
+
+    async def backlog(self) -> Backlog:
+        """Pending due and not yet due, the oldest pending age and the dead count, in one go."""
+        row = (await self._fetch(BACKLOG))[0]
+        return Backlog(
+            due=row["due"],
+            not_due=row["not_due"],
+            oldest_pending_s=row["oldest_pending_s"],
+            dead=row["dead"],
+        )
+
+    async def purge_expired(self, state: State, older_than: timedelta, limit: int) -> int | None:
+        """Delete one batch of expired rows under the retention lock; None if another has it."""
+        row = (await self._fetch(PURGE_EXPIRED, state.value, older_than, limit, RETENTION_LOCK))[0]
+        deleted: int = row["deleted"]
+        return deleted if row["held"] else None
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """LISTEN on the enqueue channel, reconnecting forever; a hint only, polling backs it.

@@ -120,6 +120,7 @@ async def test_worker_claims_settles_and_releases(
         assert await store.settle([settlement(first, State.ACKNOWLEDGED)]) == 1
         assert await store.release([second]) == 1
         assert await store.reserve_send_time(0.25) >= 0  # the fleet rate limit's schedule
+        assert await store.purge_expired(State.ACKNOWLEDGED, timedelta(days=7), 10) == 0
     finally:
         await store.close()
     states = await pg.fetch("SELECT state, lease_token FROM outbox.messages ORDER BY id")

@@ -37,6 +37,15 @@ GRANT UPDATE (state, attempts, available_at, lease_token, claimed_at, acknowledg
 GRANT EXECUTE ON FUNCTION outbox.history_push(jsonb, jsonb, integer) TO outbox_worker;
 -- The fleet's shared send schedule (OUTBOX_RATE_LIMIT): reserved by upsert.
 GRANT SELECT, INSERT, UPDATE ON outbox.send_schedule TO outbox_worker;
+-- Retention (revision 0005): expired acknowledged and dead rows only, through the function.
+DO $$
+BEGIN
+  IF to_regprocedure('outbox.purge_expired(text, interval, integer, bigint)') IS NOT NULL THEN
+    GRANT EXECUTE ON FUNCTION outbox.purge_expired(text, interval, integer, bigint)
+      TO outbox_worker;
+  END IF;
+END
+$$;
 
 -- Operators: read (dead list/show, stats, check), requeue and purge. Not the payload either.
 GRANT USAGE ON SCHEMA outbox TO outbox_operator;
