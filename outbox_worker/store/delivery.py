@@ -81,11 +81,12 @@ RETURNING m.id, CASE WHEN sized.sendable THEN sized.body END AS body, sized.byte
 # ($2) and rows point into that array: a flush holds rows of only a few claims. Next times are
 # the database's now() plus the policy's delay, never a worker host's clock. Another service may
 # have written any history or attempts: a history that is not an array starts afresh and a count
-# at the integer limit stays there, so no row can make the write fail.
+# at the bound of messages_attempts_bounded (1,000,000) stays there, so no row can make the write
+# fail (without that check, the integer's own limit is far above it).
 SETTLE = """
 UPDATE outbox.messages AS m SET
     state = u.state,
-    attempts = CASE WHEN m.attempts < 2147483647 THEN m.attempts + u.spent ELSE m.attempts END,
+    attempts = CASE WHEN m.attempts < 1000000 THEN m.attempts + u.spent ELSE m.attempts END,
     available_at = CASE WHEN u.delay_s IS NULL THEN m.available_at
                         ELSE now() + make_interval(secs => u.delay_s) END,
     lease_token = NULL,
@@ -113,7 +114,7 @@ RETURNING m.id
 ACKNOWLEDGE = """
 UPDATE outbox.messages AS m SET
     state = 'acknowledged',
-    attempts = CASE WHEN m.attempts < 2147483647 THEN m.attempts + 1 ELSE m.attempts END,
+    attempts = CASE WHEN m.attempts < 1000000 THEN m.attempts + 1 ELSE m.attempts END,
     lease_token = NULL,
     acknowledged_at = now(),
     last_status = u.status,

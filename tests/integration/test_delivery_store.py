@@ -181,3 +181,22 @@ async def test_dead_letter_unwritable_is_guarded_by_the_lease(
     )
     assert await store.dead_letter_unwritable(settlement(stranger, State.DEAD), "no") == 0
     assert await pg.fetchval("SELECT state FROM outbox.messages") == "pending"
+
+
+async def test_a_row_at_the_attempts_bound_is_still_written(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """A row at the schema's attempt bound (1,000,000) is settled without breaking the check."""
+    await pg.execute(
+        "INSERT INTO outbox.messages (payload, attempts) VALUES ($1::jsonb, 1000000)",
+        json.dumps(update("bound")),
+    )
+    [message] = await store.claim(1, LEASE, MAX_PAYLOAD_BYTES)
+    assert await store.settle([settlement(message, State.PENDING)]) == 1
+    assert await pg.fetchval("SELECT attempts FROM outbox.messages") == 1000000
+    await pg.execute("UPDATE outbox.messages SET available_at = now()")  # due again at once
+    [again] = await store.claim(1, LEASE, MAX_PAYLOAD_BYTES)
+    assert await store.settle([settlement(again, State.ACKNOWLEDGED)]) == 1
+    row = await pg.fetchrow("SELECT state, attempts FROM outbox.messages")
+    assert row is not None
+    assert (row["state"], row["attempts"]) == ("acknowledged", 1000000)
