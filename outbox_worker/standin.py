@@ -93,6 +93,7 @@ __all__ = [
 
 PATH: Final = "/v2/registration"
 DEFAULT_API_KEY: Final = "sk_test_standin"
+MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
 Latency: TypeAlias = float | tuple[float, float]
 """Seconds added to every answer: fixed, or (low, high) drawn uniformly."""
 BAD_KEY_MESSAGE: Final = (
@@ -200,7 +201,9 @@ class StandIn:
         """
         if self._runner is not None:
             raise RuntimeError(f"the stand-in already listens on {self.url}")
-        app = web.Application()
+        # aiohttp refuses bodies over 1 MiB by itself (413, unrecorded); the stand-in must see,
+        # record and answer whatever a worker sends, oversized rows included.
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post(PATH, self._receive_update)
         app.router.add_route("*", PATH, _method_not_allowed)
         app.router.add_post("/_standin/faults", self._control_faults)

@@ -6,6 +6,7 @@ Real sockets: aiohttp's client against the real server on 127.0.0.1, port 0.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import random
 import signal
@@ -750,3 +751,15 @@ async def test_start_twice_is_refused(standin: StandIn) -> None:
     """Starting a running stand-in is a mistake, not a second server."""
     with pytest.raises(RuntimeError, match="already listens"):
         await standin.start()
+
+
+async def test_bodies_over_a_mebibyte_are_received_and_recorded(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A 2 MiB update is answered like any other and recorded, not refused by the server's own size limit."""
+    body = json.dumps(update(customer={"customerId": "big"}, padding="x" * (2 * 1024 * 1024)))
+    headers = {"Content-Type": "application/json", **AUTH}
+    # A stream: aiohttp warns about sending megabytes of raw bytes at once.
+    async with http.post(standin.url, data=io.BytesIO(body.encode()), headers=headers) as response:
+        assert response.status == 200
+    assert [(r.key, len(r.body) > 2 * 1024 * 1024) for r in standin.received] == [("big", True)]
