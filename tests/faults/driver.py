@@ -173,6 +173,14 @@ class Driver:
             worker = slot.worker
             if worker is None:
                 continue
+            # A worker still importing has no SIGTERM handler yet: let it start (or fail) first.
+            with contextlib.suppress(AssertionError):
+                await wait_for(
+                    functools.partial(_started_or_gone, worker),
+                    timeout=STARTUP_TIMEOUT_S,
+                    interval=0.05,
+                    message=f"{worker} to start",
+                )
             if worker.returncode is None:
                 worker.process.send_signal(signal.SIGTERM)
             elif not slot.killed:

@@ -79,13 +79,14 @@ class Profile:
     window_length: tuple[float, float] = (1.5, 3.0)
     window_gap: tuple[float, float] = (1.5, 3.0)
     first_window_at: float = 3.0
+    window_kinds: tuple[WindowKind, ...] = tuple(WindowKind)
     burst_429: int = 40
     poison: tuple[float, int] = (0.01, 60)  # (share of updates, at most)
     redirects: tuple[float, int] = (0.005, 12)
     rejected: tuple[float, int] = (0.01, 150)
     always_500: tuple[float, int] = (0.005, 40)
     planted_each: int = 1
-    latency: tuple[float, float] = (0.0, 0.03)
+    latency: tuple[float, float] = (0.05, 0.4)  # kills then catch sends in flight
     drain_timeout: float = 90.0
 
     @classmethod
@@ -287,11 +288,13 @@ def _windows(profile: Profile, enqueue_end: float, rng: random.Random) -> list[W
     until enqueueing is over."""
     windows: list[Window] = []
     at = profile.first_window_at
+    if not profile.window_kinds:
+        return windows
     while True:
-        kinds = list(WindowKind)
+        kinds = list(profile.window_kinds)
         rng.shuffle(kinds)
         for kind in kinds:
-            if len(windows) >= len(WindowKind) and at >= enqueue_end:
+            if len(windows) >= len(profile.window_kinds) and at >= enqueue_end:
                 return windows
             end = at + rng.uniform(*profile.window_length)
             windows.append(Window(kind, round(at, 3), round(end, 3)))
