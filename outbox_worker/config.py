@@ -2,22 +2,46 @@
 
 ``Settings.from_env(environ, overrides)`` is the only reader of ``OUTBOX_*`` variables; CLI flags
 arrive as ``overrides`` (same names, lower case, without the prefix). Everything is checked here,
-at start, so a bad setting fails with one line instead of at the first delivery.
+at start, against the bounds below, so a bad setting fails with one line instead of at the first
+delivery. The text parsers live in settings_parsing.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from outbox_worker.errors import ConfigError
+from outbox_worker.limits import MAX_PAYLOAD_BYTES
+
+# Re-exported: callers import these from config, where settings come from.
+from outbox_worker.settings_parsing import Secret as Secret
+from outbox_worker.settings_parsing import asyncpg_dsn as asyncpg_dsn
+from outbox_worker.settings_parsing import (
+    check_api_key,
+    check_duration,
+    check_endpoint_url,
+    check_int,
+    parse_bool,
+    parse_int,
+    parse_number,
+    parse_size,
+    read_key_file,
+)
+from outbox_worker.settings_parsing import check_database_url as check_database_url
+from outbox_worker.settings_parsing import is_loopback as is_loopback
+from outbox_worker.settings_parsing import parse_duration as parse_duration
+from outbox_worker.settings_parsing import redact_url as redact_url
+from outbox_worker.settings_parsing import sqlalchemy_url as sqlalchemy_url
+
+MS: Final = timedelta(milliseconds=1)
+KIB: Final = 1024
+MIB: Final = 1024 * KIB
+GIB: Final = 1024 * MIB
 
 DEFAULT_ENDPOINT_URL = "https://api.ravelin.com/v2/registration"
 
@@ -28,8 +52,14 @@ DEFAULT_HTTP_TIMEOUT = timedelta(seconds=10)
 LEASE_MARGIN = timedelta(seconds=5)
 DEFAULT_LEASE = timedelta(seconds=60)
 DEFAULT_POLL_INTERVAL = timedelta(seconds=5)
-DEFAULT_SHUTDOWN_GRACE = timedelta(seconds=10)
+# A send the endpoint already received must be allowed to finish on SIGTERM, or its answer is
+# lost and the message is sent again: the grace covers a whole HTTP timeout plus this margin.
+SHUTDOWN_MARGIN = timedelta(seconds=5)
+DEFAULT_SHUTDOWN_GRACE = DEFAULT_HTTP_TIMEOUT + SHUTDOWN_MARGIN
 DEFAULT_FLUSH_INTERVAL = timedelta(milliseconds=20)
+# The worker's memory ceiling: bytes of claimed payloads not yet sent. At least one payload of
+# the largest size enqueue accepts, or such a message could never be claimed.
+DEFAULT_MAX_CLAIMED_BYTES = 16 * MIB
 
 DEFAULT_BACKOFF_BASE = timedelta(seconds=1)
 DEFAULT_BACKOFF_CAP = timedelta(minutes=10)
@@ -41,125 +71,40 @@ DEFAULT_RATE_LIMITED_PAUSE = timedelta(seconds=5)
 
 DEFAULT_PROBE_INITIAL = timedelta(seconds=1)
 DEFAULT_PROBE_CAP = timedelta(seconds=60)
+# This many different messages in a row failing transiently (5xx, timeout, connection failure)
+# with no success between them mean the endpoint itself is down: pause and probe instead of
+# spending every message's attempts on an outage.
+DEFAULT_OUTAGE_THRESHOLD = 10
 
 DEFAULT_HISTORY_CAP = 20
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def parse_duration(text: str | timedelta | float, *, name: str = "duration") -> timedelta:
-    """Parse '500ms', '30s', '10m', '24h', '7d', '2w' or plain seconds into a timedelta."""
-    if isinstance(text, timedelta):
-        return text
-    if isinstance(text, int | float):
-        return timedelta(seconds=text)
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"{name}: {text!r} is not a duration; use e.g. 500ms, 30s, 10m, 24h, 7d")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def _parse_bool(text: str | bool, name: str) -> bool:
-    if isinstance(text, bool):
-        return text
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(f"{name}: {text!r} is not a boolean; use true or false")
-
-
-def _parse_int(text: str | int, name: str, *, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
-    return value
-
-
-class Secret:
-    """Text that never shows itself in repr, str, f-strings or logs; ``reveal()`` gives it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def reveal(self) -> str:
-        """Return the secret text, for the one place that must send it."""
-        return self._value
-
-
-def asyncpg_dsn(url: str) -> str:
-    """Turn any postgresql URL (with or without a +driver suffix) into one asyncpg accepts."""
-    scheme, sep, rest = url.partition("://")
-    return f"postgresql{sep}{rest}" if scheme.startswith("postgres") else url
-
-
-def sqlalchemy_url(url: str, driver: str = "asyncpg") -> str:
-    """Turn a postgresql:// URL into SQLAlchemy's postgresql+<driver>:// form."""
-    _, sep, rest = url.partition("://")
-    return f"postgresql+{driver}{sep}{rest}"
-
-
-def check_database_url(url: str) -> str:
-    """Return the URL if it is a well-formed postgresql:// URL, else raise ConfigError."""
-    example = "e.g. postgresql://user:password@db.example.com:5432/app"
-    scheme = url.partition("://")[0]
-    if not url or scheme.split("+")[0] not in {"postgresql", "postgres"} or "://" not in url:
-        raise ConfigError(f"OUTBOX_DATABASE_URL must be a postgresql:// URL, {example}")
-    try:
-        _ = urlsplit(url).port  # parses the port: "abc" or 99999 raise ValueError
-    except ValueError as exc:
-        raise ConfigError(f"OUTBOX_DATABASE_URL is malformed ({exc}); {example}") from None
-    return url
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_endpoint_url(url: str, *, allow_insecure_http: bool) -> str:
-    """Return the endpoint URL if it is usable, else raise ConfigError saying why."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise ConfigError(f"OUTBOX_ENDPOINT_URL: {url!r} is not an http(s) URL")
-    if "score" in parts.query:
-        raise ConfigError(
-            "OUTBOX_ENDPOINT_URL must not carry ?score=: that is the recommendation checkpoint"
-        )
-    if parts.scheme == "http" and not (is_loopback(parts.hostname) or allow_insecure_http):
-        raise ConfigError(
-            f"OUTBOX_ENDPOINT_URL uses plain http to {parts.hostname}; use https, "
-            "or set OUTBOX_ALLOW_INSECURE_HTTP=true if you really mean it"
-        )
-    return url
+# Allowed ranges by field name (the variable is OUTBOX_<NAME>), checked when settings are built.
+# Wide enough for any sane deployment and for tests' millisecond timings; narrow enough that a
+# typo (a missing unit, an extra digit) fails at start instead of stalling or flooding.
+DURATION_BOUNDS: Final[Mapping[str, tuple[timedelta, timedelta]]] = {
+    "http_timeout": (100 * MS, timedelta(minutes=5)),
+    "lease": (timedelta(seconds=1), timedelta(hours=1)),
+    "poll_interval": (10 * MS, timedelta(hours=1)),
+    "shutdown_grace": (100 * MS, timedelta(hours=1)),
+    "flush_interval": (1 * MS, timedelta(seconds=10)),
+    "backoff_base": (1 * MS, timedelta(hours=1)),
+    "backoff_cap": (1 * MS, timedelta(days=7)),
+    "max_age": (timedelta(seconds=1), timedelta(days=30)),
+    "retry_after_max": (timedelta(0), timedelta(days=1)),
+    "rate_limited_pause": (timedelta(0), timedelta(hours=1)),
+    "probe_initial": (10 * MS, timedelta(hours=1)),
+    "probe_cap": (10 * MS, timedelta(days=1)),
+}
+INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
+    "concurrency": (1, 1000),
+    "batch_size": (1, 10_000),
+    "max_attempts": (1, 1000),
+    "history_cap": (1, 1000),
+    "metrics_port": (0, 65535),
+    "outage_threshold": (1, 10_000),
+}
+CLAIMED_BYTES_BOUNDS: Final = (MAX_PAYLOAD_BYTES, GIB)
+RATE_LIMIT_MAX: Final = 10_000.0  # sends per second per process; Ravelin documents 50/s live
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,13 +120,24 @@ class RetrySettings:
     # Ravelin keeps rate-limited data and advises against resending; True resends on 429.
     retry_on_429: bool = False
 
+    def __post_init__(self) -> None:
+        _check_bounds(self)
+        if self.backoff_base > self.backoff_cap:
+            raise ConfigError("OUTBOX_BACKOFF_BASE must not exceed OUTBOX_BACKOFF_CAP")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CircuitSettings:
-    """How often a paused worker probes the endpoint (401/403/404/405/406)."""
+    """When delivery pauses for a systemic fault, and how often a paused worker probes."""
 
     probe_initial: timedelta = DEFAULT_PROBE_INITIAL
     probe_cap: timedelta = DEFAULT_PROBE_CAP
+    outage_threshold: int = DEFAULT_OUTAGE_THRESHOLD
+
+    def __post_init__(self) -> None:
+        _check_bounds(self)
+        if self.probe_initial > self.probe_cap:
+            raise ConfigError("OUTBOX_PROBE_INITIAL must not exceed OUTBOX_PROBE_CAP")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +156,7 @@ class Settings:
     listen: bool = True  # False for poll-only mode (poolers that cannot LISTEN)
     shutdown_grace: timedelta = DEFAULT_SHUTDOWN_GRACE
     flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL
+    max_claimed_bytes: int = DEFAULT_MAX_CLAIMED_BYTES
     rate_limit: float = 0.0  # requests per second for this process; 0 means no limit
     history_cap: int = DEFAULT_HISTORY_CAP
     metrics_port: int = 0  # 0 means no metrics endpoint
@@ -211,14 +168,16 @@ class Settings:
         check_endpoint_url(self.endpoint_url, allow_insecure_http=self.allow_insecure_http)
         if not self.api_key:
             raise ConfigError("OUTBOX_API_KEY is not set; set it or OUTBOX_API_KEY_FILE")
+        check_api_key(self.api_key.reveal(), origin="OUTBOX_API_KEY")
+        _check_bounds(self)
+        parse_size(self.max_claimed_bytes, name="OUTBOX_MAX_CLAIMED_BYTES", **_CLAIMED_BYTES)
+        parse_number(self.rate_limit, name="OUTBOX_RATE_LIMIT", minimum=0, maximum=RATE_LIMIT_MAX)
         if self.lease <= self.http_timeout + LEASE_MARGIN:
             raise ConfigError(
-                f"OUTBOX_LEASE ({self.lease.total_seconds():g}s) must be longer than "
-                f"OUTBOX_HTTP_TIMEOUT ({self.http_timeout.total_seconds():g}s) plus "
-                f"{LEASE_MARGIN.total_seconds():g}s, or a slow send could be taken over mid-flight"
+                f"OUTBOX_LEASE ({_seconds(self.lease)}) must be longer than "
+                f"OUTBOX_HTTP_TIMEOUT ({_seconds(self.http_timeout)}) plus "
+                f"{_seconds(LEASE_MARGIN)}, or a slow send could be taken over mid-flight"
             )
-        if self.retry.backoff_base > self.retry.backoff_cap:
-            raise ConfigError("OUTBOX_BACKOFF_BASE must not exceed OUTBOX_BACKOFF_CAP")
 
     @classmethod
     def from_env(
@@ -231,7 +190,7 @@ class Settings:
         retry = RetrySettings(
             backoff_base=source.duration("backoff_base", DEFAULT_BACKOFF_BASE),
             backoff_cap=source.duration("backoff_cap", DEFAULT_BACKOFF_CAP),
-            max_attempts=source.integer("max_attempts", DEFAULT_MAX_ATTEMPTS, minimum=1),
+            max_attempts=source.integer("max_attempts", DEFAULT_MAX_ATTEMPTS),
             max_age=source.duration("max_age", DEFAULT_MAX_AGE),
             retry_after_max=source.duration("retry_after_max", DEFAULT_RETRY_AFTER_MAX),
             rate_limited_pause=source.duration("rate_limited_pause", DEFAULT_RATE_LIMITED_PAUSE),
@@ -240,23 +199,25 @@ class Settings:
         circuit = CircuitSettings(
             probe_initial=source.duration("probe_initial", DEFAULT_PROBE_INITIAL),
             probe_cap=source.duration("probe_cap", DEFAULT_PROBE_CAP),
+            outage_threshold=source.integer("outage_threshold", DEFAULT_OUTAGE_THRESHOLD),
         )
         return cls(
             database_url=source.database_url(),
             api_key=source.api_key(),
             endpoint_url=source.text("endpoint_url", DEFAULT_ENDPOINT_URL),
             allow_insecure_http=source.boolean("allow_insecure_http", False),
-            concurrency=source.integer("concurrency", DEFAULT_CONCURRENCY, minimum=1),
-            batch_size=source.integer("batch_size", DEFAULT_BATCH_SIZE, minimum=1),
+            concurrency=source.integer("concurrency", DEFAULT_CONCURRENCY),
+            batch_size=source.integer("batch_size", DEFAULT_BATCH_SIZE),
             http_timeout=source.duration("http_timeout", DEFAULT_HTTP_TIMEOUT),
             lease=source.duration("lease", DEFAULT_LEASE),
             poll_interval=source.duration("poll_interval", DEFAULT_POLL_INTERVAL),
             listen=not source.boolean("poll_only", False),
             shutdown_grace=source.duration("shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
             flush_interval=source.duration("flush_interval", DEFAULT_FLUSH_INTERVAL),
-            rate_limit=source.number("rate_limit", 0.0),
-            history_cap=source.integer("history_cap", DEFAULT_HISTORY_CAP, minimum=1),
-            metrics_port=source.integer("metrics_port", 0, minimum=0),
+            max_claimed_bytes=source.size("max_claimed_bytes", DEFAULT_MAX_CLAIMED_BYTES),
+            rate_limit=source.number("rate_limit", 0.0, maximum=RATE_LIMIT_MAX),
+            history_cap=source.integer("history_cap", DEFAULT_HISTORY_CAP),
+            metrics_port=source.integer("metrics_port", 0),
             retry=retry,
             circuit=circuit,
         )
@@ -272,6 +233,49 @@ class Settings:
         out["database_url"] = redact_url(self.database_url)
         return out
 
+    def warnings(self) -> list[str]:
+        """Settings that are legal but risky, one human line each (the worker logs them)."""
+        found = []
+        if self.shutdown_grace < self.http_timeout + SHUTDOWN_MARGIN:
+            found.append(
+                f"OUTBOX_SHUTDOWN_GRACE ({_seconds(self.shutdown_grace)}) is shorter than "
+                f"OUTBOX_HTTP_TIMEOUT ({_seconds(self.http_timeout)}) plus "
+                f"{_seconds(SHUTDOWN_MARGIN)}: a SIGTERM may abandon sends the endpoint "
+                "already received"
+            )
+        host = urlsplit(self.endpoint_url).hostname or ""
+        if self.endpoint_url.startswith("http:") and not is_loopback(host):
+            found.append(
+                f"OUTBOX_ALLOW_INSECURE_HTTP is set: the API key and registrations go to {host} "
+                "in clear text"
+            )
+        if self.retry.retry_on_429:
+            found.append(
+                "OUTBOX_RETRY_ON_429 is set: Ravelin keeps rate-limited data and advises "
+                "against resending, so resent updates may arrive twice"
+            )
+        return found
+
+
+_CLAIMED_BYTES: Final = {"minimum": CLAIMED_BYTES_BOUNDS[0], "maximum": CLAIMED_BYTES_BOUNDS[1]}
+
+
+def _check_bounds(settings: Any) -> None:
+    """Check every duration and count of a settings dataclass against its bounds."""
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        name = _env_name(item.name)
+        if item.name in DURATION_BOUNDS:
+            low, high = DURATION_BOUNDS[item.name]
+            check_duration(value, name=name, minimum=low, maximum=high)
+        elif item.name in INT_BOUNDS:
+            low_count, high_count = INT_BOUNDS[item.name]
+            check_int(value, name=name, minimum=low_count, maximum=high_count)
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{value.total_seconds():g}s"
+
 
 def _plain(value: Any) -> Any:
     """Durations as seconds and nested settings as dicts, for logging."""
@@ -280,15 +284,6 @@ def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     return value
-
-
-def redact_url(url: str) -> str:
-    """Hide the password of a database URL so it can be logged."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def database_url_from_env(
@@ -323,27 +318,33 @@ class _Source:
 
     def duration(self, name: str, default: timedelta) -> timedelta:
         value = self.raw(name)
-        return default if value is None else parse_duration(value, name=_env_name(name))
+        if value is None:
+            return default
+        low, high = DURATION_BOUNDS[name]
+        return parse_duration(value, name=_env_name(name), minimum=low, maximum=high)
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.raw(name)
-        return default if value is None else _parse_bool(value, _env_name(name))
+        return default if value is None else parse_bool(value, name=_env_name(name))
 
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
-        value = self.raw(name)
-        return default if value is None else _parse_int(value, _env_name(name), minimum=minimum)
-
-    def number(self, name: str, default: float) -> float:
+    def integer(self, name: str, default: int) -> int:
         value = self.raw(name)
         if value is None:
             return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"{_env_name(name)}: {value!r} is not a number") from None
-        if number < 0:
-            raise ConfigError(f"{_env_name(name)}: must not be negative")
-        return number
+        low, high = INT_BOUNDS[name]
+        return parse_int(value, name=_env_name(name), minimum=low, maximum=high)
+
+    def size(self, name: str, default: int) -> int:
+        value = self.raw(name)
+        return (
+            default if value is None else parse_size(value, name=_env_name(name), **_CLAIMED_BYTES)
+        )
+
+    def number(self, name: str, default: float, *, maximum: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        return parse_number(value, name=_env_name(name), minimum=0.0, maximum=maximum)
 
     def database_url(self) -> str:
         value = self.raw("database_url")
@@ -360,23 +361,10 @@ class _Source:
         if key is not None and key_file is not None:
             raise ConfigError("set OUTBOX_API_KEY or OUTBOX_API_KEY_FILE, not both")
         if key_file is not None:
-            try:
-                key = Path(str(key_file)).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"OUTBOX_API_KEY_FILE: cannot read {key_file}: {exc.strerror}"
-                ) from None
-            if not key:
-                raise ConfigError(f"OUTBOX_API_KEY_FILE: {key_file} is empty")
+            return Secret(read_key_file(str(key_file)))
         if key is None:
             raise ConfigError("OUTBOX_API_KEY is not set; set it or OUTBOX_API_KEY_FILE")
-        text = str(key).strip()
-        if text.startswith(("pk_", "publishable_key_")):
-            raise ConfigError(
-                "OUTBOX_API_KEY is a publishable key (pk_...); "
-                "/v2/registration needs the secret key (sk_...)"
-            )
-        return Secret(text)
+        return Secret(check_api_key(str(key).strip(), origin="OUTBOX_API_KEY"))
 
 
 def _env_name(name: str) -> str:

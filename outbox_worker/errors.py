@@ -10,6 +10,8 @@ Every error this package raises on purpose derives from ``OutboxError``; foreign
     ├── SchemaNotReady           the database has no outbox schema at head: run `migrate`
     ├── MessageNotFound          an operator named an id that does not exist
     ├── DatabaseUnavailable      the database cannot be reached (transient for the worker)
+    ├── StatementRejected        the database refused one statement (bad data, a constraint,
+    │                            a timeout); carries the SQLSTATE
     └── DeliveryError            sending one message failed before an HTTP answer arrived
         ├── DeliveryTimeout      no answer within the HTTP timeout (ambiguous: may have landed)
         └── ConnectionFailed     refused, reset or dropped connection, DNS or TLS failure
@@ -79,6 +81,18 @@ class MessageNotFound(OutboxError):
 
 class DatabaseUnavailable(OutboxError):
     """The database could not be reached or dropped the connection."""
+
+
+class StatementRejected(OutboxError):
+    """The database refused a statement; the connection itself is fine.
+
+    The message names the error class and SQLSTATE and never quotes a value: a refused value may
+    be a payload's personal data.
+    """
+
+    def __init__(self, reason: str, *, sqlstate: str | None = None) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(reason)
 
 
 class DeliveryError(OutboxError):

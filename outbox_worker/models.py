@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, NewType
 from uuid import UUID
@@ -42,8 +42,13 @@ class Message:
     id: MessageId
     body: bytes  # the stored payload text, sent unchanged
     attempts: int  # attempts spent before this claim
-    created_at: datetime
+    # The message's age on the database's clock when it was claimed (from enqueue, or from the
+    # last requeue): max_age is judged on it, never on the worker host's clock.
+    age: timedelta
     lease_token: LeaseToken  # the claim's token; the lease's end is kept by the worker's clock
+    # Why a stored row cannot be sent at all (another service wrote it: not a JSON object, or past
+    # the size limit); its body is then empty and the worker dead-letters it without sending.
+    unsendable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,12 @@ class Answer:
     body: bytes = b""
     retry_after: timedelta | None = None  # parsed Retry-After, if the answer carried one
     error: str | None = None  # transport failure reason when status is None
+    redirect_host: str | None = None  # a 3xx's Location host (never followed), if it had one
+
+
+# What the endpoint said in an answer, as stored in last_response: Ravelin's message, traceId and
+# validationErrors, or a 2xx's warning classes. Always storable (no NUL, no lone surrogate).
+Response = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +75,12 @@ class Outcome:
     verdict: Verdict
     status: int | None
     error: str | None = None  # one line for last_error / dead list
-    details: dict[str, Any] = field(default_factory=dict)  # Ravelin's message/traceId/...
+    response: Response | None = None  # what the endpoint said, for last_response
     slow_down: timedelta | None = None  # global pause asked for (429 / Retry-After)
+    retry_floor: timedelta | None = None  # this message's next try no sooner (5xx Retry-After)
+    # The answer says the endpoint may be down (5xx, timeout, connection failure): many in a row
+    # across different messages pause delivery instead of spending attempts.
+    transient: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +90,13 @@ class Settlement:
     message_id: MessageId
     lease_token: LeaseToken
     state: State
-    attempt_spent: bool  # False for a paused (circuit) attempt: attempts stay as they were
-    available_at: datetime | None  # next try for a retry; None for final states
+    attempt_spent: bool  # False when a pause (circuit) takes the blame: attempts stay as they were
+    # Next try, from the database's now() when the row is written; None for final states.
+    delay: timedelta | None
     status: int | None
     error: str | None
     latency_s: float
-    details: dict[str, Any] = field(default_factory=dict)
+    response: Response | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,22 @@
 """Pure delivery decisions: what an answer means, when to try again, when to stop sending.
 
-No I/O, no asyncio, and no reading of the wall clock or of a global random generator: callers pass
-``now`` (an aware datetime), ``clock`` (monotonic seconds, e.g. ``time.monotonic``) and ``rng``
+No I/O, no asyncio, and no reading of a clock or of a global random generator: callers pass ages
+and delays (measured on the database's clock), ``now`` where a header carries a date, and ``rng``
 (uniform in [0, 1), e.g. ``random.Random().random``), so every decision is a function of its
-inputs and the tests run instantly.
+inputs and the tests run instantly. Due times are never computed here: a settlement carries a
+delay, and the database adds it to its own ``now()``, so a worker host's clock changes nothing.
 
     classify(answer, retry) -> Outcome           the "Answer policy" table of DESIGN.md
     settle(message, outcome, ...) -> Settlement  the row write: acknowledged, later, or dead
+    unsendable(message) -> Settlement            a stored row that cannot be sent: dead, unsent
+    internal_failure(message, exc, ...)          our own failure with one message: a spent attempt
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -19,7 +24,7 @@ from http import HTTPStatus
 from typing import Any
 
 from outbox_worker.config import RetrySettings
-from outbox_worker.models import Answer, Message, Outcome, Settlement, State, Verdict
+from outbox_worker.models import Answer, Message, Outcome, Response, Settlement, State, Verdict
 
 Rng = Callable[[], float]  # uniform in [0, 1)
 
@@ -33,6 +38,8 @@ _VALIDATION_ERRORS_MAX = 50
 _BODY_MAX_BYTES = 1 << 20  # bodies larger than this are not parsed
 _RETRY_AFTER_MAX_S = timedelta.max.days * 86400  # absurd Retry-After values stop here
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
+_STORED_DEPTH_MAX = 8  # nesting kept in a stored response; deeper parts are kept as text
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # --- The answer policy ---------------------------------------------------------------------
@@ -43,11 +50,21 @@ def classify(answer: Answer, retry: RetrySettings) -> Outcome:
     status = answer.status
     if status is None:
         reason = _one_line(answer.error or "no HTTP answer")
-        return Outcome(Verdict.RETRY, None, error=_truncate(reason, ERROR_MAX_CHARS))
+        return Outcome(
+            Verdict.RETRY, None, error=_truncate(reason, ERROR_MAX_CHARS), transient=True
+        )
     if 200 <= status < 300:
-        return Outcome(Verdict.ACKNOWLEDGE, status, details=_warnings(answer.body))
-    details = ravelin_error_details(answer.body)
-    error = _summary(status, details)
+        return Outcome(Verdict.ACKNOWLEDGE, status, response=_warnings(answer.body))
+    if 300 <= status < 400:
+        # Following a redirect would send the body, personal data included, to another origin
+        # (307/308) or turn the POST into a GET and lose the update (301/302/303). The URL is
+        # wrong or moved: a configuration fault, like a 404.
+        where = f" to {answer.redirect_host}" if answer.redirect_host else ""
+        error = f"{status} redirect{where} not followed: check OUTBOX_ENDPOINT_URL"
+        return Outcome(Verdict.PAUSE, status, error=_truncate(_one_line(error), ERROR_MAX_CHARS))
+    response = ravelin_error_details(answer.body)
+    error = _summary(status, response)
+    stored = response or None
     if status == 429:
         # Ravelin keeps rate-limited data on an internal queue and processes it when demand
         # drops; it advises against resending, which would only extend the rate limiting. So the
@@ -56,21 +73,26 @@ def classify(answer: Answer, retry: RetrySettings) -> Outcome:
         if slow_down is None:
             slow_down = retry.rate_limited_pause
         verdict = Verdict.RETRY if retry.retry_on_429 else Verdict.ACKNOWLEDGE
-        return Outcome(verdict, status, error=error, details=details, slow_down=slow_down)
+        return Outcome(verdict, status, error=error, response=stored, slow_down=slow_down)
     if status in PAUSE_STATUSES:
-        return Outcome(Verdict.PAUSE, status, error=error, details=details)
+        return Outcome(Verdict.PAUSE, status, error=error, response=stored)
     if 400 <= status < 500:
-        return Outcome(Verdict.DEAD_LETTER, status, error=error, details=details)
+        return Outcome(Verdict.DEAD_LETTER, status, error=error, response=stored)
     if 500 <= status < 600:
-        # A Retry-After on a 5xx (503 maintenance) is a floor for this message's next attempt,
-        # kept as details["retry_after_s"]; only a 429 slows the whole sender down.
+        # A Retry-After on a 5xx (503 maintenance) is a floor for this message's next attempt;
+        # only a 429 slows the whole sender down.
         floor = _clamp(answer.retry_after, retry)
-        if floor is not None:
-            details["retry_after_s"] = floor.total_seconds()
-        return Outcome(Verdict.RETRY, status, error=error, details=details)
-    # 1xx/3xx are not answers Ravelin gives; treat them as transient rather than lose the message.
+        return Outcome(
+            Verdict.RETRY, status, error=error, response=stored, retry_floor=floor, transient=True
+        )
+    # 1xx and statuses past 599 are not answers Ravelin gives (a proxy's, perhaps): transient
+    # rather than lose the message.
     return Outcome(
-        Verdict.RETRY, status, error=f"unexpected {error}"[:ERROR_MAX_CHARS], details=details
+        Verdict.RETRY,
+        status,
+        error=f"unexpected {error}"[:ERROR_MAX_CHARS],
+        response=stored,
+        transient=True,
     )
 
 
@@ -86,16 +108,31 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
         # Absurdly long numbers never reach int(), which refuses more than 4,300 digits.
         seconds = int(text) if len(text) <= 15 else _RETRY_AFTER_MAX_S
         return timedelta(seconds=min(seconds, _RETRY_AFTER_MAX_S))
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    when = parse_http_date(text)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    delay = when - now
+    try:
+        delay = when - now
+    except OverflowError:
+        return timedelta(seconds=_RETRY_AFTER_MAX_S)
     return delay if delay > timedelta(0) else None
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP-date header (Retry-After, Date) as an aware datetime; None when unusable.
+
+    Never raises: a year past 9999 (``Mon, 01 Jan 99999999999 00:00:00 GMT``) and any other
+    garbage an endpoint may send are simply unusable.
+    """
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def ravelin_error_details(body: bytes) -> dict[str, Any]:
@@ -122,6 +159,38 @@ def ravelin_error_details(body: bytes) -> dict[str, Any]:
     return details
 
 
+def storable(value: Any, *, depth: int = 0) -> Any:
+    """A copy of a parsed JSON value that jsonb and text columns always accept.
+
+    PostgreSQL refuses U+0000 in text and jsonb, and UTF-8 cannot carry a lone surrogate (which
+    Python's json module produces from an escaped ``"\\ud800"``); both become U+FFFD. NaN and the
+    infinities (JSON has neither) become null; nesting past a few levels becomes its JSON text.
+    """
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**63 else str(value)[:40]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= _STORED_DEPTH_MAX:
+        return _truncate(_clean_text(json.dumps(value, default=str)), 2 * ERROR_MAX_CHARS)
+    if isinstance(value, dict):
+        return {_clean_text(str(k)): storable(v, depth=depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v, depth=depth + 1) for v in value]
+    return _clean_text(str(value))
+
+
+def _clean_text(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def _json_object(body: bytes) -> dict[str, Any] | None:
     if not body or len(body) > _BODY_MAX_BYTES:
         return None
@@ -132,16 +201,20 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _warnings(body: bytes) -> dict[str, Any]:
+def _warnings(body: bytes) -> Response | None:
     """``{"warnings": [class, ...]}`` from a 2xx body's ``data.warnings[]``, to log and count."""
     if b"warnings" not in body:  # the common 2xx body costs one substring scan
-        return {}
+        return None
     data = (_json_object(body) or {}).get("data")
     items = data.get("warnings") if isinstance(data, dict) else None
     if not isinstance(items, list):
-        return {}
-    classes = [str(i["class"]) for i in items if isinstance(i, dict) and i.get("class")]
-    return {"warnings": classes} if classes else {}
+        return None
+    classes = [
+        _truncate(_one_line(str(i["class"])), 100)
+        for i in items[:_VALIDATION_ERRORS_MAX]
+        if isinstance(i, dict) and i.get("class")
+    ]
+    return {"warnings": classes} if classes else None
 
 
 def _summary(status: int, details: dict[str, Any]) -> str:
@@ -165,11 +238,13 @@ def _clamp(value: timedelta | None, retry: RetrySettings) -> timedelta | None:
 def _small(item: Any) -> Any:
     if isinstance(item, str):
         return _truncate(_one_line(item), ERROR_MAX_CHARS)
+    item = storable(item)
     text = json.dumps(item)
     return item if len(text) <= 2 * ERROR_MAX_CHARS else _truncate(text, 2 * ERROR_MAX_CHARS)
 
 
 def _one_line(text: str) -> str:
+    # Control characters, NUL and lone surrogates are not printable: none reaches a row or a log.
     if not text.isprintable():
         text = "".join(c if c.isprintable() else " " for c in text)
     return " ".join(text.split())
@@ -205,34 +280,15 @@ def backoff_delay(attempt: int, retry: RetrySettings, rng: Rng) -> timedelta:
     return timedelta(seconds=min(max(rng(), 0.0), 1.0) * ceiling)
 
 
-def next_attempt_at(
-    attempts: int,
-    now: datetime,
-    retry: RetrySettings,
-    rng: Rng,
-    *,
-    at_least: timedelta | None = None,
-) -> datetime:
-    """When to try again after ``attempts`` spent attempts, no sooner than ``at_least``."""
-    delay = backoff_delay(attempts, retry, rng)
-    if at_least is not None and at_least > delay:
-        delay = at_least
-    return now + delay
+def should_give_up(attempts: int, age: timedelta, retry: RetrySettings) -> bool:
+    """True once ``attempts`` reaches max_attempts or the message is ``max_age`` old."""
+    return _give_up_reason(attempts, age, retry) is not None
 
 
-def should_give_up(
-    attempts: int, created_at: datetime, now: datetime, retry: RetrySettings
-) -> bool:
-    """True once ``attempts`` reaches max_attempts or the message is older than max_age."""
-    return _give_up_reason(attempts, created_at, now, retry) is not None
-
-
-def _give_up_reason(
-    attempts: int, created_at: datetime, now: datetime, retry: RetrySettings
-) -> str | None:
+def _give_up_reason(attempts: int, age: timedelta, retry: RetrySettings) -> str | None:
     if attempts >= retry.max_attempts:
         return "max_attempts"
-    if now - created_at >= retry.max_age:
+    if age >= retry.max_age:
         return "max_age"
     return None
 
@@ -242,34 +298,37 @@ def settle(
     outcome: Outcome,
     *,
     latency_s: float,
-    now: datetime,
+    age: timedelta,
     retry: RetrySettings,
     rng: Rng,
+    spend: bool = True,
 ) -> Settlement:
     """The row write for one answered attempt: a RETRY becomes DEAD once giving up applies.
 
-    ACKNOWLEDGE -> acknowledged; DEAD_LETTER -> dead; PAUSE -> pending again at ``now`` with no
+    ACKNOWLEDGE -> acknowledged; DEAD_LETTER -> dead; PAUSE -> pending again at once with no
     attempt spent (the circuit breaker, not the row, decides when sending resumes); RETRY ->
-    pending at ``next_attempt_at`` (``details["retry_after_s"]`` as its floor), or dead with
-    ``details["gave_up"]`` = "max_attempts" or "max_age".
+    pending after ``backoff_delay`` (``outcome.retry_floor`` as its floor), or dead once
+    ``max_attempts`` or ``max_age`` is reached. ``age`` is the message's age now, on the
+    database's clock. ``spend=False`` (an outage the circuit breaker took the blame for) turns a
+    RETRY into a pause: pending again at once, no attempt spent, never dead-lettered.
     """
     verdict = outcome.verdict
-    error, details = outcome.error, outcome.details
-    spent, available_at = True, None
+    error = outcome.error
+    spent, delay = True, None
     if verdict is Verdict.ACKNOWLEDGE:
         state = State.ACKNOWLEDGED
     elif verdict is Verdict.DEAD_LETTER:
         state = State.DEAD
-    elif verdict is Verdict.PAUSE:
-        state, spent, available_at = State.PENDING, False, now
+    elif verdict is Verdict.PAUSE or not spend:
+        state, spent, delay = State.PENDING, False, timedelta(0)
     else:
         attempts = message.attempts + 1
-        reason = _give_up_reason(attempts, message.created_at, now, retry)
+        reason = _give_up_reason(attempts, age, retry)
         if reason is None:
             state = State.PENDING
-            floor = details.get("retry_after_s")
-            at_least = timedelta(seconds=floor) if floor is not None else None
-            available_at = next_attempt_at(attempts, now, retry, rng, at_least=at_least)
+            delay = backoff_delay(attempts, retry, rng)
+            if outcome.retry_floor is not None and outcome.retry_floor > delay:
+                delay = outcome.retry_floor
         else:
             state = State.DEAD
             if reason == "max_attempts":
@@ -277,18 +336,50 @@ def settle(
             else:
                 why = f"at max age {_age(retry.max_age)}"
             error = _truncate(f"gave up {why}: {error or 'no error'}", ERROR_MAX_CHARS)
-            details = {**details, "gave_up": reason}
     return Settlement(
         message_id=message.id,
         lease_token=message.lease_token,
         state=state,
         attempt_spent=spent,
-        available_at=available_at,
+        delay=delay,
         status=outcome.status,
         error=error,
         latency_s=latency_s,
-        details=details,
+        response=outcome.response,
     )
+
+
+def unsendable(message: Message) -> Settlement:
+    """Dead-letter a stored row that cannot be sent (``message.unsendable`` says why), unsent."""
+    reason = message.unsendable or "the stored row cannot be sent"
+    return Settlement(
+        message_id=message.id,
+        lease_token=message.lease_token,
+        state=State.DEAD,
+        attempt_spent=False,
+        delay=None,
+        status=None,
+        error=_truncate(_one_line(f"not sent: {reason}"), ERROR_MAX_CHARS),
+        latency_s=0.0,
+    )
+
+
+def internal_failure(
+    message: Message,
+    exc: BaseException,
+    *,
+    age: timedelta,
+    latency_s: float,
+    retry: RetrySettings,
+    rng: Rng,
+) -> Settlement:
+    """Our own failure while handling one message: an attempt spent, retried, dead at the limit.
+
+    The error text names the exception's type only: its message might quote the payload.
+    """
+    error = f"internal error while delivering: {type(exc).__name__}"
+    outcome = Outcome(Verdict.RETRY, None, error=error)
+    return settle(message, outcome, latency_s=latency_s, age=age, retry=retry, rng=rng)
 
 
 def _age(value: timedelta) -> str:

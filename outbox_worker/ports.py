@@ -10,15 +10,24 @@ from outbox_worker.models import Answer, Message, Settlement
 
 
 class Store(Protocol):
-    """The outbox table as the worker sees it. Every method raises DatabaseUnavailable when
-    the database cannot be reached; the worker retries, it never drops an outcome."""
+    """The outbox table as the worker sees it.
 
-    async def claim(self, limit: int, lease: timedelta) -> list[Message]:
-        """Take up to ``limit`` due rows (pending, or with an expired lease) under a new lease."""
+    Every method raises DatabaseUnavailable when the database cannot be reached (the worker
+    retries; it never drops an outcome) and StatementRejected when the database refused the
+    statement itself (bad data, a constraint, a timeout: retrying the same write will not help).
+    """
+
+    async def claim(self, limit: int, lease: timedelta, max_bytes: int) -> list[Message]:
+        """Take up to ``limit`` due rows (pending, or with an expired lease) under a new lease,
+        their bodies adding up to at most ``max_bytes``."""
         ...
 
     async def settle(self, settlements: Sequence[Settlement]) -> int:
         """Write outcomes in one statement; only rows still held under their lease change."""
+        ...
+
+    async def dead_letter_unwritable(self, settlement: Settlement, reason: str) -> int:
+        """Dead-letter one held row whose outcome the database refused, touching nothing else."""
         ...
 
     async def release(self, messages: Sequence[Message]) -> int:

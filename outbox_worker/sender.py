@@ -11,15 +11,16 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import yarl
 
 from outbox_worker import __version__
 from outbox_worker.config import Secret
 from outbox_worker.errors import ConnectionFailed, DeliveryError, DeliveryTimeout
 from outbox_worker.models import Answer
-from outbox_worker.policy import parse_retry_after
+from outbox_worker.policy import parse_http_date, parse_retry_after
 
 USER_AGENT = f"outbox-worker/{__version__} (+registration updates)"
 # Enough of an error body to keep Ravelin's message, traceId and validationErrors.
@@ -42,9 +43,13 @@ class HttpSender:
         """POST ``body`` unchanged; return the answer, or a status-less Answer on failure."""
         started = time.monotonic()
         try:
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+            # Never follow a redirect: a 307/308 would re-POST the body, personal data included,
+            # to another origin, and a 301/302/303 would turn the update into a lost GET.
+            async with self._session.post(
+                self._url, data=body, headers=self._headers, allow_redirects=False
+            ) as resp:
                 content = await resp.content.read(MAX_BODY)
-                retry_after = resp.headers.get("Retry-After")
+                headers = resp.headers
                 status = resp.status
         except _FAILURES as exc:
             failure = _translate(exc, started)
@@ -53,8 +58,31 @@ class HttpSender:
             status=status,
             latency_s=time.monotonic() - started,
             body=content,
-            retry_after=parse_retry_after(retry_after, datetime.now(UTC)) if retry_after else None,
+            retry_after=_retry_after(headers.get("Retry-After"), headers.get("Date")),
+            redirect_host=_location_host(headers.get("Location")) if 300 <= status < 400 else None,
         )
+
+
+def _retry_after(value: str | None, date: str | None) -> timedelta | None:
+    """A Retry-After as a delay; an HTTP-date counts from the answer's own Date (its clock)."""
+    if not value:
+        return None
+    return parse_retry_after(value, parse_http_date(date) or datetime.now(UTC))
+
+
+def _location_host(location: str | None) -> str | None:
+    """The host a redirect points at, for the log line; the rest of the URL is not kept."""
+    if not location:
+        return None
+    try:
+        host = yarl.URL(location).host
+    except (ValueError, TypeError):
+        return "an unparseable Location"
+    return _printable(host)[:100] if host else "a relative Location"
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 # What a POST can fail with short of an HTTP answer; anything else is a bug and propagates.

@@ -5,12 +5,18 @@ talks to the database and the endpoint only through the ``Store`` and ``Sender``
 
 The rhythm:
 - the claimer takes whole batches while there is room (``concurrency`` sends plus up to two
-  batches ahead), then sleeps until a NOTIFY, the next row's due time, or the poll interval;
+  batches ahead, and at most ``max_claimed_bytes`` of bodies), then sleeps until a NOTIFY, the
+  next row's due time, or the poll interval;
 - ``concurrency`` senders take claimed messages, pace themselves (rate limit, 429 slow-down),
   POST the stored bytes and turn the answer into a row write with the pure policy;
-- the flusher writes those in one statement per flush and hands back claims it must not send.
-The circuit breaker decides how much is claimed: one probe until an answer shows the
-configuration works, nothing while it is open, full batches once it is closed.
+- the writer (``writer.py``) writes those in one statement per flush and hands back claims that
+  must not be sent.
+The circuit breaker decides how much is claimed: one probe until an answer shows the endpoint and
+the configuration work, nothing while it is open, full batches once it is closed.
+
+One message can only fail itself: whatever its answer or its row does while it is handled is
+confined to it (an attempt spent with a safe error text), and no task of the worker ends before
+``stop`` is set.
 """
 
 from __future__ import annotations
@@ -18,32 +24,32 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 import structlog
 
 from outbox_worker import policy
-from outbox_worker.circuit import CircuitBreaker, RateGate
+from outbox_worker.circuit import CircuitBreaker, PauseReason, RateGate
 from outbox_worker.config import Settings
-from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.models import Message, MessageId, Outcome, Settlement, State, Verdict
-from outbox_worker.observability import Metrics, status_class
+from outbox_worker.errors import DatabaseUnavailable, StatementRejected
+from outbox_worker.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.models import Message, MessageId, Outcome, Verdict
+from outbox_worker.observability import Metrics
 from outbox_worker.ports import Sender, Store
+from outbox_worker.writer import Backoff, OutcomeWriter
 
 log = structlog.get_logger("outbox_worker.worker")
 
 # A send must be able to finish (HTTP timeout) with this much lease to spare, or it is handed
 # back unsent: an answer that lands after the lease ran out could race another worker.
 LEASE_SAFETY = timedelta(seconds=2)
-DB_RETRY_INITIAL_S = 0.2
-DB_RETRY_CAP_S = 15.0
 
 
 class _Claim(NamedTuple):
     message: Message
+    claimed_at: float  # monotonic time just before the claim statement started
     send_by: float  # monotonic time after which the lease is too short to start the send
 
 
@@ -58,22 +64,25 @@ class Worker:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
         self._store = store
         self._sender = sender
         self._metrics = metrics or Metrics()
-        self._clock, self._now, self._rng = clock, now, rng
+        self._clock, self._rng = clock, rng
         self._circuit = CircuitBreaker(settings.circuit, clock)
         self._gate = RateGate(settings.rate_limit)
+        self._writer = OutcomeWriter(
+            store,
+            self._metrics,
+            flush_interval_s=settings.flush_interval.total_seconds(),
+            clock=clock,
+        )
         self._queue: asyncio.Queue[_Claim] = asyncio.Queue()
         self._in_flight: dict[MessageId, Message] = {}
-        self._writes: list[Settlement] = []
-        self._releases: list[Message] = []
+        self._held_bytes = 0  # bodies claimed and not yet finished (queued or in flight)
         self._wake = asyncio.Event()  # claim again: NOTIFY, room freed, circuit closed
-        self._dirty = asyncio.Event()  # something waits to be written
         self._idle = asyncio.Event()  # nothing in flight
         self._idle.set()
         self._stopping = False
@@ -92,9 +101,11 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish in-flight sends within the grace period."""
         log.info("worker.started", **self._settings.describe())
+        for warning in self._settings.warnings():
+            log.warning("config.risky", warning=warning)
         try:
             async with asyncio.TaskGroup() as tasks:
-                background = [tasks.create_task(self._flush_loop(), name="flush")]
+                background = [tasks.create_task(self._writer.run(), name="flush")]
                 if self._settings.listen:
                     listen = self._store.listen(self._wake.set)
                     background.append(tasks.create_task(listen, name="listen"))
@@ -111,7 +122,8 @@ class Worker:
                 for task in background:
                     task.cancel()
         finally:
-            await _shielded(self._final_flush())
+            self._release_queued()
+            await _shielded(self._writer.final_flush(self._settings.shutdown_grace.total_seconds()))
         log.info("worker.stopped")
 
     # --- claiming ---------------------------------------------------------------------------
@@ -129,30 +141,43 @@ class Worker:
             log.warning("worker.claim_abandoned", note="rows of that claim wait for their lease")
 
     async def _claim_loop(self) -> None:
-        backoff = _Backoff()
+        backoff = Backoff()
         while not self._stopping:
             self._wake.clear()
             limit = self._claim_limit()
             if limit == 0:
                 await self._sleep_until_woken(self._idle_wait())
                 continue
-            if self._stopping:
-                return
             try:
-                claimed = await self._store.claim(limit, self._settings.lease)
-                due_in = None if len(claimed) == limit else await self._store.seconds_until_due()
-            except DatabaseUnavailable as exc:
+                claimed, due_in = await self._claim(limit)
+            except (DatabaseUnavailable, StatementRejected) as exc:
                 self._metrics.db_errors.inc()
                 await self._sleep_until_woken(backoff.next("claim", exc))
                 continue
+            except Exception as exc:  # no bug may end the claimer for good
+                log.error("worker.unexpected_error", during="claim", error=type(exc).__name__)
+                await self._sleep_until_woken(backoff.next("claim", exc))
+                continue
             backoff.reset()
-            self._enqueue_claims(claimed)
             if self._stopping:
                 return
             if len(claimed) < limit:
                 await self._sleep_until_woken(self._idle_wait(due_in))
 
+    async def _claim(self, limit: int) -> tuple[list[Message], float | None]:
+        """Claim up to ``limit`` rows and queue them; also when the next row falls due."""
+        # The lease starts when PostgreSQL runs the claim, so its deadline counts from before
+        # the statement: a slow claim must not eat the margin kept for the send.
+        started = self._clock()
+        room = self._settings.max_claimed_bytes - self._held_bytes
+        claimed = await self._store.claim(limit, self._settings.lease, room)
+        self._enqueue_claims(claimed, started)
+        due_in = None if len(claimed) == limit else await self._store.seconds_until_due()
+        return claimed, due_in
+
     def _claim_limit(self) -> int:
+        if self._settings.max_claimed_bytes - self._held_bytes < MAX_PAYLOAD_BYTES:
+            return 0  # the next row might not fit: wait until sends finish
         busy = self._queue.qsize() + len(self._in_flight)
         permits = self._circuit.permits()
         if permits is not None:  # probing or open: one message at a time, only when idle
@@ -176,19 +201,24 @@ class Worker:
         except TimeoutError:
             pass
 
-    def _enqueue_claims(self, claimed: list[Message]) -> None:
+    def _enqueue_claims(self, claimed: list[Message], started: float) -> None:
         if not claimed:
             return
         self._metrics.claimed.inc(len(claimed))
         room = self._settings.lease - self._settings.http_timeout - LEASE_SAFETY
-        send_by = self._clock() + room.total_seconds()
+        send_by = started + room.total_seconds()
         for message in claimed:
-            self._queue.put_nowait(_Claim(message, send_by))
+            self._held_bytes += len(message.body)
+            self._queue.put_nowait(_Claim(message, started, send_by))
 
     def _release_queued(self) -> None:
         while not self._queue.empty():
-            self._releases.append(self._queue.get_nowait().message)
-        self._dirty.set()
+            message = self._queue.get_nowait().message
+            self._held_bytes -= len(message.body)
+            self._release(message)
+
+    def _release(self, message: Message) -> None:
+        self._writer.release(message)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -203,6 +233,7 @@ class Worker:
                 await self._deliver(claim)
             finally:
                 del self._in_flight[message.id]
+                self._held_bytes -= len(message.body)
                 if not self._in_flight:
                     self._idle.set()
                 if self._queue.qsize() + len(self._in_flight) <= self._capacity - self._low_water:
@@ -210,38 +241,64 @@ class Worker:
 
     async def _deliver(self, claim: _Claim) -> None:
         message = claim.message
+        if message.unsendable is not None:
+            self._writer.write(policy.unsendable(message))
+            log.warning("delivery.dead_lettered", message_id=message.id, error=message.unsendable)
+            return
         permit = self._circuit.acquire()
         if permit is None:  # the circuit opened after this message was claimed
             self._release(message)
             return
         written = False
+        started = self._clock()
         try:
-            now = self._clock()
+            now = started
             if self._rate_limited or self._gate.delay(now) > 0:
                 now = await self._pace()
             if now > claim.send_by:
-                self._release(message)
-                return
+                return  # the lease is too short now: handed back unsent (finally)
             answer = await self._sender.send(message.body)
             outcome = policy.classify(answer, self._settings.retry)
-            self._write(
-                policy.settle(
-                    message,
-                    outcome,
-                    latency_s=answer.latency_s,
-                    now=self._now(),
-                    retry=self._settings.retry,
-                    rng=self._rng,
-                )
+            recorded = self._circuit.record(
+                permit, outcome.verdict, transient=outcome.transient, key=message.id
             )
+            settlement = policy.settle(
+                message,
+                outcome,
+                latency_s=answer.latency_s,
+                age=self._age(claim),
+                retry=self._settings.retry,
+                rng=self._rng,
+                spend=recorded.spend,
+            )
+            self._writer.write(settlement)
             written = True
-            changed = self._circuit.record(permit, outcome.verdict)
-            if changed or outcome.verdict is not Verdict.ACKNOWLEDGE or outcome.slow_down:
-                self._react(message, outcome, changed)
+            if recorded.changed or outcome.verdict is not Verdict.ACKNOWLEDGE or outcome.slow_down:
+                self._react(message, outcome, recorded.changed)
+        except Exception as exc:  # one message can only fail itself
+            log.error("delivery.failed", message_id=message.id, error=type(exc).__name__,
+                      note="an attempt is spent; the message is retried later")  # fmt: skip
+            if not written:
+                written = True
+                self._circuit.record_other(permit)
+                self._writer.write(
+                    policy.internal_failure(
+                        message,
+                        exc,
+                        age=self._age(claim),
+                        latency_s=self._clock() - started,
+                        retry=self._settings.retry,
+                        rng=self._rng,
+                    )
+                )
         finally:
             if not written:  # cancelled mid-send (shutdown) or handed back: no attempt spent
                 self._circuit.record_other(permit)
                 self._release(message)
+
+    def _age(self, claim: _Claim) -> timedelta:
+        """The message's age now: the database's age at the claim plus time elapsed since."""
+        return claim.message.age + timedelta(seconds=self._clock() - claim.claimed_at)
 
     async def _pace(self) -> float:
         # Pacing, not synchronization: wait out the rate limit or a 429 slow-down.
@@ -253,24 +310,9 @@ class Worker:
 
     def _react(self, message: Message, outcome: Outcome, changed: bool) -> None:
         """Act on an answer beyond its row: the circuit, the global slow-down, loud logs."""
-        metrics = self._metrics
-        verdict = outcome.verdict
-        if verdict is Verdict.PAUSE and changed:
-            metrics.circuit_open.set(1)
-            self._release_queued()
-            log.error(
-                "circuit.opened",
-                status=outcome.status,
-                error=outcome.error,
-                next_probe_in_s=round(self._circuit.next_probe_in(), 3),
-                hint="the endpoint refused the configuration (key, URL or method); "
-                "delivery is paused, no attempts are spent",
-            )
-        elif verdict is Verdict.ACKNOWLEDGE and changed:
-            metrics.circuit_open.set(0)
-            self._wake.set()
-            log.info("circuit.closed", status=outcome.status)
-        elif verdict is Verdict.DEAD_LETTER:
+        if changed:
+            self._circuit_changed(outcome)
+        elif outcome.verdict is Verdict.DEAD_LETTER:
             log.warning(
                 "delivery.dead_lettered",
                 message_id=message.id,
@@ -285,66 +327,23 @@ class Worker:
                 slow_down_s=outcome.slow_down.total_seconds(),
             )
 
-    # --- writing ----------------------------------------------------------------------------
-
-    def _write(self, settlement: Settlement) -> None:
-        self._writes.append(settlement)
-        self._dirty.set()
-
-    def _release(self, message: Message) -> None:
-        self._releases.append(message)
-        self._dirty.set()
-
-    async def _flush_loop(self) -> None:
-        backoff = _Backoff()
-        interval = self._settings.flush_interval.total_seconds()
-        while True:
-            await self._dirty.wait()
-            await asyncio.sleep(interval)  # let a flush gather many outcomes into one UPDATE
-            try:
-                await self._flush()
-            except DatabaseUnavailable as exc:
-                self._metrics.db_errors.inc()
-                await asyncio.sleep(backoff.next("flush", exc))
-            else:
-                backoff.reset()
-
-    async def _flush(self) -> None:
-        """Write gathered outcomes and releases; on failure they stay queued for the next try."""
-        self._dirty.clear()
-        writes, self._writes = self._writes, []
-        releases, self._releases = self._releases, []
-        try:
-            if writes:
-                applied = await self._store.settle(writes)
-                self._count(writes)
-                if applied < len(writes):
-                    self._metrics.lost_leases.inc(len(writes) - applied)
-                    log.warning("settle.skipped", count=len(writes) - applied,
-                                reason="lease taken over by another worker")  # fmt: skip
-                writes = []
-            if releases:
-                await self._store.release(releases)
-                releases = []
-        finally:
-            if writes or releases:
-                self._writes[:0] = writes
-                self._releases[:0] = releases
-                self._dirty.set()
-
-    def _count(self, writes: list[Settlement]) -> None:
-        """Metrics for written outcomes, counted per flush rather than per send."""
-        outcomes: Counter[str] = Counter()
-        answers: Counter[str] = Counter()
-        latency = self._metrics.latency
-        for w in writes:
-            outcomes[_settled_label(w)] += 1
-            answers[status_class(w.status)] += 1
-            latency.observe(w.latency_s)
-        for label, n in outcomes.items():
-            self._metrics.deliveries.labels(label).inc(n)
-        for label, n in answers.items():
-            self._metrics.responses.labels(label).inc(n)
+    def _circuit_changed(self, outcome: Outcome) -> None:
+        reason = self._circuit.reason
+        if reason is None:
+            self._metrics.circuit_open.set(0)
+            self._wake.set()
+            log.info("circuit.closed", status=outcome.status)
+            return
+        self._metrics.circuit_open.set(1)
+        self._release_queued()
+        log.error(
+            "circuit.opened",
+            reason=reason.value,
+            status=outcome.status,
+            error=outcome.error,
+            next_probe_in_s=round(self._circuit.next_probe_in(), 3),
+            hint=_PAUSE_HINTS[reason],
+        )
 
     async def _finish_in_flight(self, senders: list[asyncio.Task[None]]) -> None:
         grace = self._settings.shutdown_grace.total_seconds()
@@ -357,50 +356,14 @@ class Worker:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
 
-    async def _final_flush(self) -> None:
-        self._release_queued()
-        deadline = self._clock() + max(self._settings.shutdown_grace.total_seconds(), 5.0)
-        while self._writes or self._releases:
-            try:
-                await self._flush()
-            except DatabaseUnavailable as exc:
-                if self._clock() > deadline:
-                    log.error(
-                        "worker.final_write_failed",
-                        error=str(exc),
-                        unwritten=len(self._writes),
-                        unreleased=len(self._releases),
-                        note="their leases run out and another worker takes them",
-                    )
-                    return
-                await asyncio.sleep(0.2)
 
-
-def _settled_label(w: Settlement) -> str:
-    if w.state is State.PENDING:
-        return "retry" if w.attempt_spent else "paused"
-    return "acknowledged" if w.state is State.ACKNOWLEDGED else "dead"
-
-
-class _Backoff:
-    """Capped exponential waits (with jitter) while the database is unreachable; logs once."""
-
-    def __init__(self) -> None:
-        self._delay = 0.0
-
-    def next(self, during: str, exc: Exception) -> float:
-        first = self._delay == 0.0
-        self._delay = min(DB_RETRY_CAP_S, max(DB_RETRY_INITIAL_S, self._delay * 2))
-        wait = self._delay * (0.5 + random.random() / 2)
-        (log.warning if first else log.debug)(
-            "database.unavailable", during=during, error=str(exc), retry_in_s=round(wait, 2)
-        )
-        return wait
-
-    def reset(self) -> None:
-        if self._delay:
-            log.info("database.reconnected")
-        self._delay = 0.0
+_PAUSE_HINTS = {
+    PauseReason.STARTING: "probing the endpoint",
+    PauseReason.CONFIGURATION: "the endpoint refused the configuration (key, URL or method) or "
+    "redirected; delivery is paused, no attempts are spent",
+    PauseReason.OUTAGE: "the endpoint is failing for many different messages; delivery is "
+    "paused and probed, no attempts are spent",
+}
 
 
 async def _shielded(coro: Coroutine[Any, Any, None]) -> None:

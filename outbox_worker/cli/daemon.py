@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -13,11 +14,13 @@ import structlog
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option
 from outbox_worker.config import Settings, database_url_from_env, redact_url
+from outbox_worker.errors import DatabaseUnavailable
 from outbox_worker.observability import Metrics, configure_logging
 from outbox_worker.sender import HttpSender, http_session
 from outbox_worker.store.connection import connected, ensure_schema_ready
 from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.worker import Worker
+from outbox_worker.writer import Backoff
 
 log = structlog.get_logger("outbox_worker.cli")
 
@@ -133,13 +136,12 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with connected(settings.database_url) as conn:
-        await ensure_schema_ready(conn, migrations.head_revision())
+    store = PostgresStore(settings.database_url, history_cap=settings.history_cap)
+    if not await _open_when_ready(store, settings.database_url, stop):
+        return  # stopped before the database came up
     metrics = Metrics()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
-    store = PostgresStore(settings.database_url, history_cap=settings.history_cap)
-    await store.open()
     try:
         timeout_s = settings.http_timeout.total_seconds()
         async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
@@ -147,6 +149,24 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
             await Worker(settings, store, sender, metrics=metrics).run(stop)
     finally:
         await store.close()
+
+
+async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) -> bool:
+    """Wait for the database (a worker started during an outage waits, it does not exit), check
+    the schema (SchemaNotReady: a configuration error), open the store; False if stopped first."""
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            async with connected(url) as conn:
+                await ensure_schema_ready(conn, migrations.head_revision())
+            await store.open()
+        except DatabaseUnavailable as exc:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff.next("start", exc))
+            continue
+        backoff.reset()
+        return True
+    return False
 
 
 @click.command("standin")

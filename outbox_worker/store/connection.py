@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg
 
 from outbox_worker.config import asyncpg_dsn, redact_url
-from outbox_worker.errors import ConfigError, DatabaseUnavailable, SchemaNotReady
+from outbox_worker.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    SchemaNotReady,
+    StatementRejected,
+)
 
 CONNECT_TIMEOUT_S = 10.0
 # Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
@@ -41,6 +47,19 @@ def translate_errors(url: str) -> Iterator[None]:
         raise DatabaseUnavailable(f"database {redact_url(url)} refused the login: {exc}") from exc
     except asyncpg.InvalidPasswordError as exc:
         raise DatabaseUnavailable(f"database {redact_url(url)} refused the password") from exc
+    except asyncpg.PostgresError as exc:  # after the connection-level ones above
+        raise StatementRejected(rejection(exc), sqlstate=exc.sqlstate) from exc
+
+
+# Quoted parts of a server message, and asyncpg's echo of a refused argument ("$3: <value>").
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|(?<=argument \$\d)\d*:.*", re.DOTALL)
+
+
+def rejection(exc: asyncpg.PostgresError) -> str:
+    """One line naming a refused statement's error: class, SQLSTATE, message without values."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    message = " ".join(_QUOTED.sub("…", first).split())[:200]
+    return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate}): {message}"
 
 
 async def connect(url: str, *, application_name: str = "outbox-worker") -> asyncpg.Connection:

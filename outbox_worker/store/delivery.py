@@ -18,6 +18,7 @@ import structlog
 
 from outbox_worker.config import asyncpg_dsn
 from outbox_worker.errors import DatabaseUnavailable
+from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.schema import NOTIFY_CHANNEL
 from outbox_worker.store.connection import TRANSIENT_ERRORS, connect, translate_errors
@@ -28,35 +29,54 @@ _LISTEN_CONNECT_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, Databa
 _PING_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
 _CLOSE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *_PING_ERRORS)
 
-# One statement claims a batch. The inner SELECT walks the partial pending index in due order;
-# a row whose lease ran out is simply due again (claiming moves available_at to the lease end),
-# so crashed workers' rows come back without a separate reaper. SKIP LOCKED lets any number of
-# workers claim side by side without waiting on each other.
+# One statement claims a batch. `due` walks the partial pending index in due order; a row whose
+# lease ran out is simply due again (claiming moves available_at to the lease end), so crashed
+# workers' rows come back without a separate reaper. SKIP LOCKED lets any number of workers claim
+# side by side without waiting on each other. `sized` keeps rows while their bodies fit in the
+# worker's byte budget ($4); rows that cannot be sent (rows other services wrote: not a JSON
+# object, or past the size limit $5) are claimed without their body, to be dead-lettered unsent.
+# The age is measured on the database's clock, as every due time is.
 CLAIM_BATCH = """
 WITH due AS (
-    SELECT id FROM outbox.messages
+    SELECT id, available_at, payload FROM outbox.messages
     WHERE state = 'pending' AND available_at <= now()
     ORDER BY available_at, id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+),
+measured AS (
+    SELECT id, available_at, body, octet_length(body) AS bytes, kind,
+        kind = 'object' AND octet_length(body) <= $5 AS sendable
+    FROM due, LATERAL (SELECT payload::text AS body, jsonb_typeof(payload) AS kind) AS t
+),
+sized AS (
+    SELECT id, body, bytes, kind, sendable,
+        sum(CASE WHEN sendable THEN bytes ELSE 0 END)
+            OVER (ORDER BY available_at, id) AS running
+    FROM measured
 )
 UPDATE outbox.messages AS m
 SET lease_token = $2, claimed_at = now(), available_at = now() + $3::interval
-FROM due
-WHERE m.id = due.id
-RETURNING m.id, m.payload::text AS body, m.attempts,
+FROM sized
+WHERE m.id = sized.id AND sized.running <= $4
+RETURNING m.id, CASE WHEN sized.sendable THEN sized.body END AS body, sized.bytes, sized.kind,
+    m.attempts,
     -- max_age counts from a requeue, or a requeued message would be dead at its first failure
-    coalesce(m.requeued_at, m.created_at) AS age_from
+    extract(epoch FROM now() - coalesce(m.requeued_at, m.created_at))::float8 AS age_s
 """
 
 # One statement settles a whole flush: each row gets its own state, next time and record, and
 # only if it is still pending under the token it was claimed with. Tokens travel once per flush
-# ($2) and rows point into that array: a flush holds rows of only a few claims.
+# ($2) and rows point into that array: a flush holds rows of only a few claims. Next times are
+# the database's now() plus the policy's delay, never a worker host's clock. Another service may
+# have written any history or attempts: a history that is not an array starts afresh and a count
+# at the integer limit stays there, so no row can make the write fail.
 SETTLE = """
 UPDATE outbox.messages AS m SET
     state = u.state,
-    attempts = m.attempts + u.spent,
-    available_at = coalesce(u.available_at, m.available_at),
+    attempts = CASE WHEN m.attempts < 2147483647 THEN m.attempts + u.spent ELSE m.attempts END,
+    available_at = CASE WHEN u.delay_s IS NULL THEN m.available_at
+                        ELSE now() + make_interval(secs => u.delay_s) END,
     lease_token = NULL,
     acknowledged_at = CASE WHEN u.state = 'acknowledged' THEN now() ELSE m.acknowledged_at END,
     dead_at = CASE WHEN u.state = 'dead' THEN now() END,
@@ -64,16 +84,16 @@ UPDATE outbox.messages AS m SET
     last_error = u.error,
     last_response = u.response,
     history = outbox.history_push(
-        m.history,
+        CASE WHEN jsonb_typeof(m.history) = 'array' THEN m.history ELSE '[]'::jsonb END,
         jsonb_build_object(
             'at', now(), 'status', u.status, 'error', u.error, 'latency_ms', u.latency_ms
         ),
         $10
     )
 FROM unnest(
-    $1::bigint[], $3::int[], $4::text[], $5::int[], $6::timestamptz[],
+    $1::bigint[], $3::int[], $4::text[], $5::int[], $6::float8[],
     $7::int[], $8::text[], $9::float8[], $11::jsonb[]
-) AS u(id, token, state, spent, available_at, status, error, latency_ms, response)
+) AS u(id, token, state, spent, delay_s, status, error, latency_ms, response)
 WHERE m.id = u.id AND m.lease_token = ($2::uuid[])[u.token] AND m.state = 'pending'
 RETURNING m.id
 """
@@ -82,14 +102,14 @@ RETURNING m.id
 ACKNOWLEDGE = """
 UPDATE outbox.messages AS m SET
     state = 'acknowledged',
-    attempts = m.attempts + 1,
+    attempts = CASE WHEN m.attempts < 2147483647 THEN m.attempts + 1 ELSE m.attempts END,
     lease_token = NULL,
     acknowledged_at = now(),
     last_status = u.status,
     last_error = NULL,
     last_response = NULL,
     history = outbox.history_push(
-        m.history,
+        CASE WHEN jsonb_typeof(m.history) = 'array' THEN m.history ELSE '[]'::jsonb END,
         jsonb_build_object(
             'at', now(), 'status', u.status, 'error', NULL, 'latency_ms', u.latency_ms
         ),
@@ -98,6 +118,15 @@ UPDATE outbox.messages AS m SET
 FROM unnest($1::bigint[], $3::int[], $4::int[], $5::float8[]) AS u(id, token, status, latency_ms)
 WHERE m.id = u.id AND m.lease_token = ($2::uuid[])[u.token] AND m.state = 'pending'
 RETURNING m.id
+"""
+
+# The last resort for one row whose outcome could not be written (the database refused it): dead,
+# with the database's reason, touching nothing else of a row that may hold anything.
+DEAD_UNWRITABLE = """
+UPDATE outbox.messages SET
+    state = 'dead', dead_at = now(), lease_token = NULL, last_status = $3, last_error = $4
+WHERE id = $1 AND lease_token = $2 AND state = 'pending'
+RETURNING id
 """
 
 RELEASE = """
@@ -149,17 +178,18 @@ class PostgresStore:
         with translate_errors(self._url):
             return list(await self._pool.fetch(query, *args))
 
-    async def claim(self, limit: int, lease: timedelta) -> list[Message]:
-        """Take up to ``limit`` due rows under a new lease token."""
+    async def claim(self, limit: int, lease: timedelta, max_bytes: int) -> list[Message]:
+        """Take up to ``limit`` due rows, their bodies within ``max_bytes``, under a new lease."""
         token = LeaseToken(uuid.uuid4())
-        rows = await self._fetch(CLAIM_BATCH, limit, token, lease)
+        rows = await self._fetch(CLAIM_BATCH, limit, token, lease, max_bytes, MAX_PAYLOAD_BYTES)
         return [
             Message(
                 id=MessageId(r["id"]),
-                body=r["body"].encode(),
+                body=b"" if r["body"] is None else r["body"].encode(),
                 attempts=r["attempts"],
-                created_at=r["age_from"],
+                age=timedelta(seconds=r["age_s"]),
                 lease_token=token,
+                unsendable=None if r["body"] is not None else _unsendable(r["kind"], r["bytes"]),
             )
             for r in rows
         ]
@@ -192,15 +222,26 @@ class PostgresStore:
                 index,
                 [s.state.value for s in other],
                 [1 if s.attempt_spent else 0 for s in other],
-                [s.available_at for s in other],
+                [None if s.delay is None else s.delay.total_seconds() for s in other],
                 [s.status for s in other],
                 [s.error for s in other],
                 [round(s.latency_s * 1000, 1) for s in other],
                 self._history_cap,
-                [json.dumps(s.details) if s.details else None for s in other],
+                [json.dumps(s.response) if s.response else None for s in other],
             )
             applied += len(rows)
         return applied
+
+    async def dead_letter_unwritable(self, settlement: Settlement, reason: str) -> int:
+        """Dead-letter one row whose outcome the database refused, with ``reason``; 1 if applied."""
+        rows = await self._fetch(
+            DEAD_UNWRITABLE,
+            settlement.message_id,
+            settlement.lease_token,
+            settlement.status,
+            reason,
+        )
+        return len(rows)
 
     async def release(self, messages: Sequence[Message]) -> int:
         """Hand claimed rows back at once; returns how many were still ours."""
@@ -253,7 +294,13 @@ class PostgresStore:
 
 
 def _is_plain_ack(s: Settlement) -> bool:
-    return s.state is State.ACKNOWLEDGED and s.error is None and not s.details
+    return s.state is State.ACKNOWLEDGED and s.error is None and not s.response
+
+
+def _unsendable(kind: str, size: int) -> str:
+    if kind != "object":
+        return f"the stored payload is a JSON {kind}, not an object (written around outbox.enqueue)"
+    return f"the stored payload is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}"
 
 
 def _token_index(settlements: Sequence[Settlement]) -> tuple[list[LeaseToken], list[int]]:

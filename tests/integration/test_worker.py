@@ -20,7 +20,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import outbox_worker
-from outbox_worker.config import Secret, Settings
+from outbox_worker.config import CircuitSettings, Secret, Settings
 from outbox_worker.sender import USER_AGENT, HttpSender, http_session
 from outbox_worker.standin import StandIn
 from outbox_worker.store.delivery import PostgresStore
@@ -284,12 +284,22 @@ async def test_5xx_storm_backs_off_with_growing_jittered_gaps(
 ) -> None:
     """Messages failing with 503 are retried after growing, jittered gaps, each within its ceiling."""
     keys = [f"storm{i}" for i in range(16)]
-    for key in keys:
-        standin.script_for(key, [503, 503, 503, 503])
-        await outbox_worker.enqueue_async(pg, update(key))
     base = 0.05
-    async with run_worker(retry=retry_settings(backoff_base=timedelta(seconds=base))):
-        await wait_for(lambda: _all_acknowledged(pg, len(keys)), timeout=30)
+    # 16 different messages failing together would be an outage (pause, no attempts spent):
+    # this test is about the schedule of messages that fail on their own.
+    no_outage = CircuitSettings(outage_threshold=1000)
+    async with run_worker(
+        retry=retry_settings(backoff_base=timedelta(seconds=base)), circuit=no_outage
+    ):
+        # A first success closes the start-up probe, so the storm is sent at full concurrency.
+        warm_up = await outbox_worker.enqueue_async(pg, update("warm-up"))
+        await wait_for(settled(pg, warm_up), message="warm-up delivered")
+        for key in keys:
+            standin.script_for(key, [503, 503, 503, 503])
+        await pg.executemany(
+            "SELECT outbox.enqueue($1::jsonb)", [(json.dumps(update(k)),) for k in keys]
+        )
+        await wait_for(lambda: _all_acknowledged(pg, len(keys) + 1), timeout=30)
     gaps: dict[int, list[float]] = {1: [], 2: [], 3: [], 4: []}
     for key in keys:
         times = [r.at for r in standin.received if f'"customerId": "{key}"' in r.body.decode()]

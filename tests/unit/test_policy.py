@@ -1,4 +1,4 @@
-"""The pure delivery policy: answer classification, retry schedule, circuit breaker, rate gate."""
+"""The pure delivery policy: answer classification, storable answers, retry schedule, settling."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from uuid import uuid4
 
 import pytest
 
-from outbox_worker.circuit import CircuitBreaker, CircuitState, RateGate
-from outbox_worker.config import CircuitSettings, RetrySettings
+from outbox_worker.config import RetrySettings
 from outbox_worker.models import (
     Answer,
     LeaseToken,
@@ -26,11 +25,14 @@ from outbox_worker.policy import (
     ERROR_MAX_CHARS,
     backoff_delay,
     classify,
-    next_attempt_at,
+    internal_failure,
+    parse_http_date,
     parse_retry_after,
     ravelin_error_details,
     settle,
     should_give_up,
+    storable,
+    unsendable,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
@@ -59,22 +61,9 @@ def message(*, attempts: int = 0, age: timedelta = timedelta(minutes=1)) -> Mess
         id=MessageId(7),
         body=b'{"timestamp":1767225600000,"registration":{"success":true}}',
         attempts=attempts,
-        created_at=NOW - age,
+        age=age,
         lease_token=LeaseToken(uuid4()),
     )
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # --- classify ------------------------------------------------------------------------------
@@ -105,7 +94,8 @@ class FakeClock:
         (504, Verdict.RETRY),
         (599, Verdict.RETRY),
         (100, Verdict.RETRY),
-        (302, Verdict.RETRY),
+        (302, Verdict.PAUSE),
+        (307, Verdict.PAUSE),
     ],
 )
 def test_status_decides_the_verdict(status: int, verdict: Verdict) -> None:
@@ -154,11 +144,12 @@ def test_429_slow_down_is_the_clamped_retry_after(
 def test_5xx_retry_after_is_a_per_message_floor(
     retry_after: timedelta | None, floor_s: float | None
 ) -> None:
-    """A 5xx's clamped Retry-After lands in details["retry_after_s"], never in slow_down."""
+    """A 5xx's clamped Retry-After becomes this message's retry floor, never a slow-down."""
     outcome = classify(answer(503, retry_after=retry_after), RETRY)
     assert outcome.verdict is Verdict.RETRY
     assert outcome.slow_down is None
-    assert outcome.details.get("retry_after_s") == floor_s
+    floor = outcome.retry_floor
+    assert (floor.total_seconds() if floor is not None else None) == floor_s
 
 
 @pytest.mark.parametrize(
@@ -167,7 +158,9 @@ def test_5xx_retry_after_is_a_per_message_floor(
 def test_transport_failure_is_retried_with_its_reason(reason: str) -> None:
     """No HTTP answer (timeout, connection error) is retried, the reason kept on one line."""
     outcome = classify(answer(None, error=reason + "\n  (traceback line)"), RETRY)
-    assert outcome == Outcome(Verdict.RETRY, None, error=reason + " (traceback line)")
+    assert outcome == Outcome(
+        Verdict.RETRY, None, error=reason + " (traceback line)", transient=True
+    )
 
 
 def test_transport_failure_reason_is_truncated() -> None:
@@ -187,7 +180,7 @@ def test_dead_letter_keeps_ravelins_message_trace_id_and_validation_errors() -> 
     """A 400's error line and details carry what Ravelin said, without unknown fields."""
     outcome = classify(answer(400, RAVELIN_400), RETRY)
     assert outcome.error == f"400 Bad Request: Customer not found (traceId {TRACE})"
-    assert outcome.details == {
+    assert outcome.response == {
         "message": "Customer not found",
         "traceId": TRACE,
         "validationErrors": ["customer.email: invalid", "timestamp: required"],
@@ -202,15 +195,28 @@ def test_pause_keeps_ravelins_message() -> None:
 
 
 def test_unexpected_status_says_so() -> None:
-    """A 1xx/3xx answer is retried with an error naming it unexpected."""
-    assert classify(answer(302), RETRY).error == "unexpected 302 Found"
+    """A status Ravelin never gives (1xx, past 599) is retried with an error naming it unexpected."""
+    assert classify(answer(103), RETRY).error == "unexpected 103 Early Hints"
+    assert classify(answer(600), RETRY).error == "unexpected HTTP 600"
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 307, 308])
+def test_redirects_are_a_configuration_fault_naming_the_host(status: int) -> None:
+    """A 3xx pauses delivery like a wrong URL, naming only where it pointed."""
+    outcome = classify(answer(status, redirect_host="elsewhere.example"), RETRY)
+    assert outcome.verdict is Verdict.PAUSE
+    assert (
+        outcome.error
+        == f"{status} redirect to elsewhere.example not followed: check OUTBOX_ENDPOINT_URL"
+    )
+    assert outcome.response is None
 
 
 def test_error_never_echoes_a_non_json_body() -> None:
     """A body that is not Ravelin's JSON (it may echo the payload) stays out of the error line."""
     outcome = classify(answer(502, b"<html>alice@example.com +447700900123</html>"), RETRY)
     assert outcome.error == "502 Bad Gateway"
-    assert outcome.details == {}
+    assert outcome.response is None
 
 
 def test_huge_message_is_truncated_but_the_trace_id_survives() -> None:
@@ -221,7 +227,8 @@ def test_huge_message_is_truncated_but_the_trace_id_survives() -> None:
     assert len(outcome.error) <= ERROR_MAX_CHARS
     assert outcome.error.startswith("422 Unprocessable Entity: xxx")
     assert outcome.error.endswith(f"… (traceId {TRACE})")
-    assert len(outcome.details["message"]) <= 2000
+    assert outcome.response is not None
+    assert len(outcome.response["message"]) <= 2000
 
 
 def test_2xx_warnings_are_kept_by_class() -> None:
@@ -229,7 +236,7 @@ def test_2xx_warnings_are_kept_by_class() -> None:
     body = b'{"status":200,"data":{"warnings":[{"class":"customer-not-found","msg":"m"}]}}'
     outcome = classify(answer(200, body), RETRY)
     assert outcome.verdict is Verdict.ACKNOWLEDGE
-    assert outcome.details == {"warnings": ["customer-not-found"]}
+    assert outcome.response == {"warnings": ["customer-not-found"]}
 
 
 @pytest.mark.parametrize(
@@ -350,21 +357,6 @@ def test_backoff_follows_configured_base_and_cap() -> None:
 
 
 @pytest.mark.parametrize(
-    ("at_least", "expected"),
-    [
-        (None, NOW + timedelta(seconds=4)),
-        (timedelta(seconds=60), NOW + timedelta(seconds=60)),
-        (timedelta(seconds=1), NOW + timedelta(seconds=4)),
-    ],
-)
-def test_next_attempt_at_uses_retry_after_as_a_floor(
-    at_least: timedelta | None, expected: datetime
-) -> None:
-    """The next attempt comes after the backoff, or after Retry-After when that is later."""
-    assert next_attempt_at(3, NOW, RETRY, lambda: 1.0, at_least=at_least) == expected
-
-
-@pytest.mark.parametrize(
     ("attempts", "age", "give_up"),
     [
         (1, timedelta(0), False),
@@ -380,7 +372,7 @@ def test_should_give_up_at_max_attempts_or_max_age(
     attempts: int, age: timedelta, give_up: bool
 ) -> None:
     """Giving up applies after max_attempts (25) attempts or at max_age (24 h)."""
-    assert should_give_up(attempts, NOW - age, NOW, RETRY) is give_up
+    assert should_give_up(attempts, age, RETRY) is give_up
 
 
 # --- settle --------------------------------------------------------------------------------
@@ -393,13 +385,13 @@ def test_settle_final_verdicts(status: int, state: State) -> None:
     """Acknowledged and dead-lettered answers end the message and spend the attempt."""
     msg = message(attempts=2)
     outcome = classify(answer(status, RAVELIN_400 if status == 400 else b""), RETRY)
-    s = settle(msg, outcome, latency_s=0.2, now=NOW, retry=RETRY, rng=lambda: 1.0)
+    s = settle(msg, outcome, latency_s=0.2, age=msg.age, retry=RETRY, rng=lambda: 1.0)
     assert (s.message_id, s.lease_token) == (msg.id, msg.lease_token)
-    assert (s.state, s.attempt_spent, s.available_at) == (state, True, None)
-    assert (s.status, s.error, s.details, s.latency_s) == (
+    assert (s.state, s.attempt_spent, s.delay) == (state, True, None)
+    assert (s.status, s.error, s.response, s.latency_s) == (
         status,
         outcome.error,
-        outcome.details,
+        outcome.response,
         0.2,
     )
 
@@ -410,11 +402,26 @@ def test_settle_pause_spends_no_attempt() -> None:
         message(attempts=24),
         classify(answer(401), RETRY),
         latency_s=0.1,
-        now=NOW,
+        age=timedelta(minutes=1),
         retry=RETRY,
         rng=lambda: 1.0,
     )
-    assert (s.state, s.attempt_spent, s.available_at) == (State.PENDING, False, NOW)
+    assert (s.state, s.attempt_spent, s.delay) == (State.PENDING, False, timedelta(0))
+
+
+def test_settle_retry_the_circuit_took_the_blame_for_spends_no_attempt() -> None:
+    """A transient failure during an outage goes back to pending at once, never dead-lettered."""
+    s = settle(
+        message(attempts=24, age=timedelta(days=3)),
+        classify(answer(503), RETRY),
+        latency_s=0.1,
+        age=timedelta(days=3),
+        retry=RETRY,
+        rng=lambda: 1.0,
+        spend=False,
+    )
+    assert (s.state, s.attempt_spent, s.delay) == (State.PENDING, False, timedelta(0))
+    assert s.error == "503 Service Unavailable"
 
 
 def test_settle_retry_schedules_the_next_attempt() -> None:
@@ -423,19 +430,27 @@ def test_settle_retry_schedules_the_next_attempt() -> None:
         message(attempts=2),
         classify(answer(503), RETRY),
         latency_s=0.1,
-        now=NOW,
+        age=timedelta(minutes=1),
         retry=RETRY,
         rng=lambda: 1.0,
     )
     assert (s.state, s.attempt_spent) == (State.PENDING, True)
-    assert s.available_at == NOW + timedelta(seconds=4)  # third attempt spent: ceiling 4 s
+    assert s.delay == timedelta(seconds=4)  # third attempt spent: ceiling 4 s
 
 
 def test_settle_retry_honours_a_5xx_retry_after() -> None:
     """A 503's Retry-After holds the message back at least that long."""
     outcome = classify(answer(503, retry_after=timedelta(seconds=90)), RETRY)
-    s = settle(message(), outcome, latency_s=0.1, now=NOW, retry=RETRY, rng=lambda: 1.0)
-    assert s.available_at == NOW + timedelta(seconds=90)
+    s = settle(message(), outcome, latency_s=0.1, age=timedelta(0), retry=RETRY, rng=lambda: 1.0)
+    assert s.delay == timedelta(seconds=90)
+
+
+def test_settle_retry_after_shorter_than_the_backoff_changes_nothing() -> None:
+    """A Retry-After shorter than the backoff leaves the backoff in force."""
+    outcome = classify(answer(503, retry_after=timedelta(seconds=1)), RETRY)
+    s = settle(message(attempts=2), outcome, latency_s=0.1, age=timedelta(0), retry=RETRY,
+               rng=lambda: 1.0)  # fmt: skip
+    assert s.delay == timedelta(seconds=4)
 
 
 @pytest.mark.parametrize(
@@ -452,214 +467,102 @@ def test_settle_gives_up_into_dead(attempts: int, age: timedelta, reason: str, e
         message(attempts=attempts, age=age),
         outcome,
         latency_s=0.1,
-        now=NOW,
+        age=age,
         retry=RETRY,
         rng=lambda: 1.0,
     )
-    assert (s.state, s.attempt_spent, s.available_at) == (State.DEAD, True, None)
+    assert (s.state, s.attempt_spent, s.delay) == (State.DEAD, True, None)
     assert s.error is not None
     assert s.error.startswith(error)
-    assert s.details == {"traceId": "t-1", "gave_up": reason}
-    assert outcome.details == {"traceId": "t-1"}  # the outcome itself is left alone
+    assert s.response == {"traceId": "t-1"}  # what the endpoint said, and only that
 
 
 def test_settle_gives_up_on_a_transport_failure_too() -> None:
     """Timeouts count towards max_attempts like 5xx answers."""
     outcome = classify(answer(None, error="timeout"), RETRY)
-    s = settle(message(attempts=24), outcome, latency_s=10.0, now=NOW, retry=RETRY, rng=lambda: 0)
+    s = settle(message(attempts=24), outcome, latency_s=10.0, age=timedelta(0), retry=RETRY,
+               rng=lambda: 0)  # fmt: skip
     assert (s.state, s.error) == (State.DEAD, "gave up after 25 attempts: timeout")
 
 
-# --- Circuit breaker -----------------------------------------------------------------------
+# --- Poison answers: whatever the endpoint sends, what is kept can be stored ----------------
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    """A monotonic clock under the test's control."""
-    return FakeClock()
+def _storable_everywhere(value: Any) -> bool:
+    """True if ``value``'s JSON text holds no NUL, no lone surrogate and no NaN/Infinity."""
+    text = json.dumps(value, allow_nan=False)  # raises on NaN/Infinity
+    text.encode("utf-8")  # raises on a lone surrogate
+    return "\\u0000" not in text and "\x00" not in text and "\\ud8" not in text
 
 
-@pytest.fixture
-def circuit(clock: FakeClock) -> CircuitBreaker:
-    """A circuit breaker with the default probe intervals (1 s doubling to 60 s)."""
-    return CircuitBreaker(CircuitSettings(), clock)
+POISON_BODIES = [
+    (200, b'{"status":200,"data":{"warnings":[{"class":"x\\u0000y"}]}}'),
+    (200, b'{"data":{"warnings":[{"class":"\\ud800"}]}}'),
+    (400, b'{"message":"bad \\u0000","traceId":"t\\ud800","validationErrors":["\\ud800"]}'),
+    (400, b'{"validationErrors":[{"field":"\\u0000","v":NaN,"w":Infinity,"k\\ud800":1}]}'),
+    (422, b'{"validationErrors":[{"deep":' + b"[" * 50 + b"]" * 50 + b"}]}"),
+    (400, b'{"validationErrors":[{"n":' + b"9" * 30 + b"}]}"),
+    (503, b'{"message":"' + b"\\u0000" * 10_000 + b'"}'),
+]
 
 
-def state_of(circuit: CircuitBreaker) -> CircuitState:
-    """The circuit's state read afresh (a call, so type narrowing does not stick to it)."""
-    return circuit.state
+@pytest.mark.parametrize(("status", "body"), POISON_BODIES)
+def test_poison_answer_bodies_give_storable_rows(status: int, body: bytes) -> None:
+    """NUL, lone surrogates, NaN, deep nesting and huge numbers never reach a row unescaped."""
+    outcome = classify(answer(status, body), RETRY)
+    assert outcome.error is None or outcome.error.isprintable()
+    assert _storable_everywhere(outcome.response)
 
 
-def fail_probe(circuit: CircuitBreaker, clock: FakeClock) -> float:
-    """Wait for the probe, let it fail with a PAUSE, and return the next probe interval."""
-    clock.advance(circuit.next_probe_in())
-    permit = circuit.acquire()
-    assert permit is not None
-    assert permit.probe
-    assert circuit.record_pause(permit) is True
-    return circuit.next_probe_in()
-
-
-def test_circuit_starts_probing_with_one_permit(circuit: CircuitBreaker) -> None:
-    """At start-up one send may go, so a wrong key costs one request, not a batch."""
-    assert circuit.state is CircuitState.PROBING
-    assert circuit.permits() == 1
-    assert circuit.next_probe_in() == 0.0
-    probe = circuit.acquire()
-    assert probe is not None
-    assert probe.probe
-    assert circuit.permits() == 0
-    assert circuit.acquire() is None
-
-
-def test_pause_opens_the_circuit_until_the_first_interval(
-    circuit: CircuitBreaker, clock: FakeClock
-) -> None:
-    """A PAUSE opens the circuit: no sends for 1 s, then one probe."""
-    probe = circuit.acquire()
-    assert probe is not None
-    assert circuit.record_pause(probe) is True
-    assert circuit.state is CircuitState.OPEN
-    assert (circuit.permits(), circuit.acquire(), circuit.next_probe_in()) == (0, None, 1.0)
-    clock.advance(0.5)
-    assert circuit.acquire() is None
-    clock.advance(0.5)
-    assert state_of(circuit) is CircuitState.PROBING
-    assert circuit.permits() == 1
-
-
-def test_failed_probes_double_the_interval_up_to_the_cap(
-    circuit: CircuitBreaker, clock: FakeClock
-) -> None:
-    """Each failed probe doubles the wait: 1, 2, 4 ... 32, then 60 s from there on."""
-    intervals = [fail_probe(circuit, clock) for _ in range(9)]
-    assert intervals == [1, 2, 4, 8, 16, 32, 60, 60, 60]
-
-
-def test_success_closes_and_resets_the_interval(circuit: CircuitBreaker, clock: FakeClock) -> None:
-    """A successful probe closes the circuit once; a later pause starts again at 1 s."""
-    for _ in range(4):
-        fail_probe(circuit, clock)
-    clock.advance(circuit.next_probe_in())
-    probe = circuit.acquire()
-    assert probe is not None
-    assert circuit.record_success(probe) is True
-    assert circuit.state is CircuitState.CLOSED
-    assert (circuit.permits(), circuit.next_probe_in()) == (None, 0.0)
-    sends = [circuit.acquire() for _ in range(100)]
-    assert all(p is not None and not p.probe for p in sends)
-    assert [circuit.record_success(p) for p in sends if p] == [False] * 100
-    assert circuit.record_pause(sends[0]) is True  # type: ignore[arg-type]
-    assert circuit.next_probe_in() == 1.0
-
-
-def test_answers_in_flight_when_the_circuit_opened_are_ignored(
-    circuit: CircuitBreaker, clock: FakeClock
-) -> None:
-    """Of many PAUSE answers from one batch, only the first opens the circuit."""
-    probe = circuit.acquire()
-    assert probe is not None
-    circuit.record_success(probe)
-    batch = [circuit.acquire() for _ in range(64)]
-    changes = [circuit.record_pause(p) for p in batch if p]
-    assert changes == [True] + [False] * 63
-    assert circuit.next_probe_in() == 1.0  # not doubled 63 times
-    clock.advance(1.0)
-    late = circuit.acquire()
-    assert late is not None
-    assert circuit.record_success(batch[1]) is False  # type: ignore[arg-type]
-    assert circuit.state is CircuitState.PROBING
-    assert circuit.record_success(late) is True
-
-
-def test_other_answer_to_a_probe_keeps_probing(circuit: CircuitBreaker) -> None:
-    """A 5xx or timeout on the probe says nothing about the key: free the slot, keep probing."""
-    probe = circuit.acquire()
-    assert probe is not None
-    assert circuit.record_other(probe) is False
-    assert circuit.state is CircuitState.PROBING
-    assert circuit.permits() == 1
-    assert circuit.next_probe_in() == 0.0
+def test_storable_replaces_what_postgresql_refuses() -> None:
+    """NUL and lone surrogates become U+FFFD, NaN/Infinity null, past-int64 numbers text."""
+    value = {"a\x00": ["x\ud800y", float("nan"), float("inf"), 2**70, 1.5, True, None]}
+    assert storable(value) == {"a\ufffd": ["x\ufffdy", None, None, str(2**70), 1.5, True, None]}
 
 
 @pytest.mark.parametrize(
-    ("verdict", "state"),
+    "header",
     [
-        (Verdict.ACKNOWLEDGE, CircuitState.CLOSED),
-        (Verdict.PAUSE, CircuitState.OPEN),
-        (Verdict.RETRY, CircuitState.PROBING),
-        (Verdict.DEAD_LETTER, CircuitState.PROBING),
+        "Mon, 01 Jan 99999999999 00:00:00 GMT",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "Mon, 01 Jan 0000 00:00:00 GMT",
+        "\x00\ud800",
+        "99999999999999999999999999999999999999999",
+        "-5",
+        "1e9",
     ],
 )
-def test_record_dispatches_on_the_verdict(
-    circuit: CircuitBreaker, verdict: Verdict, state: CircuitState
-) -> None:
-    """record(permit, verdict) moves the circuit as the matching record_* would."""
-    probe = circuit.acquire()
-    assert probe is not None
-    circuit.record(probe, verdict)
-    assert circuit.state is state
+def test_absurd_retry_after_never_raises(header: str) -> None:
+    """Any Retry-After an endpoint sends parses to a bounded delay or to None, never an error."""
+    value = parse_retry_after(header, NOW)
+    assert value is None or timedelta(0) <= value
 
 
-def test_custom_probe_settings(clock: FakeClock) -> None:
-    """probe_initial and probe_cap come from CircuitSettings."""
-    settings = CircuitSettings(probe_initial=timedelta(seconds=5), probe_cap=timedelta(seconds=12))
-    circuit = CircuitBreaker(settings, clock)
-    assert [fail_probe(circuit, clock) for _ in range(4)] == [5, 10, 12, 12]
+@pytest.mark.parametrize("header", ["garbage", "Mon, 01 Jan 99999999999 00:00:00 GMT", "", None])
+def test_parse_http_date_never_raises(header: str | None) -> None:
+    """An unusable Date or Retry-After date is None."""
+    assert parse_http_date(header) is None
 
 
-# --- Rate gate -----------------------------------------------------------------------------
+def test_unsendable_row_is_dead_unsent_with_the_reason() -> None:
+    """A stored row another service wrote that cannot be sent is dead-lettered, no attempt spent."""
+    msg = Message(
+        id=MessageId(3),
+        body=b"",
+        attempts=2147483647,
+        age=timedelta(0),
+        lease_token=LeaseToken(uuid4()),
+        unsendable="the stored payload is a JSON string, not an object",
+    )
+    s = unsendable(msg)
+    assert (s.state, s.attempt_spent, s.status) == (State.DEAD, False, None)
+    assert s.error == "not sent: the stored payload is a JSON string, not an object"
 
 
-def test_rate_gate_without_a_limit_never_waits() -> None:
-    """Rate 0 means no pacing at all."""
-    gate = RateGate(0)
-    for _ in range(1000):
-        assert gate.delay(5.0) == 0.0
-        gate.take(5.0)
-
-
-def test_rate_gate_paces_at_ten_per_second() -> None:
-    """At 10/s each send may start 0.1 s after the previous one."""
-    gate, now, starts = RateGate(10), 100.0, []
-    for _ in range(5):
-        now += gate.delay(now)
-        starts.append(now)
-        gate.take(now)
-    assert [round(t - 100.0, 6) for t in starts] == [0.0, 0.1, 0.2, 0.3, 0.4]
-    assert gate.delay(100.45) == pytest.approx(0.05)
-
-
-def test_rate_gate_earns_no_burst_from_idle_time() -> None:
-    """After a quiet spell, sends are still spaced by the interval."""
-    gate = RateGate(10)
-    gate.take(0.0)
-    gate.take(60.0)
-    assert gate.delay(60.0) == pytest.approx(0.1)
-
-
-def test_rate_gate_pause_until_holds_all_sends_and_keeps_the_later() -> None:
-    """A 429 slow-down holds every send; an earlier pause never shortens a later one."""
-    gate = RateGate(0)
-    gate.pause_until(30.0)
-    gate.pause_until(20.0)
-    assert gate.delay(10.0) == 20.0
-    gate.pause_until(40.0)
-    assert gate.delay(10.0) == 30.0
-    assert gate.delay(45.0) == 0.0
-
-
-def test_rate_gate_combines_pacing_and_pause() -> None:
-    """The wait is the longer of the pacing interval and the pause."""
-    gate = RateGate(1)
-    gate.take(0.0)
-    gate.pause_until(0.5)
-    assert gate.delay(0.0) == 1.0
-    gate.pause_until(3.0)
-    assert gate.delay(0.0) == 3.0
-
-
-def test_rate_gate_rejects_a_negative_rate() -> None:
-    """A negative rate is a programming error."""
-    with pytest.raises(ValueError, match="negative"):
-        RateGate(-1)
+def test_internal_failure_spends_an_attempt_and_names_only_the_type() -> None:
+    """Our own failure with one message is retried later; its text never quotes the exception."""
+    exc = UnicodeEncodeError("utf-8", "alice@example.com\ud800", 17, 18, "surrogates")
+    s = internal_failure(message(attempts=1), exc, age=timedelta(0), latency_s=0.1, retry=RETRY,
+                         rng=lambda: 1.0)  # fmt: skip
+    assert (s.state, s.attempt_spent, s.delay) == (State.PENDING, True, timedelta(seconds=2))
+    assert s.error == "internal error while delivering: UnicodeEncodeError"

@@ -1,0 +1,333 @@
+"""The circuit breaker (configuration faults and outages) and the rate gate: pure, clock injected."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from outbox_worker.circuit import CircuitBreaker, CircuitState, PauseReason, RateGate, Recorded
+from outbox_worker.config import CircuitSettings
+from outbox_worker.models import Verdict
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# --- Circuit breaker -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A monotonic clock under the test's control."""
+    return FakeClock()
+
+
+@pytest.fixture
+def circuit(clock: FakeClock) -> CircuitBreaker:
+    """A circuit breaker with the default probe intervals (1 s doubling to 60 s)."""
+    return CircuitBreaker(CircuitSettings(), clock)
+
+
+def state_of(circuit: CircuitBreaker) -> CircuitState:
+    """The circuit's state read afresh (a call, so type narrowing does not stick to it)."""
+    return circuit.state
+
+
+def fail_probe(circuit: CircuitBreaker, clock: FakeClock) -> float:
+    """Wait for the probe, let it fail with a PAUSE, and return the next probe interval."""
+    clock.advance(circuit.next_probe_in())
+    permit = circuit.acquire()
+    assert permit is not None
+    assert permit.probe
+    assert circuit.record_pause(permit) is True
+    return circuit.next_probe_in()
+
+
+def test_circuit_starts_probing_with_one_permit(circuit: CircuitBreaker) -> None:
+    """At start-up one send may go, so a wrong key costs one request, not a batch."""
+    assert circuit.state is CircuitState.PROBING
+    assert circuit.permits() == 1
+    assert circuit.next_probe_in() == 0.0
+    probe = circuit.acquire()
+    assert probe is not None
+    assert probe.probe
+    assert circuit.permits() == 0
+    assert circuit.acquire() is None
+
+
+def test_pause_opens_the_circuit_until_the_first_interval(
+    circuit: CircuitBreaker, clock: FakeClock
+) -> None:
+    """A PAUSE opens the circuit: no sends for 1 s, then one probe."""
+    probe = circuit.acquire()
+    assert probe is not None
+    assert circuit.record_pause(probe) is True
+    assert circuit.state is CircuitState.OPEN
+    assert (circuit.permits(), circuit.acquire(), circuit.next_probe_in()) == (0, None, 1.0)
+    clock.advance(0.5)
+    assert circuit.acquire() is None
+    clock.advance(0.5)
+    assert state_of(circuit) is CircuitState.PROBING
+    assert circuit.permits() == 1
+
+
+def test_failed_probes_double_the_interval_up_to_the_cap(
+    circuit: CircuitBreaker, clock: FakeClock
+) -> None:
+    """Each failed probe doubles the wait: 1, 2, 4 ... 32, then 60 s from there on."""
+    intervals = [fail_probe(circuit, clock) for _ in range(9)]
+    assert intervals == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+
+
+def test_success_closes_and_resets_the_interval(circuit: CircuitBreaker, clock: FakeClock) -> None:
+    """A successful probe closes the circuit once; a later pause starts again at 1 s."""
+    for _ in range(4):
+        fail_probe(circuit, clock)
+    clock.advance(circuit.next_probe_in())
+    probe = circuit.acquire()
+    assert probe is not None
+    assert circuit.record_success(probe) is True
+    assert circuit.state is CircuitState.CLOSED
+    assert (circuit.permits(), circuit.next_probe_in()) == (None, 0.0)
+    sends = [circuit.acquire() for _ in range(100)]
+    assert all(p is not None and not p.probe for p in sends)
+    assert [circuit.record_success(p) for p in sends if p] == [False] * 100
+    assert circuit.record_pause(sends[0]) is True  # type: ignore[arg-type]
+    assert circuit.next_probe_in() == 1.0
+
+
+def test_answers_in_flight_when_the_circuit_opened_are_ignored(
+    circuit: CircuitBreaker, clock: FakeClock
+) -> None:
+    """Of many PAUSE answers from one batch, only the first opens the circuit."""
+    probe = circuit.acquire()
+    assert probe is not None
+    circuit.record_success(probe)
+    batch = [circuit.acquire() for _ in range(64)]
+    changes = [circuit.record_pause(p) for p in batch if p]
+    assert changes == [True] + [False] * 63
+    assert circuit.next_probe_in() == 1.0  # not doubled 63 times
+    clock.advance(1.0)
+    late = circuit.acquire()
+    assert late is not None
+    assert circuit.record_success(batch[1]) is False  # type: ignore[arg-type]
+    assert circuit.state is CircuitState.PROBING
+    assert circuit.record_success(late) is True
+
+
+def test_abandoned_probe_frees_the_slot(circuit: CircuitBreaker) -> None:
+    """A probe abandoned without an answer (shutdown, lease too short) frees the probe slot."""
+    probe = circuit.acquire()
+    assert probe is not None
+    assert circuit.record_other(probe) is False
+    assert circuit.state is CircuitState.PROBING
+    assert circuit.permits() == 1
+    assert circuit.next_probe_in() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("verdict", "state"),
+    [
+        (Verdict.ACKNOWLEDGE, CircuitState.CLOSED),
+        (Verdict.PAUSE, CircuitState.OPEN),
+        (Verdict.DEAD_LETTER, CircuitState.PROBING),
+    ],
+)
+def test_record_dispatches_on_the_verdict(
+    circuit: CircuitBreaker, verdict: Verdict, state: CircuitState
+) -> None:
+    """record(permit, verdict) moves the circuit as the matching record_* would."""
+    probe = circuit.acquire()
+    assert probe is not None
+    circuit.record(probe, verdict)
+    assert circuit.state is state
+
+
+def test_custom_probe_settings(clock: FakeClock) -> None:
+    """probe_initial and probe_cap come from CircuitSettings."""
+    settings = CircuitSettings(probe_initial=timedelta(seconds=5), probe_cap=timedelta(seconds=12))
+    circuit = CircuitBreaker(settings, clock)
+    assert [fail_probe(circuit, clock) for _ in range(4)] == [5, 10, 12, 12]
+
+
+def test_start_up_probes_failing_transiently_add_up_to_an_outage(clock: FakeClock) -> None:
+    """At start-up each failing probe is charged and the next probes at once, until enough
+    different messages failed: then delivery pauses for an outage."""
+    circuit = CircuitBreaker(CircuitSettings(outage_threshold=3), clock)
+    results = []
+    for key in range(3):
+        probe = circuit.acquire()
+        assert probe is not None
+        assert probe.probe
+        results.append(circuit.record(probe, Verdict.RETRY, transient=True, key=key))
+    assert results == [Recorded(False, spend=True)] * 2 + [Recorded(True, spend=False)]
+    assert (circuit.state, circuit.reason) == (CircuitState.OPEN, PauseReason.OUTAGE)
+
+
+# --- Outages --------------------------------------------------------------------------------
+
+
+def closed(clock: FakeClock, threshold: int = 5) -> CircuitBreaker:
+    """A closed circuit breaker with an outage threshold of ``threshold`` messages."""
+    circuit = CircuitBreaker(CircuitSettings(outage_threshold=threshold), clock)
+    probe = circuit.acquire()
+    assert probe is not None
+    circuit.record_success(probe)
+    return circuit
+
+
+def fail(circuit: CircuitBreaker, key: int) -> Recorded:
+    """One send of message ``key`` that failed transiently (5xx, timeout, connection)."""
+    permit = circuit.acquire()
+    assert permit is not None
+    return circuit.record(permit, Verdict.RETRY, transient=True, key=key)
+
+
+def test_outage_opens_after_threshold_different_messages_fail_in_a_row(clock: FakeClock) -> None:
+    """Four failing messages spend their attempts; the fifth trips the breaker and does not."""
+    circuit = closed(clock)
+    assert [fail(circuit, key) for key in range(4)] == [Recorded(False, spend=True)] * 4
+    assert fail(circuit, 4) == Recorded(changed=True, spend=False)
+    assert (circuit.state, circuit.reason) == (CircuitState.OPEN, PauseReason.OUTAGE)
+    assert circuit.next_probe_in() == 1.0
+
+
+def test_one_message_failing_again_and_again_is_no_outage(clock: FakeClock) -> None:
+    """The same message failing many times counts once: it is to blame, not the endpoint."""
+    circuit = closed(clock)
+    assert all(fail(circuit, 7).spend for _ in range(50))
+    assert circuit.state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("verdict", [Verdict.ACKNOWLEDGE, Verdict.DEAD_LETTER])
+def test_any_other_answer_between_failures_resets_the_count(
+    clock: FakeClock, verdict: Verdict
+) -> None:
+    """A message that fails while others are answered spends its attempts: no outage."""
+    circuit = closed(clock)
+    for round_ in range(10):
+        for key in range(4):
+            assert fail(circuit, round_ * 10 + key).spend
+        permit = circuit.acquire()
+        assert permit is not None
+        assert circuit.record(permit, verdict, key=999) == Recorded(False, spend=True)
+    assert circuit.state is CircuitState.CLOSED
+
+
+def test_sends_in_flight_when_the_outage_opened_spend_nothing(clock: FakeClock) -> None:
+    """Failures of sends that were in flight when the outage was declared are not charged."""
+    circuit = closed(clock, threshold=3)
+    batch = [circuit.acquire() for _ in range(20)]
+    results = [circuit.record(p, Verdict.RETRY, transient=True, key=k)
+               for k, p in enumerate(batch) if p]  # fmt: skip
+    assert [r.spend for r in results] == [True, True] + [False] * 18
+    assert [r.changed for r in results] == [False, False, True] + [False] * 17
+
+
+def test_failed_outage_probes_back_off_and_spend_nothing(clock: FakeClock) -> None:
+    """During an outage one probe goes at 1 s, 2 s, 4 s ...; its failures cost no attempt."""
+    circuit = closed(clock, threshold=1)
+    fail(circuit, 0)
+    intervals = []
+    for key in range(1, 8):
+        clock.advance(circuit.next_probe_in())
+        assert circuit.permits() == 1
+        assert fail(circuit, key) == Recorded(changed=True, spend=False)
+        intervals.append(circuit.next_probe_in())
+    assert intervals == [2, 4, 8, 16, 32, 60, 60]
+
+
+@pytest.mark.parametrize("verdict", [Verdict.ACKNOWLEDGE, Verdict.DEAD_LETTER])
+def test_any_answer_to_an_outage_probe_resumes_full_speed(
+    clock: FakeClock, verdict: Verdict
+) -> None:
+    """The endpoint answering again (a 2xx, or a 4xx that blames the message) closes the circuit."""
+    circuit = closed(clock, threshold=1)
+    fail(circuit, 0)
+    clock.advance(circuit.next_probe_in())
+    probe = circuit.acquire()
+    assert probe is not None
+    assert circuit.record(probe, verdict, key=1) == Recorded(changed=True, spend=True)
+    assert (circuit.state, circuit.reason, circuit.permits()) == (CircuitState.CLOSED, None, None)
+
+
+def test_a_4xx_to_a_configuration_probe_keeps_probing(
+    circuit: CircuitBreaker, clock: FakeClock
+) -> None:
+    """After a 401, a 4xx to the probe says nothing about the key: the next send probes again."""
+    probe = circuit.acquire()
+    assert probe is not None
+    circuit.record_pause(probe)
+    clock.advance(circuit.next_probe_in())
+    probe = circuit.acquire()
+    assert probe is not None
+    assert circuit.record(probe, Verdict.DEAD_LETTER) == Recorded(False, spend=True)
+    assert (circuit.state, circuit.reason) == (CircuitState.PROBING, PauseReason.CONFIGURATION)
+
+
+# --- Rate gate -----------------------------------------------------------------------------
+
+
+def test_rate_gate_without_a_limit_never_waits() -> None:
+    """Rate 0 means no pacing at all."""
+    gate = RateGate(0)
+    for _ in range(1000):
+        assert gate.delay(5.0) == 0.0
+        gate.take(5.0)
+
+
+def test_rate_gate_paces_at_ten_per_second() -> None:
+    """At 10/s each send may start 0.1 s after the previous one."""
+    gate, now, starts = RateGate(10), 100.0, []
+    for _ in range(5):
+        now += gate.delay(now)
+        starts.append(now)
+        gate.take(now)
+    assert [round(t - 100.0, 6) for t in starts] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert gate.delay(100.45) == pytest.approx(0.05)
+
+
+def test_rate_gate_earns_no_burst_from_idle_time() -> None:
+    """After a quiet spell, sends are still spaced by the interval."""
+    gate = RateGate(10)
+    gate.take(0.0)
+    gate.take(60.0)
+    assert gate.delay(60.0) == pytest.approx(0.1)
+
+
+def test_rate_gate_pause_until_holds_all_sends_and_keeps_the_later() -> None:
+    """A 429 slow-down holds every send; an earlier pause never shortens a later one."""
+    gate = RateGate(0)
+    gate.pause_until(30.0)
+    gate.pause_until(20.0)
+    assert gate.delay(10.0) == 20.0
+    gate.pause_until(40.0)
+    assert gate.delay(10.0) == 30.0
+    assert gate.delay(45.0) == 0.0
+
+
+def test_rate_gate_combines_pacing_and_pause() -> None:
+    """The wait is the longer of the pacing interval and the pause."""
+    gate = RateGate(1)
+    gate.take(0.0)
+    gate.pause_until(0.5)
+    assert gate.delay(0.0) == 1.0
+    gate.pause_until(3.0)
+    assert gate.delay(0.0) == 3.0
+
+
+def test_rate_gate_rejects_a_negative_rate() -> None:
+    """A negative rate is a programming error."""
+    with pytest.raises(ValueError, match="negative"):
+        RateGate(-1)
