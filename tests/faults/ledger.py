@@ -34,8 +34,8 @@ from tests.faults.plan import DEAD_BY_STATUS, Fate, Plan
 SETTLE_SLACK_S = 3.0
 # How a dead row says why; the worker's wording may vary, these are the facts it must name.
 GAVE_UP = re.compile(r"gave up|max(imum)?[ _]attempts", re.IGNORECASE)
-NOT_OBJECT = re.compile(r"not a JSON object", re.IGNORECASE)
-TOO_LARGE = re.compile(r"too large|too big|larger than", re.IGNORECASE)
+NOT_OBJECT = re.compile(r"not a JSON object|not an object", re.IGNORECASE)
+TOO_LARGE = re.compile(r"too large|too big|larger than|over the limit", re.IGNORECASE)
 EXAMPLES = 5
 
 
