@@ -6,12 +6,10 @@ is asserted is what an operator sees: rows, states, attempts, recorded errors, r
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import statistics
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -20,14 +18,11 @@ import pytest
 from structlog.testing import capture_logs
 
 import outbox_worker
-from outbox_worker.config import CircuitSettings, Secret, Settings
-from outbox_worker.sender import USER_AGENT, HttpSender, http_session
+from outbox_worker.config import CircuitSettings
+from outbox_worker.sender import USER_AGENT
 from outbox_worker.standin import StandIn
-from outbox_worker.store.delivery import PostgresStore
-from outbox_worker.worker import Worker
+from tests.integration.running import KEY, running_worker
 from tests.waiting import wait_for
-
-KEY = "sk_test_worker"
 
 
 def update(customer_id: str) -> dict[str, Any]:
@@ -53,34 +48,8 @@ RunWorker = Callable[..., Any]
 def run_worker(database_url: str, standin: StandIn) -> RunWorker:
     """Factory: ``async with run_worker(**setting_changes):`` runs a Worker for the block."""
 
-    @asynccontextmanager
-    async def running(**changes: Any) -> AsyncIterator[Worker]:
-        settings = Settings(
-            database_url=database_url,
-            api_key=Secret(KEY),
-            endpoint_url=standin.url,
-            poll_interval=timedelta(milliseconds=200),
-            http_timeout=timedelta(seconds=2),
-            lease=timedelta(seconds=10),
-            shutdown_grace=timedelta(seconds=2),
-        ).with_changes(**changes)
-        store = PostgresStore(database_url, history_cap=settings.history_cap)
-        await store.open()
-        stop = asyncio.Event()
-        try:
-            timeout_s = settings.http_timeout.total_seconds()
-            async with http_session(
-                concurrency=settings.concurrency, timeout_s=timeout_s
-            ) as session:
-                worker = Worker(settings, store, HttpSender(session, standin.url, settings.api_key))
-                task = asyncio.create_task(worker.run(stop))
-                try:
-                    yield worker
-                finally:
-                    stop.set()
-                    await asyncio.wait_for(task, 15)
-        finally:
-            await store.close()
+    def running(**changes: Any) -> Any:
+        return running_worker(database_url, standin.url, **changes)
 
     return running
 

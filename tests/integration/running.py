@@ -1,0 +1,52 @@
+"""A Worker in the test's own event loop, with the production store and sender."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from outbox_worker.config import Secret, Settings
+from outbox_worker.sender import HttpSender, http_session
+from outbox_worker.store.delivery import PostgresStore
+from outbox_worker.worker import Worker
+
+KEY = "sk_test_worker"
+
+
+@asynccontextmanager
+async def running_worker(
+    database_url: str, endpoint_url: str, **changes: Any
+) -> AsyncIterator[Worker]:
+    """Run a Worker against ``database_url`` and ``endpoint_url`` for the block, then stop it.
+
+    Short timings (poll 200 ms, HTTP timeout 2 s, lease 10 s, grace 2 s); ``changes`` override
+    any setting. Leaving the block stops the worker and fails the test if it does not stop.
+    """
+    settings = Settings(
+        database_url=database_url,
+        api_key=Secret(KEY),
+        endpoint_url=endpoint_url,
+        poll_interval=timedelta(milliseconds=200),
+        http_timeout=timedelta(seconds=2),
+        lease=timedelta(seconds=10),
+        shutdown_grace=timedelta(seconds=2),
+    ).with_changes(**changes)
+    store = PostgresStore(database_url, history_cap=settings.history_cap)
+    await store.open()
+    stop = asyncio.Event()
+    try:
+        timeout_s = settings.http_timeout.total_seconds()
+        async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
+            worker = Worker(settings, store, HttpSender(session, endpoint_url, settings.api_key))
+            task = asyncio.create_task(worker.run(stop), name="worker-under-test")
+            try:
+                yield worker
+                assert not task.done(), "the worker stopped before it was told to"
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 15)
+    finally:
+        await store.close()
