@@ -21,8 +21,8 @@ A step is written as an HTTP status (200-599) or as one of these names:
     ==============  =======  ===============================================================
 
 A plain 200 and the 200-class steps (``nul200``, ``huge200``, ``slow``) still check the request
-(key, content type, shape) and answer the check's error when it fails; the other steps answer
-whatever was sent.
+(key, content type, shape) and answer the check's error when it fails; the other steps (another
+2xx such as 201 included) answer whatever was sent.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ class Reply:
 
     @property
     def checked(self) -> bool:
-        """True for 2xx steps: the request is still checked (key, type, shape) first."""
-        return 200 <= self.status < 300
+        """True for 200 and the 200-class steps: the request is still checked (key, type,
+        shape) first. Another scripted 2xx (201, 204) is answered as it is, like an error."""
+        return self.status == 200
 
 
 def reply(step: object) -> Reply:

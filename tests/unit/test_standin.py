@@ -593,6 +593,16 @@ async def test_hostile_200_steps_still_check_the_request(
     assert [(r.status, r.step) for r in standin.received] == [(401, step)]
 
 
+@pytest.mark.parametrize("status", [201, 204])
+async def test_other_2xx_statuses_are_answered_as_scripted(
+    standin: StandIn, http: aiohttp.ClientSession, status: int
+) -> None:
+    """A scripted 201 or 204 is answered with that status, even to a request that would fail the checks."""
+    standin.set_script([status, status])
+    assert (await post(http, standin.url)).status == status
+    assert (await post(http, standin.url, headers={})).status == status
+
+
 async def test_plain_steps_are_recorded_by_their_status(
     standin: StandIn, http: aiohttp.ClientSession
 ) -> None:
