@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
 from tests.faults.chaos import run_chaos
 from tests.faults.plan import Profile
@@ -30,8 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     profile = Profile.long(args.updates, args.seed, enqueue_rate=args.rate or 250.0)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="outbox-chaos-") as tmp:
-        ledger = asyncio.run(run_chaos(profile, Path(tmp)))
+    ledger = asyncio.run(run_chaos(profile))
     print(ledger.table())
     print(f"\nwall time {time.monotonic() - started:.0f}s")
     raise SystemExit(0 if ledger.ok else 1)

@@ -1,7 +1,9 @@
 """One chaos run end to end, shared by the CI test and ``python -m bench.chaos``.
 
-``run_chaos(profile, workdir)`` owns everything it uses: an embedded PostgreSQL in ``workdir``
-(restarted by the driver; the machine's own PostgreSQL is never touched), a database migrated
+``run_chaos(profile)`` owns everything it uses: an embedded PostgreSQL in a temporary directory
+of its own (restarted by the driver; the machine's own PostgreSQL is never touched; not under
+pytest's tmp_path, whose root any other pytest session on the machine resets to 0700, locking out
+the server's user at its next start), a database migrated
 with ``outbox_worker.migrate.upgrade``, a stand-in on a loopback port (stopped and started again
 on the same port for outages) and the worker processes. It returns the Ledger.
 """
@@ -48,11 +50,16 @@ def chaos_env(profile: Profile, database_url: str, endpoint_url: str) -> dict[st
     )
 
 
-async def run_chaos(profile: Profile, workdir: Path) -> Ledger:
+async def run_chaos(profile: Profile) -> Ledger:
     """Play ``profile``'s plan against real processes and balance the ledger."""
     # platformdirs warns unless the runtime dir exists with mode 0700 (as in tests/pg.py).
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="outbox-xdg-"))
-    plan = build_plan(profile)
+    with tempfile.TemporaryDirectory(prefix="outbox-chaos-pg-") as workdir:
+        return await _run(build_plan(profile), Path(workdir))
+
+
+async def _run(plan: Plan, workdir: Path) -> Ledger:
+    profile = plan.profile
     server = await asyncio.to_thread(EmbeddedServer, workdir / "pgdata")
     try:
         url = with_database(server.url, DATABASE)

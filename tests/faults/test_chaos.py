@@ -7,8 +7,6 @@ code at length.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.faults.chaos import run_chaos
@@ -17,8 +15,8 @@ from tests.faults.plan import Profile
 
 @pytest.mark.faults
 @pytest.mark.timeout(420)
-async def test_short_chaos_run_balances_its_ledger(tmp_path: Path, chaos_seed: int) -> None:
+async def test_short_chaos_run_balances_its_ledger(chaos_seed: int) -> None:
     """2,000 updates through 3 workers under kills, PostgreSQL restarts, stand-in outages and hostile answers: none lost, every dead letter explained by its own fault, every duplicate by a kill, restart or timeout, no crash."""
-    ledger = await run_chaos(Profile.short(chaos_seed), tmp_path)
+    ledger = await run_chaos(Profile.short(chaos_seed))
     print(ledger.table())
     assert ledger.ok, "\n" + ledger.table()
