@@ -15,3 +15,7 @@ def chaos_seed() -> int:
     seed = int(os.environ.get("CHAOS_SEED") or DEFAULT_SEED)
     print(f"chaos seed {seed} (set CHAOS_SEED to replay another)")
     return seed
+
+
+# The e2e fixtures (a stand-in in the test's loop, worker subprocesses, enqueue), reused as they are.
+from tests.e2e.conftest import enqueue, standin, start_worker  # noqa: E402, F401
