@@ -1,21 +1,29 @@
-"""The field rules behind ``payload``: value checks, raw-input scans and error messages.
+"""The field rules behind ``payload``: value checks and error messages (``_payload_scan`` walks).
 
-The SQL twin of these rules is ``migrations/versions/sql/0001_validate_update.sql``; both must give
-the same JSON path and the same message for the same fault, so every message lives here once.
+The SQL twin of these rules is ``migrations/versions/sql/0001_validate_update.sql`` (with the
+bounded-input rules of ``0002_bounded_input.sql``); both must give the same JSON path and the same
+message for the same fault, so every message lives here once.
+
+Numbers are judged in the form PostgreSQL stores and the worker sends: jsonb writes exponent
+notation out in full (``1e12`` is stored as ``1000000000000``), so a number is an integer when
+that stored text has no fraction. A Python float is written by ``json`` as its ``repr``: below
+1e16 always with a fraction (``1e12`` -> ``1000000000000.0``, not an integer), from 1e16 up as
+``1e+16``, which PostgreSQL stores as the integer ``10000000000000000``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
-from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pycountry
 from pydantic_core import PydanticCustomError
 
-from outbox_worker.errors import FieldError
+from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
 
 #: Epoch milliseconds accepted: 2001-09-09 up to 2286-11-20. Seconds are 1000x too small,
 #: micro- and nanoseconds far too large; Ravelin merges updates by this value, so a wrong unit
@@ -44,6 +52,20 @@ MSG_PLAINTEXT = "plaintext password refused; send passwordHashed (use hash_passw
 # PostgreSQL's jsonb cannot hold U+0000, so such a text could never be stored (or sent).
 MSG_NUL = "must not contain the NUL character (U+0000)"
 MSG_BOTH = "send customer or supplier, not both"
+MSG_TOO_DEEP = f"nests objects and arrays more than {MAX_NESTING_DEPTH} levels deep"
+MSG_NOT_FINITE = "must be a finite number (NaN and Infinity are not JSON)"
+# A lone surrogate cannot be written as UTF-8, so no JSON text (and no jsonb) can carry it.
+MSG_SURROGATE = "must not contain a lone surrogate (U+D800 to U+DFFF)"
+# Ravelin decodes numbers into Go's int64 or float64; a bigger integer fails there, not here.
+MIN_INT64 = -(2**63)
+MAX_INT64 = 2**63 - 1
+MSG_INT64 = f"must fit in a signed 64-bit integer ({MIN_INT64} to {MAX_INT64})"
+
+
+def msg_too_large(size: int) -> str:
+    """The message for an update whose JSON text is ``size`` bytes, past the limit."""
+    return f"is {size} bytes of JSON text; the limit is {MAX_PAYLOAD_BYTES} bytes"
+
 
 # Pydantic's own error types for the built-in strict types, in our words.
 _PYDANTIC_MESSAGES = {
@@ -68,8 +90,17 @@ def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("outbox_rule", message)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def stored_integer(value: object) -> int | None:
+    """The integer PostgreSQL stores for ``value``, or None when it stores no integer.
+
+    An int is itself; a finite float of magnitude 1e16 or more is written ``1e+16`` and stored
+    as an integer (smaller floats keep a fraction: ``1e12`` is written ``1000000000000.0``).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and abs(value) >= 1e16:
+        return int(Decimal(repr(value)))
+    return None
 
 
 def check_epoch_ms(value: object) -> int:
@@ -78,9 +109,10 @@ def check_epoch_ms(value: object) -> int:
         if value.tzinfo is None or value.utcoffset() is None:
             raise _fail(MSG_NAIVE)
         value = (value - _EPOCH) // timedelta(milliseconds=1)
-    if not _is_int(value):
+    number = stored_integer(value)
+    if number is None:
         raise _fail(MSG_INTEGER)
-    assert isinstance(value, int)
+    value = number
     if MIN_EPOCH_MS <= value < MAX_EPOCH_MS:
         return value
     if 1_000_000_000 <= value < 10_000_000_000:
@@ -92,9 +124,10 @@ def check_id(value: object) -> str:
     """Accept a string id as is and an integer id as its decimal string."""
     if isinstance(value, str):
         return value
-    if _is_int(value):
-        return str(value)
-    raise _fail(MSG_ID)
+    number = stored_integer(value)
+    if number is None:
+        raise _fail(MSG_ID)
+    return str(number)
 
 
 def _check_string(value: object, pattern: re.Pattern[str], message: str) -> str:
@@ -155,39 +188,6 @@ def check_longitude(value: object) -> int | float:
 def message_for(error_type: str, msg: str) -> str:
     """Our wording for one pydantic error; our own rules already carry theirs."""
     return _PYDANTIC_MESSAGES.get(error_type, msg)
-
-
-def _present(data: Mapping[str, Any], key: str) -> bool:
-    return data.get(key) is not None
-
-
-def raw_rule_errors(data: Mapping[str, Any]) -> list[FieldError]:
-    """Rules that look at the raw input as a whole: plaintext passwords, NUL characters,
-    customer with supplier."""
-    errors: list[FieldError] = []
-    for path, key, text in _members(data, ""):
-        if key == "password" and text is not None:
-            errors.append(FieldError(path, MSG_PLAINTEXT))
-        if "\x00" in key or (text is not None and "\x00" in text):
-            errors.append(FieldError(path.replace("\x00", "\\u0000"), MSG_NUL))
-    if _present(data, "customer") and _present(data, "supplier"):
-        errors.append(FieldError("supplier", MSG_BOTH))
-    return errors
-
-
-def _members(value: object, path: str) -> Iterator[tuple[str, str, str | None]]:
-    """(path, member name, text or None) of every member at any depth; names are "" in arrays."""
-    if isinstance(value, Mapping):
-        items: Iterator[tuple[str, str, object]] = (
-            (f"{path}.{key}" if path else str(key), str(key), child) for key, child in value.items()
-        )
-    elif isinstance(value, list | tuple):
-        items = ((f"{path}[{index}]", "", child) for index, child in enumerate(value))
-    else:
-        return
-    for child_path, key, child in items:
-        yield child_path, key, child if isinstance(child, str) else None
-        yield from _members(child, child_path)
 
 
 def strip_nulls(value: Any) -> Any:

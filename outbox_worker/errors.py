@@ -10,6 +10,8 @@ Every error this package raises on purpose derives from ``OutboxError``; foreign
     ├── SchemaNotReady           the database has no outbox schema at head: run `migrate`
     ├── MessageNotFound          an operator named an id that does not exist
     ├── DatabaseUnavailable      the database cannot be reached (transient for the worker)
+    │   └── LoginRefused         the server refused the login, or the database does not
+    │                            exist: a configuration error at start (exit 2)
     ├── StatementRejected        the database refused one statement (bad data, a constraint,
     │                            a timeout); carries the SQLSTATE
     └── DeliveryError            sending one message failed before an HTTP answer arrived
@@ -81,6 +83,16 @@ class MessageNotFound(OutboxError):
 
 class DatabaseUnavailable(OutboxError):
     """The database could not be reached or dropped the connection."""
+
+
+class LoginRefused(DatabaseUnavailable):
+    """The server refused the login or has no such database: wrong configuration, not an outage.
+
+    A running worker still waits it out (a password rotation, a database being restored); at
+    start it is a configuration error.
+    """
+
+    exit_code = 2
 
 
 class StatementRejected(OutboxError):

@@ -4,8 +4,9 @@ Python attributes are snake_case, the wire is camelCase; input may use either. V
 strict (no ``"yes"`` for a boolean, no ``1`` for a string, no ``True`` for an integer); the one
 conversion is an integer id becoming a string. Unknown fields pass through unchanged at every
 level, because Ravelin's schema grows. ``parse_update`` is the gate: it reports every bad field as
-a JSON path in one ``InvalidUpdate``. The SQL function ``outbox.validate_update`` applies the same
-rules with the same paths and messages.
+a JSON path in one ``InvalidUpdate``; an update past a limit of ``outbox_worker.limits`` (JSON text
+size, nesting depth) is refused with that one problem, before any other rule runs. The SQL
+function ``outbox.validate_update`` applies the same rules with the same paths and messages.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, StrictBool, StrictSt
 from pydantic.alias_generators import to_camel
 
 from outbox_worker import _payload_rules as rules
+from outbox_worker._payload_scan import raw_rule_errors
 from outbox_worker.errors import FieldError, InvalidUpdate
 
 __all__ = [
@@ -193,10 +195,12 @@ class RegistrationUpdate(_Part):
 def parse_update(data: RegistrationUpdate | Mapping[str, Any]) -> RegistrationUpdate:
     """Validate ``data`` into an update, or raise ``InvalidUpdate`` naming every bad field."""
     if isinstance(data, RegistrationUpdate):
-        data = data.to_wire()  # re-check: extras and model_construct() bypass field validation
+        # Re-check: extras and model_construct() bypass field validation. Python mode, because
+        # JSON mode would turn NaN into null and choke on integers past 4300 digits unchecked.
+        data = data.model_dump(by_alias=True)
     if not isinstance(data, Mapping):
         raise InvalidUpdate([FieldError("$", rules.MSG_OBJECT)])
-    errors = rules.raw_rule_errors(data)
+    errors = raw_rule_errors(data)
     try:
         update = RegistrationUpdate.model_validate(dict(data))
     except ValidationError as exc:
@@ -212,6 +216,9 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
     return [
         FieldError(_wire_path(err["loc"]), rules.message_for(err["type"], err["msg"]))
         for err in exc.errors(include_url=False, include_context=False, include_input=False)
+        # pydantic cannot read a member name holding a lone surrogate and names no path for
+        # it; the surrogate rule of raw_rule_errors has already reported it by path.
+        if err["type"] != "string_unicode"
     ]
 
 

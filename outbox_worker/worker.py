@@ -22,6 +22,7 @@ confined to it (an attempt spent with a safe error text), and no task of the wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Coroutine
@@ -86,6 +87,7 @@ class Worker:
         self._idle = asyncio.Event()  # nothing in flight
         self._idle.set()
         self._stopping = False
+        self._stop_requested = asyncio.Event()  # set with _stopping: wakes sends being paced
         # Claim whole batches (fewer, fuller statements), keeping up to two batches ahead of the
         # senders so they never wait on a claim's round trip.
         self._capacity = settings.concurrency + 2 * settings.batch_size
@@ -132,6 +134,7 @@ class Worker:
         # Not a cancel: a claim already committed in PostgreSQL must reach this process, or its
         # rows would stay leased (unsent) until the lease ran out.
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         try:
             async with asyncio.timeout(self._settings.shutdown_grace.total_seconds()):
@@ -255,8 +258,10 @@ class Worker:
             now = started
             if self._rate_limited or self._gate.delay(now) > 0:
                 now = await self._pace()
-            if now > claim.send_by:
-                return  # the lease is too short now: handed back unsent (finally)
+            if now > claim.send_by or self._stopping:
+                # The lease is too short now, or stop came (a claim that landed after it, a
+                # slow-down that ended after it): handed back unsent (finally), no send starts.
+                return
             answer = await self._sender.send(message.body)
             outcome = policy.classify(answer, self._settings.retry)
             recorded = self._circuit.record(
@@ -301,9 +306,11 @@ class Worker:
         return claim.message.age + timedelta(seconds=self._clock() - claim.claimed_at)
 
     async def _pace(self) -> float:
-        # Pacing, not synchronization: wait out the rate limit or a 429 slow-down.
-        while (delay := self._gate.delay(self._clock())) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(delay)
+        # Pacing, not synchronization: wait out the rate limit or a 429 slow-down, unless stop
+        # comes first (the send is then handed back unsent at once, not at the end of the grace).
+        while (delay := self._gate.delay(self._clock())) > 0 and not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay)
         now = self._clock()
         self._gate.take(now)
         return now

@@ -12,12 +12,35 @@ one rule of a valid base. Decisions recorded here:
 - ``customer`` and ``supplier`` together are reported at ``supplier``; neither one is required.
 - A plaintext ``password`` is refused anywhere, including inside unknown fields and arrays
   (paths like ``customer.credentials[0].password``).
+- Bounded input (``outbox_worker.limits``): a payload whose JSON text, as PostgreSQL writes it
+  (``payload::text``, ", " and ": " separators), is over MAX_PAYLOAD_BYTES, or that nests objects
+  and arrays more than MAX_NESTING_DEPTH levels deep, gets that one problem at "$" (size checked
+  first, then depth) and no other rule runs. "$" rather than the first deep path, because jsonb
+  reorders keys, so "first" would differ between the two sides. The size is of the update as
+  given (nulls included), measured by both sides the same way.
+- Integers outside the signed 64-bit range are refused anywhere (ids too: Ravelin decodes numbers
+  into int64/float64); NaN, Infinity and lone surrogates are refused by path in Python. jsonb
+  cannot hold those, so PostgreSQL refuses their text at the cast (SQLSTATE 22P02) before
+  outbox.enqueue runs: PYTHON_ONLY_CASES.
+- Exponent notation. jsonb keeps no spelling of a number: ``'1e12'::jsonb::text`` and
+  ``'1.0e12'::jsonb::text`` are both ``1000000000000`` (while ``1512828988826.0`` keeps its
+  fraction). outbox.enqueue(payload jsonb) therefore cannot see an exponent, and a ``json`` or
+  ``text`` overload would make ``SELECT outbox.enqueue('{...}')`` ambiguous. So both sides judge a
+  number in the form it is stored and sent: an integer is a number whose stored text has no
+  fraction. SQL's ``{"timestamp": 1e12}`` is the integer 1000000000000, stored and sent as such
+  (Ravelin's int64 decoder accepts it). Python's float ``1e12`` is written ``1000000000000.0``
+  and refused on both sides; Python floats from 1e16 up are written ``1e+16`` and stored as
+  integers, so both sides judge them as those integers (a float id 1e16 becomes
+  "10000000000000000"; a float timestamp 1e16 "looks like micro- or nanoseconds").
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
+
+from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
 
 TS = 1512828988826
 HASH = "ef92b778bafe771e89245b89ecbc08a44a4e166c06659911881f383d4473e94f"  # sha256("password123")
@@ -195,6 +218,41 @@ def _d(path: str, value: object) -> dict[str, Any]:
 
 _M = "registration.registrationMechanism.password"
 
+
+def stored_size(data: Any) -> int:
+    """UTF-8 bytes of ``data`` as PostgreSQL writes it as jsonb text (for plain JSON values)."""
+    return len(json.dumps(data, ensure_ascii=False, separators=(", ", ": ")).encode("utf-8"))
+
+
+def sized(size: int, base: dict[str, Any] = MINIMAL) -> dict[str, Any]:
+    """``base`` plus a "padding" string, exactly ``size`` bytes of stored JSON text."""
+    data = base | {"padding": ""}
+    data["padding"] = "x" * (size - stored_size(data))
+    return data
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """MINIMAL with a "nest" member whose arrays make the payload ``depth`` levels deep."""
+    value: Any = []
+    for _ in range(depth - 2):  # the root object is level 1, the outer array level 2
+        value = [value]
+    return MINIMAL | {"nest": value}
+
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+#: Valid payloads exactly at each limit (kept out of VALID_EXAMPLES, which benchmarks reuse).
+AT_THE_LIMITS: list[tuple[str, dict[str, Any]]] = [
+    ("size_at_limit", sized(MAX_PAYLOAD_BYTES)),
+    ("depth_at_limit", nested(MAX_NESTING_DEPTH)),
+    ("int64_bounds", MINIMAL | {"big": [INT64_MAX, INT64_MIN], "f": 9.2e18, "e": 1e-5}),
+    (
+        "ids_at_int64_bounds",
+        MINIMAL | {"supplier": {"supplierId": INT64_MAX, "groupId": INT64_MIN}},
+    ),
+]
+
 INVALID_CASES: list[tuple[str, Any, str]] = [
     # the root
     ("root_list", [MINIMAL], "$"),
@@ -326,6 +384,40 @@ INVALID_CASES: list[tuple[str, Any, str]] = [
     ("latitude_true", _d("device.location.latitude", True), "device.location.latitude"),
     ("longitude_string", _d("device.location.longitude", "10"), "device.location.longitude"),
     ("longitude_180_01", _d("device.location.longitude", 180.01), "device.location.longitude"),
+    # bounded input: size and depth, reported alone at "$"
+    ("size_over_limit", sized(MAX_PAYLOAD_BYTES + 1), "$"),
+    ("size_over_limit_with_fault", sized(MAX_PAYLOAD_BYTES + 1, _c("timestamp", "x")), "$"),
+    ("depth_over_limit", nested(MAX_NESTING_DEPTH + 1), "$"),
+    ("depth_500", nested(500), "$"),  # json.dumps (and so psycopg) recurses: 10,000 is tested apart
+    ("depth_over_limit_in_object", _c("customer.x", nested(MAX_NESTING_DEPTH)["nest"]), "$"),
+    # integers past 64 bits, anywhere; they win over the field's own rule
+    ("int_past_int64", _c("customer.score", INT64_MAX + 1), "customer.score"),
+    ("int_below_int64", _c("customer.x", [0, INT64_MIN - 1]), "customer.x[1]"),
+    ("id_past_int64", _c("customer.customerId", 2**70), "customer.customerId"),
+    ("timestamp_past_int64", _c("timestamp", 2**64), "timestamp"),
+    ("float_stored_as_big_int", _c("customer.score", 1e19), "customer.score"),
+    # exponent notation: numbers are judged as stored (see the module docstring)
+    ("timestamp_float_1e12", _c("timestamp", 1e12), "timestamp"),
+    ("timestamp_float_1e16", _c("timestamp", 1e16), "timestamp"),
+]
+
+#: Faults PostgreSQL's jsonb cannot even hold: Python refuses them by path, SQL callers get
+#: PostgreSQL's own error (22P02) when their text is cast to jsonb.
+PYTHON_ONLY_CASES: list[tuple[str, Any, str]] = [
+    ("nan_unknown_field", _c("customer.score", float("nan")), "customer.score"),
+    ("infinity_in_array", _c("customer.x", [1, float("inf")]), "customer.x[1]"),
+    (
+        "minus_infinity_known_field",
+        _d("device.location.latitude", float("-inf")),
+        "device.location.latitude",
+    ),
+    ("nan_timestamp", _c("timestamp", float("nan")), "timestamp"),
+    ("surrogate_in_value", _c("customer.name", "Zo\ud800"), "customer.name"),
+    ("surrogate_in_unknown_value", _c("customer.x", ["\udfff"]), "customer.x[0]"),
+    ("surrogate_in_member_name", _c("customer.tags", {"v\ud800": True}), "customer.tags.v\\ud800"),
+    ("surrogate_in_root_member_name", _c("x\udc00", 1), "x\\udc00"),
+    ("int_5000_digits", _c("customer.score", 10**5000), "customer.score"),
+    ("id_5000_digits", _c("customer.customerId", -(10**5000)), "customer.customerId"),
 ]
 
 #: One payload with many faults: every one of these paths must be reported.

@@ -14,7 +14,7 @@ import structlog
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option
 from outbox_worker.config import Settings, database_url_from_env, redact_url
-from outbox_worker.errors import DatabaseUnavailable
+from outbox_worker.errors import DatabaseUnavailable, LoginRefused, OutboxError
 from outbox_worker.observability import Metrics, configure_logging
 from outbox_worker.sender import HttpSender, http_session
 from outbox_worker.store.connection import connected, ensure_schema_ready
@@ -127,7 +127,16 @@ def run_command(log_level: str, log_json: bool | None, **flags: Any) -> None:
     overrides = {key: value for key, value in flags.items() if value is not None}
     settings = Settings.from_env(None, overrides)
     configure_logging(level=log_level, json=log_json)
-    run_async(lambda: serve_worker(settings))
+    try:
+        run_async(lambda: serve_worker(settings))
+    except OutboxError:
+        raise
+    except Exception as exc:
+        # A bug, not a message's fault: one structured line (the exception's text may quote
+        # data, so only its type), the traceback at debug level, exit 1.
+        log.error("worker.crashed", error=type(exc).__name__)
+        log.debug("worker.crashed", exc_info=True)
+        raise SystemExit(1) from None
 
 
 async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -153,13 +162,16 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
 
 async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) -> bool:
     """Wait for the database (a worker started during an outage waits, it does not exit), check
-    the schema (SchemaNotReady: a configuration error), open the store; False if stopped first."""
+    the schema, open the store; False if stopped first. A refused login or a missing database or
+    schema is a configuration error (exit 2), not an outage."""
     backoff = Backoff()
     while not stop.is_set():
         try:
             async with connected(url) as conn:
                 await ensure_schema_ready(conn, migrations.head_revision())
             await store.open()
+        except LoginRefused:
+            raise
         except DatabaseUnavailable as exc:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff.next("start", exc))

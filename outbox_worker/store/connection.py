@@ -13,6 +13,7 @@ from outbox_worker.config import asyncpg_dsn, redact_url
 from outbox_worker.errors import (
     ConfigError,
     DatabaseUnavailable,
+    LoginRefused,
     SchemaNotReady,
     StatementRejected,
 )
@@ -42,11 +43,11 @@ def translate_errors(url: str) -> Iterator[None]:
             f"database {redact_url(url)} is unavailable: {type(exc).__name__}: {exc}"
         ) from exc
     except asyncpg.InvalidCatalogNameError as exc:
-        raise DatabaseUnavailable(f"database {redact_url(url)} does not exist") from exc
+        raise LoginRefused(f"database {redact_url(url)} does not exist") from exc
     except asyncpg.InvalidAuthorizationSpecificationError as exc:
-        raise DatabaseUnavailable(f"database {redact_url(url)} refused the login: {exc}") from exc
+        raise LoginRefused(f"database {redact_url(url)} refused the login: {exc}") from exc
     except asyncpg.InvalidPasswordError as exc:
-        raise DatabaseUnavailable(f"database {redact_url(url)} refused the password") from exc
+        raise LoginRefused(f"database {redact_url(url)} refused the password") from exc
     except asyncpg.PostgresError as exc:  # after the connection-level ones above
         raise StatementRejected(rejection(exc), sqlstate=exc.sqlstate) from exc
 

@@ -269,9 +269,15 @@ class PostgresStore:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            delay = 0.5
             try:
                 await self._listen_on(conn, wake)
+                delay = 0.5
+            except _PING_ERRORS as exc:
+                # LISTEN refused (a pooler in transaction mode, a permission): polling still
+                # finds the work; try again later rather than end the worker.
+                log.warning("listen.failed", error=type(exc).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
             finally:
                 await asyncio.shield(_close(conn))
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -410,3 +412,28 @@ async def test_unmigrated_database_exits_2_naming_the_migrate_command(
     assert await worker.wait_exit() == 2
     assert len(worker.lines) == 1, worker.lines
     assert "run `outbox-worker migrate`" in worker.lines[0]
+
+
+async def test_worker_started_while_the_database_is_down_waits_for_it(
+    start_worker: StartWorker,
+) -> None:
+    """A worker whose database is unreachable at start waits (logging it) instead of exiting."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    worker = await start_worker(
+        {"OUTBOX_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/x"}
+    )
+    event = await worker.wait_event("database.unavailable")
+    assert event["during"] == "start"
+    assert worker.returncode is None
+    assert await worker.terminate() == 0
+
+
+async def test_missing_database_exits_2(start_worker: StartWorker, database_url: str) -> None:
+    """A database that does not exist is a configuration error at start: exit 2, one line."""
+    missing = urlsplit(database_url)._replace(path="/outbox_no_such_database").geturl()
+    worker = await start_worker({"OUTBOX_DATABASE_URL": missing})
+    assert await worker.wait_exit() == 2
+    assert worker.lines[-1].startswith("outbox-worker: database ")
+    assert worker.lines[-1].endswith("does not exist")

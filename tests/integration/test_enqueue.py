@@ -205,3 +205,24 @@ def test_any_valid_update_survives_store_and_load(engine: Engine, update: dict[s
         conn.execute(text("DELETE FROM outbox.messages"))
     assert stored[from_python] == wire
     assert stored[from_sql] == wire
+
+
+async def test_sql_enqueue_stores_an_exponent_timestamp_as_the_integer(
+    pg: asyncpg.Connection,
+) -> None:
+    """outbox.enqueue of '{"timestamp": 1e12, ...}' stores (and so sends) 1000000000000."""
+    await pg.fetchval(
+        "SELECT outbox.enqueue($1::jsonb)", '{"timestamp": 1e12, "registration": {"success": true}}'
+    )
+    assert [r[1] for r in await _stored(pg)] == [
+        '{"timestamp": 1000000000000, "registration": {"success": true}}'
+    ]
+
+
+async def test_sql_enqueue_refuses_a_10000_deep_payload_with_22023(pg: asyncpg.Connection) -> None:
+    """A 10,000-deep payload raises invalid_parameter_value naming "$", not 54001, and stores nothing."""
+    text = '{"timestamp": 1512828988826, "nest": ' + "[" * 10_000 + "]" * 10_000 + "}"
+    with pytest.raises(asyncpg.InvalidParameterValueError) as error:
+        await pg.fetchval("SELECT outbox.enqueue($1::jsonb)", text)
+    assert "$: nests objects and arrays more than 32 levels deep" in str(error.value)
+    assert await _stored(pg) == []

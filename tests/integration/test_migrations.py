@@ -119,3 +119,19 @@ def test_messages_table_has_hot_table_storage_settings(database_url: str, option
         ).fetchone()
     assert row is not None
     assert option in row[0]
+
+
+def test_downgrade_to_0001_restores_its_validator(empty_database_url: str) -> None:
+    """Downgrading 0002 drops the bounded-input rules and restores 0001's validate_update."""
+    big = '{"timestamp": 1512828988826, "registration": {"success": true}, "n": 1' + "0" * 30 + "}"
+    query = "SELECT outbox.validate_update(%s::jsonb)"
+    migrate.upgrade(empty_database_url)
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute(query, [big]).fetchone() != ([],)
+    migrate.downgrade(empty_database_url, "0001")
+    _, functions = _tables_and_functions(empty_database_url)
+    assert not {"limit_problem", "big_integer_paths"} & set(functions)
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute(query, [big]).fetchone() == ([],)
+    migrate.upgrade(empty_database_url)
+    assert _schema_diff(empty_database_url) == []

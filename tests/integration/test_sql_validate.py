@@ -5,6 +5,7 @@ Python and SQL must agree word for word on every case of tests/cases.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,14 @@ from psycopg.types.json import Jsonb
 
 from outbox_worker.errors import InvalidUpdate
 from outbox_worker.payload import parse_update
-from tests.cases import INVALID_CASES, MULTI_FAULT, MULTI_FAULT_PATHS, VALID_EXAMPLES
+from tests.cases import (
+    AT_THE_LIMITS,
+    INVALID_CASES,
+    MULTI_FAULT,
+    MULTI_FAULT_PATHS,
+    PYTHON_ONLY_CASES,
+    VALID_EXAMPLES,
+)
 from tests.pg import admin_execute, unique_name, with_database
 from tests.strategies import valid_updates
 
@@ -135,3 +143,69 @@ def test_generated_updates_validate_and_normalize_like_python(
     """For generated valid updates SQL finds no problem and stores what Python would."""
     assert sql_problems(db, data) == []
     assert_normalizes_like_python(db, data)
+
+
+def sql_text_problems(db: psycopg.Connection[Any], text: str) -> list[str]:
+    """outbox.validate_update's answer for the JSON ``text`` cast to jsonb by PostgreSQL."""
+    row = db.execute("SELECT outbox.validate_update(%s::jsonb)", [text]).fetchone()
+    assert row is not None
+    return sorted(row[0])
+
+
+@pytest.mark.parametrize(("case_id", "data"), AT_THE_LIMITS, ids=[c[0] for c in AT_THE_LIMITS])
+def test_payload_exactly_at_a_limit_is_valid_in_sql(
+    db: psycopg.Connection[Any], case_id: str, data: dict[str, Any]
+) -> None:
+    """A payload exactly at the size, depth or 64-bit limit passes, and normalizes like Python."""
+    assert sql_problems(db, data) == []
+    assert_normalizes_like_python(db, data)
+
+
+@pytest.mark.parametrize("depth", [10_000])
+def test_deep_payload_is_refused_without_stack_overflow(
+    db: psycopg.Connection[Any], depth: int
+) -> None:
+    """A 10,000-deep payload that jsonb accepts gets one "$" problem, not SQLSTATE 54001."""
+    text = '{"timestamp": 1512828988826, "nest": ' + "[" * depth + "]" * depth + "}"
+    assert sql_text_problems(db, text) == ["$: nests objects and arrays more than 32 levels deep"]
+
+
+def test_giant_integer_is_refused_by_path_like_python(db: psycopg.Connection[Any]) -> None:
+    """A 5000-digit integer (which jsonb's numeric holds) is refused with Python's words."""
+    text = (
+        '{"timestamp": 1512828988826, "registration": {"success": true}, "n": 1' + "0" * 5000 + "}"
+    )
+    assert sql_text_problems(db, text) == python_problems(
+        {"timestamp": 1512828988826, "registration": {"success": True}, "n": 10**5000}
+    )
+
+
+@pytest.mark.parametrize(
+    ("case_id", "data", "path"),
+    [c for c in PYTHON_ONLY_CASES if "digits" not in c[0]],
+    ids=[c[0] for c in PYTHON_ONLY_CASES if "digits" not in c[0]],
+)
+def test_text_jsonb_cannot_hold_is_refused_at_the_cast(
+    db: psycopg.Connection[Any], case_id: str, data: Any, path: str
+) -> None:
+    """NaN, Infinity and lone surrogates never reach the function: the jsonb cast refuses them."""
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        db.execute("SELECT outbox.validate_update(%s::jsonb)", [json.dumps(data)])
+
+
+@pytest.mark.parametrize("spelling", ["1e12", "1.0e12", "1E+12", "0.1e13", "1000000000000"])
+def test_exponent_is_gone_before_the_function_runs(
+    db: psycopg.Connection[Any], spelling: str
+) -> None:
+    """jsonb stores any spelling of 10^12 as 1000000000000, a valid millisecond timestamp."""
+    text = '{"timestamp": ' + spelling + ', "registration": {"success": true}}'
+    row = db.execute("SELECT (%s::jsonb -> 'timestamp')::text", [text]).fetchone()
+    assert row == ("1000000000000",)
+    assert sql_text_problems(db, text) == []
+
+
+@pytest.mark.parametrize("spelling", ["1000000000000.0", "1.0000000000000e12"])
+def test_stored_fraction_is_not_an_integer(db: psycopg.Connection[Any], spelling: str) -> None:
+    """A number whose stored text keeps a fraction is refused as a timestamp, as in Python."""
+    text = '{"timestamp": ' + spelling + ', "registration": {"success": true}}'
+    assert sql_text_problems(db, text) == ["timestamp: must be an integer"]

@@ -370,3 +370,39 @@ async def test_a_skewed_host_clock_changes_nothing(
         "SELECT attempts FROM outbox.messages WHERE payload #>> '{customer,customerId}' LIKE 's%'"
     )
     assert [r["attempts"] for r in attempts] == [3] * 5
+
+
+async def test_a_batch_the_database_refuses_is_written_row_by_row(
+    endpoint: Endpoint, pg: asyncpg.Connection, database_url: str
+) -> None:
+    """When the database refuses one row's outcome, the rest of the flush is written and only
+    that row is dead-lettered, with the database's reason."""
+    ids = await enqueue(pg, *GOOD, "refused")
+    await pg.execute(
+        """
+        CREATE FUNCTION outbox.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'no' USING ERRCODE = 'check_violation'; END $$;
+        """
+    )
+    await pg.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE OF state ON outbox.messages FOR EACH ROW"
+        f" WHEN (NEW.id = {ids['refused']} AND NEW.state = 'acknowledged')"
+        " EXECUTE FUNCTION outbox.test_refuse()"
+    )
+    with capture_logs() as logs:
+        async with running_worker(database_url, endpoint.url):
+            await wait_for(
+                lambda: pg.fetchval(
+                    "SELECT count(*) = 0 FROM outbox.messages WHERE state = 'pending'"
+                ),
+                message="every row written",
+            )
+    by_key = await rows(pg)
+    assert all(by_key[k]["state"] == "acknowledged" for k in GOOD)
+    refused = by_key["refused"]
+    assert refused["state"] == "dead"
+    assert refused["last_error"].startswith(
+        "the outcome could not be written: CheckViolationError (SQLSTATE 23514)"
+    )
+    assert "settle.batch_rejected" in [e["event"] for e in logs]
+    assert all(endpoint.count(k) == 1 for k in [*GOOD, "refused"])

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from outbox_worker.errors import InvalidUpdate
+from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
 from outbox_worker.payload import (
     App,
     Customer,
@@ -23,7 +24,18 @@ from outbox_worker.payload import (
     hash_password,
     parse_update,
 )
-from tests.cases import INVALID_CASES, MINIMAL, MULTI_FAULT, MULTI_FAULT_PATHS, TS, VALID_EXAMPLES
+from tests.cases import (
+    AT_THE_LIMITS,
+    INVALID_CASES,
+    MINIMAL,
+    MULTI_FAULT,
+    MULTI_FAULT_PATHS,
+    PYTHON_ONLY_CASES,
+    TS,
+    VALID_EXAMPLES,
+    nested,
+    sized,
+)
 from tests.strategies import valid_updates
 
 _ID_PATHS = [("customer", "customerId"), ("supplier", "supplierId")]
@@ -132,7 +144,7 @@ def test_password_mechanism_from_plaintext_hashes() -> None:
     }
 
 
-@pytest.mark.parametrize("raw_id", [123, 0, -5, 2**70])
+@pytest.mark.parametrize("raw_id", [123, 0, -5, 2**63 - 1, -(2**63)])
 def test_numeric_ids_become_strings(raw_id: int) -> None:
     """Integer ids are sent as their decimal strings; string ids stay as they are."""
     update = parse_update(
@@ -254,4 +266,89 @@ def test_nul_characters_are_refused_by_path(where: dict[str, Any], path: str) ->
         parse_update({"timestamp": 1_764_000_000_000, **where})
     assert [(e.path, e.message) for e in error.value.errors] == [
         (path, "must not contain the NUL character (U+0000)")
+    ]
+
+
+INT64 = "must fit in a signed 64-bit integer (-9223372036854775808 to 9223372036854775807)"
+NOT_FINITE = "must be a finite number (NaN and Infinity are not JSON)"
+SURROGATE = "must not contain a lone surrogate (U+D800 to U+DFFF)"
+TOO_DEEP = f"nests objects and arrays more than {MAX_NESTING_DEPTH} levels deep"
+
+
+@pytest.mark.parametrize(("case_id", "data"), AT_THE_LIMITS, ids=[c[0] for c in AT_THE_LIMITS])
+def test_payload_exactly_at_a_limit_is_accepted(case_id: str, data: dict[str, Any]) -> None:
+    """A payload exactly at the size, depth or 64-bit limit is valid."""
+    assert parse_update(data).to_wire()["registration"] == {"success": False}
+
+
+@pytest.mark.parametrize(
+    ("case_id", "data", "path"), PYTHON_ONLY_CASES, ids=[c[0] for c in PYTHON_ONLY_CASES]
+)
+def test_python_only_fault_names_exactly_its_path(case_id: str, data: Any, path: str) -> None:
+    """NaN, Infinity, lone surrogates and giant integers are refused at their path, alone."""
+    error = problems_of(data)
+    assert error.paths == [path]
+    assert error.errors[0].message in {NOT_FINITE, SURROGATE, INT64}
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        (MAX_PAYLOAD_BYTES + 1, "is 1048577 bytes of JSON text; the limit is 1048576 bytes"),
+        (3 * MAX_PAYLOAD_BYTES, "is 3145728 bytes of JSON text; the limit is 1048576 bytes"),
+    ],
+)
+def test_oversized_payload_names_its_size_and_the_limit(size: int, message: str) -> None:
+    """An oversized payload gets one problem at "$" saying its size and the limit."""
+    data = sized(size, MINIMAL | {"registration": {"success": "yes"}, "password": "pw"})
+    assert [str(e) for e in problems_of(data).errors] == [f"$: {message}"]
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING_DEPTH + 1, 10_000, 200_000])
+def test_deep_payload_is_refused_without_recursion_error(depth: int) -> None:
+    """Nesting past the limit, even far past the interpreter's recursion limit, is one "$" problem."""
+    assert [str(e) for e in problems_of(nested(depth)).errors] == [f"$: {TOO_DEEP}"]
+
+
+def test_self_containing_list_is_refused() -> None:
+    """A list that contains itself (only Python can build one) is refused, not walked forever."""
+    loop: list[Any] = []
+    loop.append(loop)
+    assert problems_of(MINIMAL | {"loop": loop}).paths == ["$"]
+
+
+def test_nan_in_a_typed_model_extra_is_refused() -> None:
+    """A NaN in an unknown field of a typed model is refused, not silently dropped as null."""
+    update = RegistrationUpdate(
+        timestamp=TS, registration=Registration(success=True, score=float("nan"))
+    )
+    assert [str(e) for e in problems_of(update).errors] == [f"registration.score: {NOT_FINITE}"]
+
+
+def test_giant_integer_is_an_invalid_update_not_a_value_error() -> None:
+    """A 5000-digit integer raises InvalidUpdate naming its path, in a dict or a typed model."""
+    assert [str(e) for e in problems_of(MINIMAL | {"n": 10**5000}).errors] == [f"n: {INT64}"]
+    typed = RegistrationUpdate(timestamp=TS, registration=Registration(success=True, n=10**5000))
+    assert problems_of(typed).paths == ["registration.n"]
+
+
+def test_surrogate_in_member_name_is_named_with_an_escape() -> None:
+    """A lone surrogate in a member name is reported once, its path written with a JSON escape."""
+    data = MINIMAL | {"customer": {"k\ud800": "v\ud800"}}
+    assert [str(e) for e in problems_of(data).errors] == [f"customer.k\\ud800: {SURROGATE}"]
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"), [(1e16, "10000000000000000"), (-1.5e17, "-150000000000000000")]
+)
+def test_float_id_written_as_integer_is_stored_as_that_integer(value: float, stored: str) -> None:
+    """A float id from 1e16 up, which JSON writes in exponent form and jsonb as an integer, is that integer."""
+    update = parse_update(MINIMAL | {"customer": {"customerId": value}})
+    assert update.to_wire()["customer"] == {"customerId": stored}
+
+
+def test_smaller_integral_float_is_not_an_integer() -> None:
+    """A float below 1e16 (written 1000000000000.0) stays a float, so it is no timestamp."""
+    assert [str(e) for e in problems_of(MINIMAL | {"timestamp": 1e12}).errors] == [
+        "timestamp: must be an integer"
     ]

@@ -6,19 +6,18 @@ Create Date: 2026-11-25
 """
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.util import await_only
+
+from outbox_worker.migrations.sql_scripts import run_script
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-SQL_DIR = Path(__file__).parent / "sql"
 # Frozen copy of the storage settings at this revision (see schema.STORAGE for why).
 STORAGE = {
     "fillfactor": "80",
@@ -28,18 +27,6 @@ STORAGE = {
     "autovacuum_analyze_threshold": "5000",
     "autovacuum_vacuum_cost_delay": "0",
 }
-
-
-def _run_script(name: str) -> None:
-    """Run a multi-statement SQL file (function bodies included) in the migration's transaction."""
-    script = (SQL_DIR / name).read_text(encoding="utf-8")
-    raw = op.get_bind().connection.driver_connection
-    assert raw is not None
-    if hasattr(raw, "cursor") and not hasattr(raw, "fetchval"):  # a sync DBAPI (psycopg)
-        with raw.cursor() as cursor:
-            cursor.execute(script)
-    else:  # asyncpg: the simple-query protocol runs many statements at once
-        await_only(raw.execute(script))
 
 
 def upgrade() -> None:
@@ -110,8 +97,8 @@ def upgrade() -> None:
         schema="outbox",
         postgresql_where=sa.text("state = 'acknowledged'"),
     )
-    _run_script("0001_validate_update.sql")
-    _run_script("0001_outbox.sql")
+    run_script("0001_validate_update.sql")
+    run_script("0001_outbox.sql")
 
 
 def downgrade() -> None:

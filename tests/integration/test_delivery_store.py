@@ -1,0 +1,180 @@
+"""The worker's statements on real PostgreSQL: claims bounded by bytes, unsendable rows, writes
+that no row can break, the database's clock, and the row-by-row fallback for a refused batch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+import outbox_worker
+from outbox_worker.errors import StatementRejected
+from outbox_worker.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.store.delivery import PostgresStore
+
+LEASE = timedelta(seconds=30)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[PostgresStore]:
+    """The production store on this test's database."""
+    store = PostgresStore(database_url, history_cap=5)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def update(key: str, padding: int = 0) -> dict[str, object]:
+    """A valid update, padded with an unknown field to about ``padding`` bytes."""
+    body: dict[str, object] = {
+        "timestamp": 1_764_000_000_000,
+        "registration": {"success": True},
+        "customer": {"customerId": key},
+    }
+    if padding:
+        body["padding"] = "x" * padding
+    return body
+
+
+def settlement(message: Message, state: State, **changes: object) -> Settlement:
+    """A settlement of ``message`` into ``state`` (a retry after 60 s when pending)."""
+    values: dict[str, object] = {
+        "message_id": message.id,
+        "lease_token": message.lease_token,
+        "state": state,
+        "attempt_spent": True,
+        "delay": timedelta(seconds=60) if state is State.PENDING else None,
+        "status": 200 if state is State.ACKNOWLEDGED else 503,
+        "error": None if state is State.ACKNOWLEDGED else "503 Service Unavailable",
+        "latency_s": 0.01,
+    }
+    values.update(changes)
+    return Settlement(**values)  # type: ignore[arg-type]
+
+
+async def test_claim_stops_at_the_byte_budget(pg: asyncpg.Connection, store: PostgresStore) -> None:
+    """A claim takes rows in due order while their bodies fit in ``max_bytes``."""
+    for i in range(10):
+        await outbox_worker.enqueue_async(pg, update(f"k{i}", padding=100_000))
+    claimed = await store.claim(10, LEASE, 350_000)
+    assert len(claimed) == 3
+    assert sum(len(m.body) for m in claimed) <= 350_000
+    assert [json.loads(m.body)["customer"]["customerId"] for m in claimed] == ["k0", "k1", "k2"]
+    rest = await store.claim(10, LEASE, 10 * MAX_PAYLOAD_BYTES)
+    assert len(rest) == 7
+
+
+async def test_unsendable_rows_are_claimed_without_their_body(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """Rows that are not an object or are past the size limit come back empty, saying why."""
+    big = json.dumps(update("big", padding=MAX_PAYLOAD_BYTES))
+    for payload in ('"text"', "[1, 2]", "42", big):
+        await pg.execute("INSERT INTO outbox.messages (payload) VALUES ($1::jsonb)", payload)
+    claimed = await store.claim(10, LEASE, 2 * MAX_PAYLOAD_BYTES)
+    assert [m.body for m in claimed] == [b""] * 4
+    reasons = [m.unsendable or "" for m in claimed]
+    assert [r.split(",")[0] for r in reasons[:3]] == [
+        "the stored payload is a JSON string",
+        "the stored payload is a JSON array",
+        "the stored payload is a JSON number",
+    ]
+    assert reasons[3].startswith("the stored payload is ")
+    assert reasons[3].endswith(f"bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+
+
+async def test_claim_reports_the_age_on_the_database_clock(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """A message's age at claim is the database's now() minus its creation (or last requeue)."""
+    message_id = await outbox_worker.enqueue_async(pg, update("old"))
+    await pg.execute(
+        "UPDATE outbox.messages SET created_at = now() - interval '3 hours' WHERE id = $1",
+        message_id,
+    )
+    [message] = await store.claim(1, LEASE, MAX_PAYLOAD_BYTES)
+    assert timedelta(hours=3) <= message.age < timedelta(hours=3, minutes=1)
+
+
+async def test_retry_delay_is_added_to_the_database_now(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """A retry's next due time is the database's now() plus the delay the policy chose."""
+    await outbox_worker.enqueue_async(pg, update("later"))
+    [message] = await store.claim(1, LEASE, MAX_PAYLOAD_BYTES)
+    assert await store.settle([settlement(message, State.PENDING)]) == 1
+    due_in = await pg.fetchval(
+        "SELECT extract(epoch FROM available_at - now()) FROM outbox.messages"
+    )
+    assert 59 <= due_in <= 60
+
+
+async def test_writes_survive_whatever_another_service_left_in_a_row(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """A history that is not an array and an attempt count at the integer limit break no write."""
+    for key, history, attempts in (("h", "null", 0), ("o", '{"a": 1}', 0), ("n", "[]", 2**31 - 1)):
+        await pg.execute(
+            "INSERT INTO outbox.messages (payload, history, attempts)"
+            " VALUES ($1::jsonb, $2::jsonb, $3)",
+            json.dumps(update(key)),
+            history,
+            attempts,
+        )
+    claimed = await store.claim(10, LEASE, MAX_PAYLOAD_BYTES)
+    states = [State.ACKNOWLEDGED, State.PENDING, State.PENDING]
+    applied = await store.settle([settlement(m, s) for m, s in zip(claimed, states, strict=True)])
+    assert applied == 3
+    rows = await pg.fetch("SELECT history, attempts FROM outbox.messages ORDER BY id")
+    assert [len(json.loads(r["history"])) for r in rows] == [1, 1, 1]
+    assert [r["attempts"] for r in rows] == [1, 1, 2**31 - 1]
+
+
+async def test_a_refused_statement_is_statement_rejected_naming_no_value(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """When the database refuses a write, the error names its class and SQLSTATE, not the value."""
+    await outbox_worker.enqueue_async(pg, update("refused"))
+    await pg.execute(
+        """
+        CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused: %', NEW.payload USING ERRCODE = 'check_violation'; END $$;
+        """
+    )
+    await pg.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE OF state ON outbox.messages"
+        " FOR EACH ROW WHEN (NEW.state = 'acknowledged') EXECUTE FUNCTION pg_temp.refuse()"
+    )
+    [message] = await store.claim(1, LEASE, MAX_PAYLOAD_BYTES)
+    with pytest.raises(StatementRejected) as caught:
+        await store.settle([settlement(message, State.ACKNOWLEDGED)])
+    assert caught.value.sqlstate == "23514"
+    assert "customerId" not in str(caught.value)
+    assert await store.dead_letter_unwritable(settlement(message, State.ACKNOWLEDGED), "why") == 1
+    row = await pg.fetchrow("SELECT state, last_error, lease_token FROM outbox.messages")
+    assert row is not None
+    assert (row["state"], row["last_error"], row["lease_token"]) == ("dead", "why", None)
+
+
+async def test_dead_letter_unwritable_is_guarded_by_the_lease(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """The last-resort write applies only to a row still held under its lease token."""
+    await outbox_worker.enqueue_async(pg, update("guarded"))
+    [message] = await store.claim(1, LEASE, MAX_PAYLOAD_BYTES)
+    stranger = Message(
+        id=MessageId(message.id),
+        body=b"",
+        attempts=0,
+        age=timedelta(0),
+        lease_token=LeaseToken(uuid4()),
+    )
+    assert await store.dead_letter_unwritable(settlement(stranger, State.DEAD), "no") == 0
+    assert await pg.fetchval("SELECT state FROM outbox.messages") == "pending"
