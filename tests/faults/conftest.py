@@ -1,10 +1,18 @@
-"""Chaos fixtures: the seed of the run (CHAOS_SEED, else a fixed one) and its working directory."""
+"""Chaos fixtures: the seed of the run (CHAOS_SEED, else a fixed one), and the e2e fixtures reused.
+
+``standin``, ``start_worker`` and ``enqueue`` are tests/e2e/conftest.py's, imported rather than
+copied, for the focused tests here that need one worker and the stand-in in the test's loop.
+"""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from tests.e2e.conftest import enqueue, standin, start_worker
+
+__all__ = ["chaos_seed", "enqueue", "standin", "start_worker"]
 
 DEFAULT_SEED = 20261126
 
@@ -15,7 +23,3 @@ def chaos_seed() -> int:
     seed = int(os.environ.get("CHAOS_SEED") or DEFAULT_SEED)
     print(f"chaos seed {seed} (set CHAOS_SEED to replay another)")
     return seed
-
-
-# The e2e fixtures (a stand-in in the test's loop, worker subprocesses, enqueue), reused as they are.
-from tests.e2e.conftest import enqueue, standin, start_worker  # noqa: E402, F401
