@@ -43,6 +43,7 @@ def chaos_env(profile: Profile, database_url: str, endpoint_url: str) -> dict[st
             "OUTBOX_PROBE_INITIAL": "200ms",
             "OUTBOX_PROBE_CAP": "1s",
             "OUTBOX_MAX_ATTEMPTS": str(profile.max_attempts),
+            "OUTBOX_CONCURRENCY": str(profile.concurrency),
             # A 429's slow-down (absurd Retry-After included) stays within the run's pace.
             "OUTBOX_RETRY_AFTER_MAX": "2s",
             "OUTBOX_RATE_LIMITED_PAUSE": "500ms",

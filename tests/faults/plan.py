@@ -72,6 +72,7 @@ class Profile:
     updates: int
     seed: int
     workers: int = 3
+    concurrency: int = 16  # sends in flight per worker (OUTBOX_CONCURRENCY)
     enqueue_rate: float = 65.0  # updates per second
     max_attempts: int = 4
     kill_every: tuple[float, float] = (3.0, 6.0)
@@ -96,8 +97,19 @@ class Profile:
 
     @classmethod
     def long(cls, updates: int, seed: int, *, enqueue_rate: float = 250.0) -> Profile:
-        """The bench profile: ``updates`` at a faster pace, the same faults and schedule rules."""
-        return cls(updates=updates, seed=seed, enqueue_rate=enqueue_rate, planted_each=3)
+        """The bench profile: ``updates`` at a faster pace, the same faults and schedule rules.
+
+        Windows pause delivery about half the time and answers take 50-400 ms, so 3 workers need
+        64 sends in flight each to keep up with 250 updates/s; the drain gets 5 s per 1,000.
+        """
+        return cls(
+            updates=updates,
+            seed=seed,
+            enqueue_rate=enqueue_rate,
+            concurrency=64,
+            planted_each=3,
+            drain_timeout=max(90.0, updates / 200),
+        )
 
 
 REDIRECTS: list[Step] = ["redirect307", "redirect302"]
