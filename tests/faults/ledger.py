@@ -6,7 +6,8 @@ or 429 (Ravelin keeps rate-limited data). A *duplicate* is a second acceptance o
 each must be explained by what happened between the earlier request's arrival and the moment
 its outcome should have been written (its answer plus ``SETTLE_SLACK_S``):
 
-- a SIGKILL of a worker (the answer, or the send, died with it);
+- a SIGKILL of a worker (the answer, or the send, died with it), up to ``KILL_LEAD_S`` before
+  the request's recorded arrival (its bytes were on their way when the worker died);
 - a PostgreSQL restart overlapping that span (the write could not be made);
 - a slow answer: the earlier request was answered by a ``slow`` step, or later than the
   worker's HTTP timeout (the worker gave up on it; the stand-in still accepted it).
@@ -32,6 +33,9 @@ from tests.faults.plan import DEAD_BY_STATUS, Fate, Plan
 
 # A worker writes an answered send down within this long (generous: a busy 2-core machine).
 SETTLE_SLACK_S = 3.0
+# A request a worker wrote just before its SIGKILL can still be read by the stand-in after it:
+# Received.at is taken when the stand-in's handler starts, in the driver's busy event loop.
+KILL_LEAD_S = 1.0
 # How a dead row says why; the worker's wording may vary, these are the facts it must name.
 GAVE_UP = re.compile(r"gave up|max(imum)?[ _]attempts", re.IGNORECASE)
 NOT_OBJECT = re.compile(r"not a JSON object|not an object", re.IGNORECASE)
@@ -148,7 +152,7 @@ def explain(earlier: Received, events: Events, *, http_timeout: float) -> Cause:
     if earlier.step == "slow" or earlier.answered_at - earlier.at >= 0.9 * http_timeout:
         return Cause.SLOW
     until = earlier.answered_at + SETTLE_SLACK_S
-    if any(earlier.at <= at <= until for at in events.kills):
+    if any(earlier.at - KILL_LEAD_S <= at <= until for at in events.kills):
         return Cause.KILL
     if any(began <= until and ended >= earlier.at for began, ended in events.pg_restarts):
         return Cause.PG_RESTART
@@ -339,10 +343,12 @@ def _examples(rows: Sequence[Row], fates: dict[int, Fate]) -> tuple[str, ...]:
 def _duplicate_example(key: str, earlier: Received, later: Received, events: Events) -> str:
     start = events.started_at
     crashes = [e.at - start for e in events.unexpected_exits if earlier.at <= e.at <= later.at]
+    kills = [at - start for at in events.kills if at <= later.at]
+    nearest = f"{kills[-1]:.2f}s" if kills else "none"
     return (
         f"key {key}: accepted at {earlier.at - start:.2f}s ({earlier.step}) and again at "
-        f"{later.at - start:.2f}s ({later.step}); unexpected worker exits in between at "
-        f"{[round(at, 2) for at in crashes]}"
+        f"{later.at - start:.2f}s ({later.step}); last SIGKILL before the re-send at {nearest}; "
+        f"unexpected worker exits in between at {[round(at, 2) for at in crashes]}"
     )
 
 
