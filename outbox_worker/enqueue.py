@@ -22,22 +22,12 @@ Update = RegistrationUpdate | Mapping[str, Any]
 
 # The update was checked here by the same rules outbox.enqueue() applies in PL/pgSQL (the tests
 # hold the two to the same answers), so this path skips the second check, which would more than
-# double the cost of an enqueue. The common case is one plain statement: insert, and NOTIFY the
-# workers (at commit) for the row inserted. When the dedup_key is already taken it returns no
-# row, and outbox.insert_message() (which owns the dedup rules) finds the first message's id.
-_INSERT_SQL = """
-WITH inserted AS (
-    INSERT INTO outbox.messages (payload, dedup_key) VALUES ({payload}::jsonb, {key})
-    ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
-    RETURNING id
-)
-SELECT id, pg_notify('outbox', '') FROM inserted
-"""
-_EXISTING_SQL = "SELECT outbox.insert_message({payload}::jsonb, {key})"
+# double the cost of an enqueue. outbox.insert_message() stores it (dedup rules, NOTIFY at
+# commit) in one round trip; it is SECURITY DEFINER, so a producer role needs no privilege on the
+# table itself.
+_INSERT_SQL = "SELECT outbox.insert_message({payload}::jsonb, {key})"
 _INSERT = text(_INSERT_SQL.format(payload="CAST(:payload AS jsonb)", key=":dedup_key"))
-_EXISTING = text(_EXISTING_SQL.format(payload="CAST(:payload AS jsonb)", key=":dedup_key"))
 _INSERT_ASYNCPG = _INSERT_SQL.format(payload="$1", key="$2")
-_EXISTING_ASYNCPG = _EXISTING_SQL.format(payload="$1", key="$2")
 
 
 def serialize(update: Update) -> str:
@@ -48,10 +38,7 @@ def serialize(update: Update) -> str:
 def enqueue(conn: Connection | Session, update: Update, *, dedup_key: str | None = None) -> int:
     """Store an update in the outbox within the caller's transaction; return the message id."""
     params = {"payload": serialize(update), "dedup_key": dedup_key}
-    message_id = conn.execute(_INSERT, params).scalar()
-    if message_id is None:
-        message_id = conn.execute(_EXISTING, params).scalar_one()
-    return int(message_id)
+    return int(conn.execute(_INSERT, params).scalar_one())
 
 
 async def enqueue_async(
@@ -63,12 +50,6 @@ async def enqueue_async(
     """Store an update in the outbox within the caller's transaction; return the message id."""
     body = serialize(update)
     if isinstance(conn, asyncpg.Connection | PoolConnectionProxy):
-        message_id = await conn.fetchval(_INSERT_ASYNCPG, body, dedup_key)
-        if message_id is None:
-            message_id = await conn.fetchval(_EXISTING_ASYNCPG, body, dedup_key)
-        return int(message_id)
+        return int(await conn.fetchval(_INSERT_ASYNCPG, body, dedup_key))
     params = {"payload": body, "dedup_key": dedup_key}
-    message_id = (await conn.execute(_INSERT, params)).scalar()
-    if message_id is None:
-        message_id = (await conn.execute(_EXISTING, params)).scalar_one()
-    return int(message_id)
+    return int((await conn.execute(_INSERT, params)).scalar_one())

@@ -9,6 +9,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The group roles revision 0004 creates, and the SQL that creates and grants them.
+ROLES = ("outbox_producer", "outbox_worker", "outbox_operator")
+ROLES_SQL = MIGRATIONS_DIR / "versions" / "sql" / "0004_roles.sql"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -35,3 +38,8 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 def downgrade(database_url: str, revision: str) -> None:
     """Downgrade the outbox schema to ``revision`` ('base' removes everything but the schema)."""
     command.downgrade(alembic_config(database_url), revision)
+
+
+def roles_sql() -> str:
+    """The SQL that creates the outbox's group roles and grants them their privileges."""
+    return ROLES_SQL.read_text(encoding="utf-8")

@@ -22,7 +22,8 @@ class State(StrEnum):
     # deletes old ones.
     ACKNOWLEDGED = "acknowledged"
     # The worker moves rows here on a message-at-fault answer or when retries run out; only
-    # requeue (back to pending) or purge --include-dead move them again.
+    # requeue (back to pending) or purge --include-dead move them again. Retention deletes them
+    # after OUTBOX_RETAIN_DEAD, as it deletes acknowledged rows after OUTBOX_RETAIN_ACKNOWLEDGED.
     DEAD = "dead"
 
 
@@ -113,3 +114,13 @@ class Stats:
     delivered_last_minute: int
     delivered_last_hour: int
     top_dead_reasons: list[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """One sample of the queue, as every worker exports it (the database's clock)."""
+
+    due: int  # pending and due now: work nobody has claimed yet
+    not_due: int  # pending but later: a retry's backoff, or claimed under a lease
+    oldest_pending_s: float  # age of the oldest pending message; 0 when none is pending
+    dead: int  # dead letters waiting for an operator

@@ -1,55 +1,69 @@
-"""Logs and metrics: the structlog processor chain (with redaction) and Prometheus metrics.
+"""Logs and metrics: the structlog processor chain (with PII masking) and Prometheus metrics.
 
 Log events are dotted nouns with past verbs (``delivery.dead_lettered``, ``circuit.opened``) and
-key/values. Nothing here ever sees a payload, but the redaction processor is the safety net: any
-key that names PII or a secret is masked before a line is rendered.
+key/values. The ``mask_pii`` processor runs at every level, debug included, and recurses into
+nested values: a key that names a secret is hidden whole, a key that holds a payload is masked by
+the payload allow-list (outbox_worker.pii), and every other string is masked as free text.
+Metric labels are fixed words (outcomes, status classes), never a value from a message.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from outbox_worker.redact import mask_text
+from outbox_worker.pii import MASK, mask_payload, mask_text, normal_key
 
-# Keys never logged in clear, whatever the caller passes (compared lower-case, without _ or -).
-REDACTED_KEYS = frozenset(
+# Keys never logged in clear at any depth, whatever the caller passes (compared as normal_key).
+SECRET_KEYS: Final = frozenset(
+    {"apikey", "authorization", "token", "secret", "password", "passwordhashed", "sslpassword"}
+)
+# Keys that hold a registration update, or one of its personal fields: masked by the payload
+# allow-list (a payload's personal field is never on it, so it becomes ***).
+PAYLOAD_KEYS: Final = frozenset(
     {
-        "apikey", "authorization", "token", "secret", "password", "passwordhashed",
-        "payload", "body", "email", "username", "telephone", "phone", "name", "givenname",
-        "familyname", "ipaddress", "ip", "useragent", "location", "latitude", "longitude",
+        "payload", "body", "update", "email", "username", "telephone", "phone", "name",
+        "givenname", "familyname", "ipaddress", "ip", "useragent", "location", "latitude",
+        "longitude", "dateofbirth", "address",
     }
 )  # fmt: skip
-REDACTED = "***"
-_SECRET_IN_TEXT = re.compile(r"(token\s+|sk_(?:live|test)_)[A-Za-z0-9_\-]+", re.IGNORECASE)
-
-
-# Values that are ours, not a payload's: left as they are (an endpoint's loopback IP is no PII).
-_TRUSTED_KEYS = frozenset(
-    {"event", "level", "timestamp", "endpoint_url", "database_url", "channel"}
+# Values that are ours, not a message's, left as they are: structlog's own fields, and URLs the
+# settings already redacted (an endpoint's loopback IP is no PII).
+_TRUSTED_KEYS: Final = frozenset(
+    {"event", "level", "timestamp", "logger", "endpoint_url", "database_url", "channel"}
 )
 
 
-def redact(
+def mask_pii(
     _logger: object, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask PII/secret keys, and emails, phones, IPs and keys inside text."""
+    """structlog processor: hide secrets and mask PII in every value, at any depth."""
     for key, value in list(event_dict.items()):
-        if key.replace("_", "").replace("-", "").lower() in REDACTED_KEYS:
-            event_dict[key] = REDACTED
-        elif isinstance(value, str) and key not in _TRUSTED_KEYS:
-            # Ravelin's error messages may quote a field's value back.
-            value = mask_text(value)
-            if "sk_" in value or "token" in value.lower():
-                value = _SECRET_IN_TEXT.sub(lambda m: m.group(1)[:3] + REDACTED, value)
-            event_dict[key] = value
+        if key not in _TRUSTED_KEYS:
+            event_dict[key] = _masked(key, value)
     return event_dict
+
+
+def _masked(key: object, value: Any) -> Any:
+    name = normal_key(str(key))
+    if name in SECRET_KEYS:
+        return MASK
+    if name in PAYLOAD_KEYS:
+        return mask_payload({name: value})[name]
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(k, item) for k, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(key, item) for item in value]
+    if isinstance(value, BaseException):
+        return mask_text(str(value))
+    return value
 
 
 def configure_logging(
@@ -68,8 +82,9 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
+            # After format_exc_info, so exception text is masked as well.
             structlog.processors.format_exc_info,
+            mask_pii,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -120,10 +135,51 @@ class Metrics:
         self.db_errors = Counter(
             "outbox_database_errors_total", "Database calls that failed.", registry=self.registry
         )
+        self._backlog_metrics()
+        # Every outcome exists from the start at 0, so increase() sees the first dead letter.
+        for outcome in DELIVERY_OUTCOMES:
+            self.deliveries.labels(outcome)
+        for answer in STATUS_CLASSES:
+            self.responses.labels(answer)
 
-    def serve(self, port: int) -> None:
-        """Expose /metrics on ``port`` (all interfaces, for the scraper)."""
-        start_http_server(port, registry=self.registry)
+    def _backlog_metrics(self) -> None:
+        # Sampled from the table by every worker (the same values from each: aggregate with max).
+        self.pending = Gauge(
+            "outbox_pending_messages",
+            "Pending messages: due now (due=true) or later, retrying or claimed (due=false).",
+            ["due"],
+            registry=self.registry,
+        )
+        self.oldest_pending = Gauge(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest pending message (0 when none is pending).",
+            registry=self.registry,
+        )
+        self.dead = Gauge(
+            "outbox_dead_messages", "Dead letters in the table.", registry=self.registry
+        )
+        self.backlog_sampled = Gauge(
+            "outbox_backlog_sampled_timestamp_seconds",
+            "Unix time of this worker's last successful backlog sample.",
+            registry=self.registry,
+        )
+        self.claim_loop_late = Gauge(
+            "outbox_claim_loop_late_seconds",
+            "How far the claim loop is past the time it said it would report again.",
+            registry=self.registry,
+        )
+        self.retention_deleted = Counter(
+            "outbox_retention_deleted_total",
+            "Rows deleted by retention, by state (acknowledged, dead).",
+            ["state"],
+            registry=self.registry,
+        )
+        for state in ("acknowledged", "dead"):
+            self.retention_deleted.labels(state)
+
+
+DELIVERY_OUTCOMES = ("acknowledged", "retry", "dead", "paused")
+STATUS_CLASSES = ("2xx", "3xx", "429", "4xx", "5xx", "other", "transport")  # status_class() labels
 
 
 def status_class(status: int | None) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from outbox_worker.models import Answer, Message, Settlement
+from outbox_worker.models import Answer, Backlog, Message, Settlement, State
 
 
 class Store(Protocol):
@@ -38,8 +38,26 @@ class Store(Protocol):
         """Seconds until the next pending row becomes due (0 if one is due); None if none."""
         ...
 
+    async def reserve_send_time(self, span_s: float) -> float:
+        """Reserve the next ``span_s`` seconds of the send schedule every worker of the database
+        shares (OUTBOX_RATE_LIMIT); returns the seconds from now until the span begins (>= 0)."""
+        ...
+
     async def listen(self, wake: Callable[[], None]) -> None:
-        """Call ``wake`` on every enqueue notification; runs until cancelled, reconnecting."""
+        """Call ``wake`` on every enqueue notification; runs until cancelled, reconnecting.
+
+        Returns early, having logged why, when notifications cannot reach this process (a
+        transaction pooler in between): the worker then finds work by polling alone.
+        """
+        ...
+
+    async def backlog(self) -> Backlog:
+        """Sample the queue in one cheap statement: due, not yet due, oldest age, dead."""
+        ...
+
+    async def purge_expired(self, state: State, older_than: timedelta, limit: int) -> int | None:
+        """Delete up to ``limit`` rows in ``state`` older than ``older_than`` in one short
+        transaction; None when another process holds the fleet's retention lock."""
         ...
 
 

@@ -72,6 +72,13 @@ messages = Table(
     Column("requeued_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("state IN ('pending', 'acknowledged', 'dead')", name="messages_state_check"),
     CheckConstraint("attempts >= 0", name="messages_attempts_check"),
+    # Rows no producer or other service can plant (revision 0004): the worker's own history is an
+    # array, its count is bounded far below the integer limit, and a pending body is an object.
+    CheckConstraint("jsonb_typeof(history) = 'array'", name="messages_history_array"),
+    CheckConstraint("attempts <= 1000000", name="messages_attempts_bounded"),
+    CheckConstraint(
+        "jsonb_typeof(payload) = 'object' OR state <> 'pending'", name="messages_payload_object"
+    ),
     postgresql_with=STORAGE,
 )
 
@@ -96,3 +103,14 @@ Index(
     messages.c.acknowledged_at,
     postgresql_where=text("state = 'acknowledged'"),
 )
+
+# The fleet's shared send schedule for OUTBOX_RATE_LIMIT: the start of the next send slot no
+# worker has reserved yet (see store/delivery.py RESERVE_SEND_TIME).
+send_schedule = Table(
+    "send_schedule",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("next_slot_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    comment="OUTBOX_RATE_LIMIT across the fleet: the start of the next unreserved send slot",
+)
+SEND_SCHEDULE = "registration"  # the one schedule: every worker sends to the same endpoint

@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yarl
 
@@ -52,7 +52,9 @@ _PRINTABLE = re.compile(r"[\x21-\x7e]+")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 _ENDPOINT = "OUTBOX_ENDPOINT_URL"
 _DATABASE = "OUTBOX_DATABASE_URL"
-_DATABASE_EXAMPLE = "e.g. postgresql://user:password@db.example.com:5432/app"
+_DATABASE_EXAMPLE = "e.g. postgresql://user:password@db.example.com:5432/app?sslmode=verify-full"
+# Query parameters that carry a secret: password, sslpassword, passfile's kin, tokens.
+_SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
 
 
 def format_duration(value: timedelta) -> str:
@@ -262,22 +264,66 @@ def sqlalchemy_url(url: str, driver: str = "asyncpg") -> str:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a database URL so it can be logged."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """A database URL safe to show: the userinfo password and password-like parameters hidden.
+
+    libpq and asyncpg also read a password from ``?password=`` and a key's passphrase from
+    ``?sslpassword=``, so any query parameter whose name holds "pass", "secret" or "token" is
+    hidden too. A URL that does not even split is hidden whole.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "postgresql://***"
+    netloc = parts.netloc
+    if password:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = (
+        "&".join(_redact_parameter(item) for item in parts.query.split("&")) if parts.query else ""
+    )
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
-def check_database_url(url: str) -> str:
-    """Return the URL if it is a well-formed postgresql:// URL; errors never show a password."""
+def _redact_parameter(item: str) -> str:
+    name, equals, _ = item.partition("=")
+    return f"{name}=***" if equals and _SECRET_PARAMETER.search(unquote(name)) else item
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret values a database URL carries (its password, password-like parameters)."""
+    found: list[str] = []
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+    except ValueError:
+        return found
+    for item in parts.query.split("&"):
+        name, equals, value = item.partition("=")
+        if equals and value and _SECRET_PARAMETER.search(unquote(name)):
+            found += [value, unquote(value)]
+    return found
+
+
+def hide_url_secrets(text: str, url: str) -> str:
+    """``text`` (a driver's error message, say) with every secret of ``url`` replaced by ***."""
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def check_database_url(url: str, *, name: str = _DATABASE) -> str:
+    """Return the URL if it is a well-formed postgresql:// URL; errors never show a password.
+
+    ``name`` is the setting the errors name (OUTBOX_DATABASE_URL, OUTBOX_LISTEN_DATABASE_URL).
+    """
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.split("+")[0] not in {"postgresql", "postgres"}:
-        raise ConfigError(f"{_DATABASE} must be a postgresql:// URL, {_DATABASE_EXAMPLE}")
+        raise ConfigError(f"{name} must be a postgresql:// URL, {_DATABASE_EXAMPLE}")
     if not _PRINTABLE.fullmatch(url):
         raise ConfigError(
-            f"{_DATABASE} contains a space, a control character or a non-ASCII character; "
+            f"{name} contains a space, a control character or a non-ASCII character; "
             "percent-encode it (in the password too)"
         )
     try:
@@ -286,16 +332,16 @@ def check_database_url(url: str) -> str:
     except ValueError as exc:
         # The parser's own message can quote part of the password: describe, do not quote.
         problem = "an IPv6 host needs both [ and ]" if "IPv6" in str(exc) else "bad port"
-        raise ConfigError(f"{_DATABASE} is malformed ({problem}); {_DATABASE_EXAMPLE}") from None
+        raise ConfigError(f"{name} is malformed ({problem}); {_DATABASE_EXAMPLE}") from None
     # An unencoded / ? or # in the password ends the host early; the rest lands in the path or
     # query, where redaction would not find it. The @ left behind gives it away.
     if "@" in url[len(scheme) + 3 + len(parts.netloc) :]:
         raise ConfigError(
-            f"{_DATABASE} has an @ after the host: percent-encode special characters in the "
+            f"{name} has an @ after the host: percent-encode special characters in the "
             "user name and password (/ as %2F, ? as %3F, # as %23, @ as %40)"
         )
     if port == 0:
-        raise ConfigError(f"{_DATABASE}: the port must be from 1 to 65535")
+        raise ConfigError(f"{name}: the port must be from 1 to 65535")
     return url
 
 

@@ -31,13 +31,15 @@ from typing import Any, NamedTuple
 
 import structlog
 
-from outbox_worker import policy
+from outbox_worker import policy, upkeep
 from outbox_worker.circuit import CircuitBreaker, PauseReason, RateGate
 from outbox_worker.config import Settings
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.liveness import ClaimProgress
 from outbox_worker.models import Message, MessageId, Outcome, Verdict
 from outbox_worker.observability import Metrics
+from outbox_worker.pacing import FleetPacer
 from outbox_worker.ports import Sender, Store
 from outbox_worker.writer import Backoff, OutcomeWriter
 
@@ -64,6 +66,7 @@ class Worker:
         sender: Sender,
         *,
         metrics: Metrics | None = None,
+        progress: ClaimProgress | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -73,7 +76,8 @@ class Worker:
         self._metrics = metrics or Metrics()
         self._clock, self._rng = clock, rng
         self._circuit = CircuitBreaker(settings.circuit, clock)
-        self._gate = RateGate(settings.rate_limit)
+        self._gate = RateGate()  # the 429 slow-down; the rate limit is the fleet's (pacing.py)
+        self._fleet = FleetPacer(store, settings.rate_limit, clock) if settings.rate_limit else None
         self._writer = OutcomeWriter(
             store,
             self._metrics,
@@ -94,6 +98,9 @@ class Worker:
         self._low_water = settings.batch_size
         self._rate_limited = settings.rate_limit > 0
         self._metrics.in_flight.set_function(lambda: len(self._in_flight))
+        # What /healthz reads: the claim loop's promises and whether work is due.
+        self.progress = progress or ClaimProgress(clock)
+        self._metrics.claim_loop_late.set_function(self.progress.late_by)
 
     @property
     def metrics(self) -> Metrics:
@@ -102,12 +109,23 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish in-flight sends within the grace period."""
-        log.info("worker.started", **self._settings.describe())
+        settings = self._settings
+        log.info("worker.started", **settings.describe())
         for warning in self._settings.warnings():
             log.warning("config.risky", warning=warning)
         try:
             async with asyncio.TaskGroup() as tasks:
-                background = [tasks.create_task(self._writer.run(), name="flush")]
+                background = [
+                    tasks.create_task(self._writer.run(), name="flush"),
+                    tasks.create_task(
+                        upkeep.sample_backlog(settings, self._store, self._metrics, self.progress),
+                        name="backlog",
+                    ),
+                    tasks.create_task(
+                        upkeep.retain(settings, self._store, self._metrics, self._rng),
+                        name="retention",
+                    ),
+                ]
                 if self._settings.listen:
                     listen = self._store.listen(self._wake.set)
                     background.append(tasks.create_task(listen, name="listen"))
@@ -146,6 +164,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = Backoff()
         while not self._stopping:
+            self.progress.progressed(next_within=0)
             self._wake.clear()
             limit = self._claim_limit()
             if limit == 0:
@@ -198,6 +217,7 @@ class Worker:
         return wait
 
     async def _sleep_until_woken(self, seconds: float) -> None:
+        self.progress.progressed(next_within=seconds)
         try:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
@@ -264,9 +284,7 @@ class Worker:
                 return
             answer = await self._sender.send(message.body)
             outcome = policy.classify(answer, self._settings.retry)
-            recorded = self._circuit.record(
-                permit, outcome.verdict, transient=outcome.transient, key=message.id
-            )
+            recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
             settlement = policy.settle(
                 message,
                 outcome,
@@ -306,14 +324,20 @@ class Worker:
         return claim.message.age + timedelta(seconds=self._clock() - claim.claimed_at)
 
     async def _pace(self) -> float:
-        # Pacing, not synchronization: wait out the rate limit or a 429 slow-down, unless stop
-        # comes first (the send is then handed back unsent at once, not at the end of the grace).
-        while (delay := self._gate.delay(self._clock())) > 0 and not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_requested.wait(), delay)
-        now = self._clock()
-        self._gate.take(now)
-        return now
+        # Pacing, not synchronization: wait out a 429 slow-down, then for a slot of the fleet's
+        # rate limit; a slow-down that began meanwhile is waited out too. Stop ends the wait: the
+        # send is then handed back unsent at once, not at the end of the grace.
+        while not self._stopping:
+            while (delay := self._gate.delay(self._clock())) > 0 and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), delay)
+            if self._stopping:
+                break
+            if self._fleet is not None:
+                await self._fleet.acquire()
+            if self._gate.delay(now := self._clock()) == 0:
+                return now
+        return self._clock()
 
     def _react(self, message: Message, outcome: Outcome, changed: bool) -> None:
         """Act on an answer beyond its row: the circuit, the global slow-down, loud logs."""
@@ -368,8 +392,8 @@ _PAUSE_HINTS = {
     PauseReason.STARTING: "probing the endpoint",
     PauseReason.CONFIGURATION: "the endpoint refused the configuration (key, URL or method) or "
     "redirected; delivery is paused, no attempts are spent",
-    PauseReason.OUTAGE: "the endpoint is failing for many different messages; delivery is "
-    "paused and probed, no attempts are spent",
+    PauseReason.OUTAGE: "the endpoint failed many sends in a row and answered nothing else; "
+    "delivery is paused and probed, no attempts are spent",
 }
 
 

@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except OutboxError as exc:
-        click.echo(f"outbox-worker: {exc}", err=True)
+        from outbox_worker.cli.format import printable
+
+        click.echo(f"outbox-worker: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import click
 import structlog
 
+from outbox_worker import health
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option
 from outbox_worker.config import Settings, database_url_from_env, redact_url
-from outbox_worker.errors import DatabaseUnavailable, LoginRefused, OutboxError
+from outbox_worker.errors import (
+    DatabaseUnavailable,
+    LoginRefused,
+    OutboxError,
+    SchemaNotReady,
+    StatementRejected,
+)
+from outbox_worker.liveness import ClaimProgress
 from outbox_worker.observability import Metrics, configure_logging
 from outbox_worker.sender import HttpSender, http_session
 from outbox_worker.store.connection import connected, ensure_schema_ready
@@ -49,11 +57,30 @@ def migrate_command(database_url: str | None) -> None:
     run_async(lambda: _check_reachable(url))
     migrations.upgrade(url)
     click.echo(f"outbox schema is at revision {migrations.head_revision()} on {redact_url(url)}")
+    missing: list[str] = []
+    run_async(lambda: _missing_roles(url, missing))
+    if missing:
+        click.echo(
+            f"roles not created ({', '.join(missing)}): this login may not create roles. "
+            "Run this SQL in this database as a superuser or a CREATEROLE login:\n"
+        )
+        click.echo(migrations.roles_sql())
 
 
 async def _check_reachable(url: str) -> None:
     async with connected(url):
         pass
+
+
+async def _missing_roles(url: str, into: list[str]) -> None:
+    """Append the outbox group roles that do not exist on the server to ``into``."""
+    async with connected(url) as conn:
+        rows = await conn.fetch(
+            "SELECT name FROM unnest($1::text[]) AS name "
+            "WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name)",
+            list(migrations.ROLES),
+        )
+    into.extend(r["name"] for r in rows)
 
 
 _RUN_FLAGS: list[tuple[str, str]] = [
@@ -69,8 +96,8 @@ _RUN_FLAGS: list[tuple[str, str]] = [
     ("--max-age", "age before dead-lettering, e.g. 24h [env: OUTBOX_MAX_AGE]"),
     ("--backoff-base", "first retry delay ceiling [env: OUTBOX_BACKOFF_BASE]"),
     ("--backoff-cap", "longest retry delay [env: OUTBOX_BACKOFF_CAP]"),
-    ("--rate-limit", "max sends per second for this process, 0 = none [env: OUTBOX_RATE_LIMIT]"),
-    ("--metrics-port", "serve Prometheus /metrics on this port [env: OUTBOX_METRICS_PORT]"),
+    ("--rate-limit", "max sends per second, all workers together [env: OUTBOX_RATE_LIMIT]"),
+    ("--metrics-port", "serve /metrics, /healthz, /readyz here [env: OUTBOX_METRICS_PORT]"),
 ]
 
 
@@ -145,19 +172,54 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = PostgresStore(settings.database_url, history_cap=settings.history_cap)
-    if not await _open_when_ready(store, settings.database_url, stop):
-        return  # stopped before the database came up
-    metrics = Metrics()
-    if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
+    store = PostgresStore(
+        settings.database_url,
+        history_cap=settings.history_cap,
+        listen_url=settings.listen_database_url,
+    )
+    metrics, progress = Metrics(), ClaimProgress()
+    # Up before the database: a worker waiting for it is alive (/healthz) but not ready (/readyz).
+    async with _serving_health(settings, metrics, progress):
+        if not await _open_when_ready(store, settings.database_url, stop):
+            return  # stopped before the database came up
+        try:
+            timeout_s = settings.http_timeout.total_seconds()
+            async with http_session(
+                concurrency=settings.concurrency, timeout_s=timeout_s
+            ) as session:
+                sender = HttpSender(session, settings.endpoint_url, settings.api_key)
+                worker = Worker(settings, store, sender, metrics=metrics, progress=progress)
+                await worker.run(stop)
+        finally:
+            await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _serving_health(
+    settings: Settings, metrics: Metrics, progress: ClaimProgress
+) -> AsyncIterator[None]:
+    """Serve /healthz, /readyz and /metrics on OUTBOX_METRICS_PORT (if set) for the block."""
+    if not settings.metrics_port:
+        yield
+        return
+    app = health.health_app(
+        progress,
+        metrics.registry,
+        lambda: schema_problem(settings.database_url),
+        liveness_timeout_s=settings.liveness_timeout.total_seconds(),
+    )
+    async with health.serving(app, settings.metrics_port):
+        yield
+
+
+async def schema_problem(url: str) -> str | None:
+    """None when the database answers and the schema is at head, else why not (for /readyz)."""
     try:
-        timeout_s = settings.http_timeout.total_seconds()
-        async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
-            sender = HttpSender(session, settings.endpoint_url, settings.api_key)
-            await Worker(settings, store, sender, metrics=metrics).run(stop)
-    finally:
-        await store.close()
+        async with connected(url, application_name="outbox-worker-readyz") as conn:
+            await ensure_schema_ready(conn, migrations.head_revision())
+    except (DatabaseUnavailable, SchemaNotReady, StatementRejected) as exc:
+        return str(exc)
+    return None
 
 
 async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) -> bool:

@@ -38,7 +38,11 @@ from outbox_worker.config import (
     env_value,
     parse_duration,
 )
-from outbox_worker.embedded import embedded_postgres_server
+from outbox_worker.embedded import (
+    embedded_postgres_server,
+    kept_postgres_server,
+    stop_kept_server,
+)
 from outbox_worker.enqueue import enqueue_async
 from outbox_worker.errors import OutboxError
 from outbox_worker.observability import configure_logging
@@ -116,9 +120,20 @@ def demo_settings(database_url: str, endpoint_url: str) -> Settings:
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed of the mix.")
 @database_option
 @click.option(
+    "--keep",
     "--keep-database",
+    "keep_database",
     is_flag=True,
-    help="With a database URL: keep the demo's database, to try operator commands.",
+    help="Keep the demo's rows to try operator commands: the embedded PostgreSQL keeps "
+    "running (or, with a database URL, the demo's database stays).",
+)
+@click.option(
+    "--stop",
+    "stop_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Stop an embedded PostgreSQL that `demo --keep` left running, delete its data, exit.",
 )
 @click.option(
     "--log-file",
@@ -134,6 +149,7 @@ def demo_command(
     seed: int,
     database_url: str | None,
     keep_database: bool,
+    stop_dir: Path | None,
     log_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -149,13 +165,17 @@ def demo_command(
     Examples:
       outbox-worker demo
       outbox-worker demo --count 2000 --json
+      outbox-worker demo --keep          (then try the commands it prints)
+      outbox-worker demo --stop /tmp/outbox-demo-abc123
       outbox-worker demo --database-url postgresql://me@localhost/postgres --keep-database
     """
+    if stop_dir is not None:
+        stop_kept_server(stop_dir)
+        click.echo(f"stopped the demo's PostgreSQL and deleted {stop_dir}", err=True)
+        return
     server_url = database_url or env_value("database_url")
     if server_url is not None:
         check_database_url(server_url)
-    elif keep_database:
-        raise click.UsageError("--keep-database needs --database-url (the embedded one is deleted)")
     timeout_s = parse_duration(timeout, name="--timeout").total_seconds()
     options = DemoOptions(count, rate, timeout_s, seed, server_url, keep_database)
     log_path = log_file or Path(tempfile.gettempdir()) / f"outbox-worker-demo-{os.getpid()}.log"
@@ -163,8 +183,10 @@ def demo_command(
         report = _run_with_logs(options, log_path)
     except KeyboardInterrupt:  # before or after the event loop ran: cleanup already happened
         report = None
+    if report is not None and report.outcome == "interrupted" and report.kept_server_dir:
+        stop_kept_server(report.kept_server_dir)  # --keep is for a finished demo's rows
     if report is None or report.outcome == "interrupted":
-        kept = " (the database is kept)" if keep_database else ""
+        kept = " (the database is kept)" if keep_database and server_url else ""
         click.echo(
             f"demo interrupted; stopped the worker, the stand-in and PostgreSQL{kept}", err=True
         )
@@ -182,27 +204,34 @@ def demo_command(
 def _run_with_logs(options: DemoOptions, log_path: Path) -> Report:
     with log_path.open("a", encoding="utf-8") as log_stream:
         configure_logging(level="info", json=True, stream=log_stream)
-        with _server(options.server_url) as admin_url:
+        with _server(options.server_url, keep=options.keep_database) as (admin_url, kept_dir):
             result: list[Report] = []
 
             async def main() -> None:
-                result.append(await run_demo(options, admin_url, log_path))
+                result.append(await run_demo(options, admin_url, log_path, kept_dir))
 
             run_async(main)
             return result[0]
 
 
 @contextlib.contextmanager
-def _server(server_url: str | None) -> Iterator[str]:
+def _server(server_url: str | None, *, keep: bool) -> Iterator[tuple[str, Path | None]]:
+    """The admin URL, and the directory of an embedded server kept running (else None)."""
     if server_url is not None:
-        yield server_url
+        yield server_url, None
         return
     click.echo("starting an embedded PostgreSQL ...", err=True)
+    if keep:
+        with kept_postgres_server() as (url, kept_dir):
+            yield url, kept_dir
+        return
     with embedded_postgres_server() as url:
-        yield url
+        yield url, None
 
 
-async def run_demo(options: DemoOptions, admin_url: str, log_path: Path) -> Report:
+async def run_demo(
+    options: DemoOptions, admin_url: str, log_path: Path, kept_dir: Path | None = None
+) -> Report:
     """Migrate a throwaway database, start the stand-in, deliver the scenario, read the table."""
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -225,6 +254,7 @@ async def run_demo(options: DemoOptions, admin_url: str, log_path: Path) -> Repo
                 tally = await tallies.tally(conn)
                 reasons = await tallies.dead_reasons(conn)
                 latency = await tallies.latency(conn)
+                first_dead = await tallies.first_dead_id(conn)
             return Report(
                 outcome=outcome,
                 scenario=scenario,
@@ -235,6 +265,8 @@ async def run_demo(options: DemoOptions, admin_url: str, log_path: Path) -> Repo
                 standin_statuses=standin.counts(),
                 server_url=options.server_url,
                 kept_database_url=url if options.keep_database else None,
+                kept_server_dir=kept_dir,
+                first_dead_id=first_dead,
                 log_file=log_path,
             )
 

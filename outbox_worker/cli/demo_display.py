@@ -43,11 +43,20 @@ class Report:
     server_url: str | None  # None: the embedded PostgreSQL
     kept_database_url: str | None
     log_file: Path
+    kept_server_dir: Path | None = None  # an embedded server left running (demo --keep)
+    first_dead_id: int | None = None
 
     @property
     def pending(self) -> int:
         """Rows neither acknowledged nor dead."""
         return self.tally.pending
+
+    @property
+    def stop_command(self) -> str | None:
+        """The command that stops a kept embedded server and deletes its data, if one runs."""
+        if self.kept_server_dir is None:
+            return None
+        return f"outbox-worker demo --stop '{self.kept_server_dir}'"
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain values, for --json."""
@@ -76,6 +85,7 @@ class Report:
             },
             "database": redact_url(self.server_url) if self.server_url else "embedded",
             "kept_database_url": self.kept_database_url,
+            "stop_command": self.stop_command,
             "log_file": str(self.log_file),
             "next_steps": next_steps(self),
         }
@@ -166,19 +176,28 @@ def next_steps(report: Report) -> list[str]:
     steps: list[str] = []
     if report.kept_database_url:
         url = redact_url(report.kept_database_url)
+        show = report.first_dead_id if report.first_dead_id is not None else "ID"
         steps += [
             "The demo's database is kept. Look at the dead letters and send them again:",
             f"  export OUTBOX_DATABASE_URL='{url}'",
             "  outbox-worker dead list",
+            f"  outbox-worker dead show {show}",
             "  outbox-worker requeue --all --dry-run",
             "  outbox-worker requeue --all --yes",
             "Requeued messages wait for a worker; to deliver them, start a stand-in and a worker:",
             "  outbox-worker standin --port 8765 &",
             "  OUTBOX_ENDPOINT_URL=http://127.0.0.1:8765/v2/registration \\",
             "    OUTBOX_API_KEY=sk_test_standin outbox-worker run",
-            f"Drop the database when done: psql '{_with_database(url, 'postgres')}' "
-            f"-c 'DROP DATABASE {_database(url)}'",
         ]
+        if report.stop_command is not None:
+            steps.append(
+                f"Stop the PostgreSQL and delete its data when done: {report.stop_command}"
+            )
+        else:
+            steps.append(
+                f"Drop the database when done: psql '{_with_database(url, 'postgres')}' "
+                f"-c 'DROP DATABASE {_database(url)}'"
+            )
     else:
         where = "embedded PostgreSQL" if report.server_url is None else "demo's database"
         server = (
@@ -188,8 +207,9 @@ def next_steps(report: Report) -> list[str]:
         )
         steps += [
             f"The {where} is gone. To try the operator commands (dead list, requeue) on the",
-            "demo's rows, keep them in a database of their own on a server you have:",
-            f"  outbox-worker demo --database-url '{server}' --keep-database",
+            "demo's rows, keep them (the embedded PostgreSQL keeps running):",
+            "  outbox-worker demo --keep",
+            f"or in a database of their own on a server you have: --database-url '{server}' --keep",
             "then, for example, with the URL it prints:",
             "  OUTBOX_DATABASE_URL=<that URL> outbox-worker requeue --all --dry-run",
         ]

@@ -1,11 +1,15 @@
 """How the operator commands show things: rich tables on a terminal, plain text or JSON otherwise.
 
-Personal data is masked here, on the way out, unless the operator asked for ``--show-pii``.
+Personal data is masked here, on the way out, unless the operator asked for ``--show-pii``
+(outbox_worker.pii: payloads by allow-list, endpoint text and dedup keys by pattern). Whatever
+the output, control characters are escaped: a producer's dedup key or Ravelin's error text must
+not retitle, recolour or rewrite the operator's terminal.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,10 +24,26 @@ from rich.table import Table
 from rich.text import Text
 
 from outbox_worker.models import Stats
-from outbox_worker.redact import mask_payload, mask_text
+from outbox_worker.pii import mask_answer, mask_payload, mask_text, payload_values
 from outbox_worker.store.operations import DeadLetter, MessageDetail
 
 REASON_WIDTH = 80
+
+# C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text
+# (bidi overrides and isolates, zero-width marks, the line and paragraph separators).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# In JSON text the C0 controls are already escaped by json.dumps; these are not.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape: '\\x1b', '\\r', '\\u202e'."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def on_terminal() -> bool:
@@ -37,8 +57,15 @@ def console() -> Console:
 
 
 def emit_json(data: Any) -> None:
-    """Print ``data`` as JSON on stdout; datetimes become ISO 8601 text."""
-    click.echo(json.dumps(data, indent=2, default=_plain, ensure_ascii=False))
+    """Print ``data`` as JSON on stdout; datetimes become ISO 8601 text, controls escaped."""
+    click.echo(json_text(data, indent=2))
+
+
+def json_text(data: Any, indent: int | None = None) -> str:
+    """``data`` as JSON text safe for a terminal: no raw control or bidi character survives."""
+    text = json.dumps(data, indent=indent, default=_plain, ensure_ascii=False)
+    # These can only sit inside JSON strings, where \\uXXXX means the same character.
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def _plain(value: object) -> object:
@@ -57,17 +84,31 @@ def age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def one_line(text: str | None, show_pii: bool, width: int = REASON_WIDTH) -> str:
-    """A reason on one line, shortened to ``width`` and masked unless ``show_pii``."""
+def one_line(
+    text: str | None, show_pii: bool, width: int = REASON_WIDTH, known: frozenset[str] = frozenset()
+) -> str:
+    """Free text on one line, masked unless ``show_pii``, then shortened to ``width``."""
     if not text:
         return ""
     flat = " ".join(text.split())
-    flat = flat if show_pii else mask_text(flat)
+    flat = flat if show_pii else mask_text(flat, known)
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def dedup_key(key: str | None, show_pii: bool) -> str | None:
+    """A dedup key as shown: masked as free text unless ``show_pii`` (it often holds an email)."""
+    if key is None or show_pii:
+        return key
+    return mask_text(key)
 
 
 def _masked(value: Any, show_pii: bool) -> Any:
     return value if show_pii else mask_payload(value)
+
+
+def _known(payload: Any, show_pii: bool) -> frozenset[str]:
+    """The payload's masked values, which an endpoint's error text may quote back."""
+    return frozenset() if show_pii else frozenset(payload_values(payload))
 
 
 def _subject(payload: Any) -> str:
@@ -90,9 +131,9 @@ def dead_letter_record(row: DeadLetter, now: datetime, show_pii: bool) -> dict[s
         "age_s": round((now - row.dead_at).total_seconds(), 3),
         "attempts": row.attempts,
         "last_status": row.last_status,
-        "reason": one_line(row.last_error, show_pii, width=1000),
+        "reason": one_line(row.last_error, show_pii, 1000, _known(row.payload, show_pii)),
         "requeue_count": row.requeue_count,
-        "dedup_key": row.dedup_key,
+        "dedup_key": dedup_key(row.dedup_key, show_pii),
         "payload": _masked(row.payload, show_pii),
     }
 
@@ -110,7 +151,7 @@ def show_dead_list(rows: Sequence[DeadLetter], now: datetime, show_pii: bool) ->
             str(r.attempts),
             "-" if r.last_status is None else str(r.last_status),
             _subject(_masked(r.payload, show_pii)),
-            one_line(r.last_error, show_pii),
+            one_line(r.last_error, show_pii, known=_known(r.payload, show_pii)),
         ]
         for r in rows
     ]
@@ -122,21 +163,25 @@ def show_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str
     if on_terminal():
         table = Table(*headers, title=title or None, title_justify="left")
         for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
+            table.add_row(*(Text(printable(cell)) for cell in row))
         console().print(table)
         return
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    for row in [list(headers), *rows]:
+    safe = [[printable(cell) for cell in row] for row in rows]
+    widths = [max(len(h), *(len(row[i]) for row in safe)) for i, h in enumerate(headers)]
+    for row in [list(headers), *safe]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def detail_record(m: MessageDetail, show_pii: bool) -> dict[str, Any]:
     """One message as plain data for --json, personal data masked unless ``show_pii``."""
     record = asdict(m)
+    known = _known(m.payload, show_pii)
     record["state"] = str(m.state)
-    record["last_error"] = one_line(m.last_error, show_pii, width=10_000) or None
-    record["last_response"] = _masked(m.last_response, show_pii)
-    record["history"] = _masked(m.history, show_pii)
+    record["dedup_key"] = dedup_key(m.dedup_key, show_pii)
+    record["last_error"] = one_line(m.last_error, show_pii, 10_000, known) or None
+    if not show_pii:
+        record["last_response"] = mask_answer(m.last_response, known)
+        record["history"] = mask_answer(m.history, known)
     record["payload"] = _masked(m.payload, show_pii)
     return record
 
@@ -148,7 +193,7 @@ def show_detail(m: MessageDetail, show_pii: bool) -> None:
         ("id", str(m.id)),
         ("state", f"{m.state}{' (claimed by a worker)' if m.claimed else ''}"),
         ("attempts", str(m.attempts)),
-        ("dedup key", m.dedup_key or "-"),
+        ("dedup key", record["dedup_key"] or "-"),
         ("created", _when(m.created_at)),
         ("acknowledged", _when(m.acknowledged_at)),
         ("dead", _when(m.dead_at)),
@@ -157,17 +202,17 @@ def show_detail(m: MessageDetail, show_pii: bool) -> None:
         ("last error", record["last_error"] or "-"),
     ]
     if record["last_response"] is not None:
-        facts.append(("last response", json.dumps(record["last_response"], ensure_ascii=False)))
+        facts.append(("last response", json_text(record["last_response"])))
     width = max(len(name) for name, _ in facts)
     for name, value in facts:
-        click.echo(f"{name.ljust(width)}  {value}")
+        click.echo(f"{name.ljust(width)}  {printable(value)}")
     click.echo("")
     history = [
         [
             str(h.get("at", "")),
             "-" if h.get("status") is None else str(h.get("status")),
             _latency(h.get("latency_ms")),
-            one_line(h.get("error"), show_pii=True),  # already masked above
+            one_line(str(h.get("error") or ""), show_pii=True),  # already masked above
         ]
         for h in record["history"]
         if isinstance(h, dict)
@@ -178,7 +223,7 @@ def show_detail(m: MessageDetail, show_pii: bool) -> None:
         click.echo("attempt history: none")
     click.echo("")
     click.echo("body:")
-    click.echo(json.dumps(record["payload"], indent=2, ensure_ascii=False))
+    click.echo(json_text(record["payload"], indent=2))
 
 
 def _when(value: datetime | None) -> str:
@@ -219,7 +264,7 @@ def stats_renderable(s: Stats) -> RenderableType:
     if s.top_dead_reasons:
         reasons = Table("count", "top dead-letter reasons", title_justify="left")
         for reason, count in s.top_dead_reasons:
-            reasons.add_row(str(count), Text(one_line(reason, show_pii=False)))
+            reasons.add_row(str(count), Text(printable(one_line(reason, show_pii=False))))
         parts.append(reasons)
     return Group(*parts)
 
@@ -236,7 +281,7 @@ def show_stats(s: Stats) -> None:
     if s.top_dead_reasons:
         click.echo("top dead-letter reasons:")
         for reason, count in s.top_dead_reasons:
-            click.echo(f"  {count:>8}  {one_line(reason, show_pii=False)}")
+            click.echo(f"  {count:>8}  {printable(one_line(reason, show_pii=False))}")
 
 
 @contextmanager

@@ -7,7 +7,6 @@ first checks that the schema is at head, so a forgotten `migrate` is one clear l
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -245,7 +244,7 @@ async def _stats(database_url: str | None, watch: bool, interval_s: float, as_js
         if as_json or not fmt.on_terminal():
             while True:  # one JSON object per line, or one block per refresh
                 if as_json:
-                    click.echo(json.dumps(fmt.stats_record(current), default=str))
+                    click.echo(fmt.json_text(fmt.stats_record(current)))
                 else:
                     fmt.show_stats(current)
                     click.echo("")

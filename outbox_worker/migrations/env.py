@@ -7,13 +7,26 @@ start every replica's migration job together): the second waits, then finds the 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Any
 
+import asyncpg
 from alembic import context
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from outbox_worker.config import sqlalchemy_url
+from outbox_worker.config import asyncpg_dsn
 from outbox_worker.schema import SCHEMA, VERSION_TABLE, include_name, metadata
+
+# Safe behind a transaction-pooling PgBouncer: the migration is one transaction (one server
+# connection), and SQLAlchemy's asyncpg dialect prepares every statement under a name, so the
+# names are unique (a name left on a pooled server connection can never clash with the next
+# client's) and neither SQLAlchemy nor asyncpg caches statements across transactions. The
+# advisory lock below is transaction-scoped for the same reason.
+POOLER_SAFE_ADAPTER_ARGS: dict[str, Any] = {
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": lambda: f"__outbox_{uuid.uuid4().hex}__",
+}
 
 # Any 64-bit constant works; this one is "outbox-worker migrate" hashed, fixed forever.
 MIGRATION_LOCK_ID = 7_306_020_415_842_311_201
@@ -36,7 +49,20 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_async_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    # asyncpg parses the DSN itself, as the worker does: SQLAlchemy would pass query parameters
+    # it does not know (sslpassword, ...) as keyword arguments that asyncpg.connect refuses. The
+    # creator form (not async_creator) is how SQLAlchemy takes the adapter's statement settings.
+    def creator() -> Any:
+        return engine.sync_engine.dialect.dbapi.connect(  # type: ignore[union-attr]
+            async_creator_fn=lambda: asyncpg.connect(asyncpg_dsn(url), statement_cache_size=0),
+            **POOLER_SAFE_ADAPTER_ARGS,
+        )
+
+    engine = create_async_engine(
+        "postgresql+asyncpg://",
+        creator=creator,
+        poolclass=pool.NullPool,
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Final
 
 import asyncpg
 
@@ -17,8 +18,16 @@ from outbox_worker.errors import (
     SchemaNotReady,
     StatementRejected,
 )
+from outbox_worker.settings_parsing import hide_url_secrets
 
 CONNECT_TIMEOUT_S = 10.0
+# Behind a transaction-pooling PgBouncer each transaction may run on another server connection,
+# so nothing may outlive a transaction: no named (cached) prepared statements. With the cache
+# off asyncpg (>= 0.29) parses, binds and runs each statement in one Sync, which any pooler
+# keeps on one server connection. Costs a parse per statement; buys "works behind PgBouncer
+# with no setting". Nothing here relies on other session state either (SET, session advisory
+# locks, temporary tables); LISTEN has its own connection (store/delivery.py).
+POOLER_SAFE: Final[dict[str, Any]] = {"statement_cache_size": 0}
 # Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OSError,
@@ -37,15 +46,18 @@ def translate_errors(url: str) -> Iterator[None]:
     try:
         yield
     except asyncpg.ClientConfigurationError as exc:  # e.g. ?sslmode=bogus: no retry will help
-        raise ConfigError(f"OUTBOX_DATABASE_URL {redact_url(url)}: {exc}") from exc
+        problem = hide_url_secrets(str(exc), url)
+        raise ConfigError(f"OUTBOX_DATABASE_URL {redact_url(url)}: {problem}") from exc
     except TRANSIENT_ERRORS as exc:
+        problem = hide_url_secrets(str(exc), url)
         raise DatabaseUnavailable(
-            f"database {redact_url(url)} is unavailable: {type(exc).__name__}: {exc}"
+            f"database {redact_url(url)} is unavailable: {type(exc).__name__}: {problem}"
         ) from exc
     except asyncpg.InvalidCatalogNameError as exc:
         raise LoginRefused(f"database {redact_url(url)} does not exist") from exc
     except asyncpg.InvalidAuthorizationSpecificationError as exc:
-        raise LoginRefused(f"database {redact_url(url)} refused the login: {exc}") from exc
+        problem = hide_url_secrets(str(exc), url)
+        raise LoginRefused(f"database {redact_url(url)} refused the login: {problem}") from exc
     except asyncpg.InvalidPasswordError as exc:
         raise LoginRefused(f"database {redact_url(url)} refused the password") from exc
     except asyncpg.PostgresError as exc:  # after the connection-level ones above
@@ -70,6 +82,7 @@ async def connect(url: str, *, application_name: str = "outbox-worker") -> async
             asyncpg_dsn(url),
             timeout=CONNECT_TIMEOUT_S,
             server_settings={"application_name": application_name},
+            **POOLER_SAFE,
         )
 
 

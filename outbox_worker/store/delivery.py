@@ -16,17 +16,28 @@ from typing import Any
 import asyncpg
 import structlog
 
-from outbox_worker.config import asyncpg_dsn
-from outbox_worker.errors import DatabaseUnavailable
+from outbox_worker.config import asyncpg_dsn, redact_url
+from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
-from outbox_worker.schema import NOTIFY_CHANNEL
-from outbox_worker.store.connection import TRANSIENT_ERRORS, connect, translate_errors
+from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.schema import NOTIFY_CHANNEL, SEND_SCHEDULE
+from outbox_worker.store.connection import (
+    POOLER_SAFE,
+    TRANSIENT_ERRORS,
+    connect,
+    translate_errors,
+)
+from outbox_worker.store.housekeeping import BACKLOG, PURGE_EXPIRED, RETENTION_LOCK
 
 log = structlog.get_logger("outbox_worker.store")
 
 _LISTEN_CONNECT_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, DatabaseUnavailable)
 _PING_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
+_LISTEN_ERRORS: tuple[type[Exception], ...] = (
+    *_PING_ERRORS,
+    DatabaseUnavailable,
+    StatementRejected,
+)
 _CLOSE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *_PING_ERRORS)
 
 # One statement claims a batch. `due` walks the partial pending index in due order; a row whose
@@ -142,12 +153,39 @@ SELECT greatest(0, extract(epoch FROM min(available_at) - now()))::float8
 FROM outbox.messages WHERE state = 'pending'
 """
 
+# The fleet's rate limit: reserve the next $2 seconds of the shared send schedule and say when
+# they begin. The row lock serializes reservations, so spans never overlap; clock_timestamp()
+# (not now(), the transaction's start) is read once the lock is held, so a span never starts
+# before a span reserved by a statement that committed first. An idle schedule restarts at the
+# present: idle time earns no burst. A next_slot_at written far ahead (by hand, by another
+# service) is pulled back to $3 seconds from now, so no row can stall the fleet. The upsert
+# recreates a deleted row.
+RESERVE_SEND_TIME = """
+INSERT INTO outbox.send_schedule AS s (name, next_slot_at)
+VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+ON CONFLICT (name) DO UPDATE SET next_slot_at = greatest(
+        least(s.next_slot_at, clock_timestamp() + make_interval(secs => $3)),
+        clock_timestamp()
+    ) + make_interval(secs => $2)
+RETURNING greatest(0, extract(epoch FROM s.next_slot_at - clock_timestamp())::float8 - $2)
+"""
+# How far ahead a schedule may already be reserved before a reservation trusts it no longer.
+SCHEDULE_HORIZON_S = 60.0
+
 
 class PostgresStore:
     """The Store port on PostgreSQL: a small asyncpg pool plus one LISTEN connection."""
 
-    def __init__(self, database_url: str, *, history_cap: int, listen_check_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        history_cap: int,
+        listen_url: str | None = None,
+        listen_check_s: float = 5.0,
+    ) -> None:
         self._url = database_url
+        self._listen_url = listen_url or database_url
         self._history_cap = history_cap
         self._listen_check_s = listen_check_s
         self._pool: asyncpg.Pool | None = None
@@ -162,6 +200,7 @@ class PostgresStore:
                 timeout=10,
                 command_timeout=30,
                 server_settings={"application_name": "outbox-worker"},
+                **POOLER_SAFE,
             )
 
     async def close(self) -> None:
@@ -258,34 +297,95 @@ class PostgresStore:
         value = rows[0][0]
         return None if value is None else float(value)
 
+    async def reserve_send_time(self, span_s: float) -> float:
+        """Reserve the next ``span_s`` seconds of the fleet's send schedule; seconds until then."""
+        rows = await self._fetch(RESERVE_SEND_TIME, SEND_SCHEDULE, span_s, SCHEDULE_HORIZON_S)
+        return float(rows[0][0])
+
+    async def backlog(self) -> Backlog:
+        """Pending due and not yet due, the oldest pending age and the dead count, in one go."""
+        row = (await self._fetch(BACKLOG))[0]
+        return Backlog(
+            due=row["due"],
+            not_due=row["not_due"],
+            oldest_pending_s=row["oldest_pending_s"],
+            dead=row["dead"],
+        )
+
+    async def purge_expired(self, state: State, older_than: timedelta, limit: int) -> int | None:
+        """Delete one batch of expired rows under the retention lock; None if another has it."""
+        row = (await self._fetch(PURGE_EXPIRED, state.value, older_than, limit, RETENTION_LOCK))[0]
+        deleted: int = row["deleted"]
+        return deleted if row["held"] else None
+
     async def listen(self, wake: Callable[[], None]) -> None:
-        """LISTEN on the enqueue channel, reconnecting forever; a hint only, polling backs it."""
+        """LISTEN on the enqueue channel, reconnecting forever; a hint only, polling backs it.
+
+        Returns (after logging ``listen.unavailable`` once) when a notification sent through the
+        pool does not reach the LISTEN connection: a transaction pooler such as PgBouncer sits
+        in between, and the worker polls instead.
+        """
         delay = 0.5
         while True:
             try:
-                conn = await connect(self._url, application_name="outbox-worker-listen")
+                conn = await connect(self._listen_url, application_name="outbox-worker-listen")
             except _LISTEN_CONNECT_ERRORS as exc:
                 log.warning("listen.connect_failed", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
             try:
-                await self._listen_on(conn, wake)
+                if not await self._notifications_arrive(conn):
+                    log.warning(
+                        "listen.unavailable",
+                        database_url=redact_url(self._listen_url),
+                        hint="notifications do not reach this connection (a transaction pooler "
+                        "such as PgBouncer?); set OUTBOX_LISTEN_DATABASE_URL to a direct "
+                        "connection to wake workers at once",
+                    )
+                    return
                 delay = 0.5
-            except _PING_ERRORS as exc:
-                # LISTEN refused (a pooler in transaction mode, a permission): polling still
-                # finds the work; try again later rather than end the worker.
+                await self._listen_on(conn, wake)
+            except _LISTEN_ERRORS as exc:
+                # LISTEN refused (a permission, a pooler): polling still finds the work; try
+                # again later rather than end the worker.
                 log.warning("listen.failed", error=type(exc).__name__, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
             finally:
                 await asyncio.shield(_close(conn))
 
+    async def _notifications_arrive(self, conn: asyncpg.Connection) -> bool:
+        """Whether a NOTIFY sent through the pool reaches ``conn``'s LISTEN, within a deadline.
+
+        A test of the one thing LISTEN needs rather than a guess at what sits in between: through
+        a transaction pooler the LISTEN stays on whichever server connection ran it, and the
+        notification goes to another client or nowhere. The pool's NOTIFY is a separate client,
+        so a pooler cannot hand it the listening server connection and fake a success.
+        """
+        channel = f"outbox_probe_{uuid.uuid4().hex}"
+        arrived = asyncio.Event()
+
+        def heard(*_args: object) -> None:
+            arrived.set()
+
+        await conn.add_listener(channel, heard)
+        await self._fetch("SELECT pg_notify($1, '')", channel)
+        try:
+            async with asyncio.timeout(self._listen_check_s):
+                await arrived.wait()
+        except TimeoutError:
+            return False
+        await conn.remove_listener(channel, heard)
+        return True
+
     async def _listen_on(self, conn: asyncpg.Connection, wake: Callable[[], None]) -> None:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(NOTIFY_CHANNEL, lambda *_args: wake())
-        log.debug("listen.started", channel=NOTIFY_CHANNEL)
+        log.info(
+            "listen.started", channel=NOTIFY_CHANNEL, database_url=redact_url(self._listen_url)
+        )
         wake()  # anything enqueued while we were not listening is due now
         while not lost.is_set():
             try:

@@ -94,3 +94,11 @@ async def create_database(conn: asyncpg.Connection, name: str) -> None:
 async def drop_database(conn: asyncpg.Connection, name: str) -> None:
     """DROP DATABASE ``name``, ending any session still connected to it."""
     await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def first_dead_id(conn: asyncpg.Connection) -> int | None:
+    """The oldest dead letter's id (for `dead show` in the demo's hints), or None."""
+    value: int | None = await conn.fetchval(
+        "SELECT min(id) FROM outbox.messages WHERE state = 'dead'"
+    )
+    return value

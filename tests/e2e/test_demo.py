@@ -142,3 +142,70 @@ def test_ctrl_c_mid_demo_exits_130_and_stops_everything(tmp_path: Path) -> None:
     assert code == 130
     assert not postgres_processes(tmp_path)
     assert not list(tmp_path.glob("outbox-demo-pg-*"))
+
+
+def test_demo_keep_leaves_postgres_running_with_its_rows_until_stopped(tmp_path: Path) -> None:
+    """--keep prints a URL the operator commands work on, and a command that stops it all."""
+    done = subprocess.run(
+        [sys.executable, "-m", "outbox_worker", "demo", "--count", "60", "--keep"],
+        env=demo_env(tmp_path),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    url = next(ln for ln in lines if ln.startswith("export OUTBOX_DATABASE_URL="))
+    url = url.split("=", 1)[1].strip("'")
+    stop = next(ln for ln in lines if "outbox-worker demo --stop" in ln)
+    kept_dir = Path(stop.split("--stop", 1)[1].strip().strip("'"))
+    try:
+        assert postgres_processes(tmp_path), "the embedded PostgreSQL should still run"
+        operator = {**demo_env(tmp_path), "OUTBOX_DATABASE_URL": url}
+        runs = [
+            subprocess.run(
+                [sys.executable, "-m", "outbox_worker", *args],
+                env=operator,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            for args in (
+                ["dead", "list", "--json"],
+                ["dead", "show", next(ln.split()[-1] for ln in lines if "dead show" in ln)],
+                ["requeue", "--all", "--dry-run"],
+            )
+        ]
+        assert [r.returncode for r in runs] == [0, 0, 0], [r.stderr for r in runs]
+        assert json.loads(runs[0].stdout)["total_matching"] > 0
+    finally:
+        stopped = subprocess.run(
+            [sys.executable, "-m", "outbox_worker", "demo", "--stop", str(kept_dir)],
+            env=demo_env(tmp_path),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert not postgres_processes(tmp_path)
+    assert not kept_dir.exists()
+
+
+def test_demo_stop_refuses_a_directory_it_did_not_keep(tmp_path: Path) -> None:
+    """--stop on any other directory exits 2 and deletes nothing."""
+    done = subprocess.run(
+        [sys.executable, "-m", "outbox_worker", "demo", "--stop", str(tmp_path)],
+        env=demo_env(tmp_path),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert "not a server kept by" in done.stderr
+    assert tmp_path.exists()

@@ -134,3 +134,13 @@ async def snapshot(pg: asyncpg.Connection) -> list[tuple[Any, ...]]:
         "FROM outbox.messages ORDER BY id"
     )
     return [tuple(r) for r in rows]
+
+
+async def drop_row_constraints(pg: asyncpg.Connection) -> None:
+    """Drop revision 0004's row checks, so a test can plant the rows they refuse.
+
+    The worker's defences against such rows stay tested: a database may still hold rows written
+    before 0004, or an administrator may have dropped the checks.
+    """
+    for name in ("messages_history_array", "messages_attempts_bounded", "messages_payload_object"):
+        await pg.execute(f"ALTER TABLE outbox.messages DROP CONSTRAINT {name}")

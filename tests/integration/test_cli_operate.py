@@ -512,3 +512,19 @@ async def test_check_of_an_unreachable_database_fails(database_url: str) -> None
     assert run.code == 1
     assert "fail database reachable" in run.out
     assert "ok   key accepted" in run.out
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_control_characters_in_a_dedup_key_are_shown_escaped(
+    pg: asyncpg.Connection, database_url: str, as_json: bool
+) -> None:
+    """A dedup key carrying a terminal escape (retitle, bell, bidi override) is printed escaped."""
+    message_id = await insert_message(pg, dedup_key="\x1b]0;pwned\x07\u202e\x9b")
+    json_flag = ["--json"] if as_json else []
+    shown = cli("dead", "show", str(message_id), "--show-pii", *json_flag, db=database_url)
+    assert shown.code == 0, shown.err
+    assert [c for c in "\x1b\x07\u202e\x9b" if c in shown.out] == []
+    if as_json:
+        assert shown.json()["dedup_key"] == "\x1b]0;pwned\x07\u202e\x9b"
+    else:
+        assert "\\x1b]0;pwned\\x07\\u202e\\x9b" in shown.out

@@ -16,6 +16,7 @@ from outbox_worker.errors import StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.store.delivery import PostgresStore
+from tests.integration.rows import drop_row_constraints
 
 LEASE = timedelta(seconds=30)
 
@@ -76,6 +77,7 @@ async def test_unsendable_rows_are_claimed_without_their_body(
 ) -> None:
     """Rows that are not an object or are past the size limit come back empty, saying why."""
     big = json.dumps(update("big", padding=MAX_PAYLOAD_BYTES))
+    await drop_row_constraints(pg)
     for payload in ('"text"', "[1, 2]", "42", big):
         await pg.execute("INSERT INTO outbox.messages (payload) VALUES ($1::jsonb)", payload)
     claimed = await store.claim(10, LEASE, 2 * MAX_PAYLOAD_BYTES)
@@ -120,6 +122,7 @@ async def test_writes_survive_whatever_another_service_left_in_a_row(
     pg: asyncpg.Connection, store: PostgresStore
 ) -> None:
     """A history that is not an array and an attempt count at the integer limit break no write."""
+    await drop_row_constraints(pg)
     for key, history, attempts in (("h", "null", 0), ("o", '{"a": 1}', 0), ("n", "[]", 2**31 - 1)):
         await pg.execute(
             "INSERT INTO outbox.messages (payload, history, attempts)"

@@ -65,7 +65,7 @@ def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
     assert _tables_and_functions(empty_database_url) == (["alembic_version"], [])
     migrate.upgrade(empty_database_url)
     tables, functions = _tables_and_functions(empty_database_url)
-    assert tables == ["alembic_version", "messages"]
+    assert tables == ["alembic_version", "messages", "send_schedule"]
     assert {
         "enqueue",
         "insert_message",
@@ -133,5 +133,45 @@ def test_downgrade_to_0001_restores_its_validator(empty_database_url: str) -> No
     assert not {"limit_problem", "big_integer_paths"} & set(functions)
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute(query, [big]).fetchone() == ([],)
+    migrate.upgrade(empty_database_url)
+    assert _schema_diff(empty_database_url) == []
+
+
+def test_upgrade_to_0004_repairs_rows_it_would_refuse(empty_database_url: str) -> None:
+    """Rows planted before 0004 are repaired as the worker would, so the checks validate."""
+    migrate.upgrade(empty_database_url, "0003")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO outbox.messages (payload, history, attempts) VALUES "
+            "('\"text\"', '[]', 0), ('{\"a\": 1}', 'null', 2147483647)"
+        )
+    migrate.upgrade(empty_database_url)
+    with psycopg.connect(empty_database_url) as conn:
+        rows = conn.execute(
+            "SELECT state, history, attempts, last_error FROM outbox.messages ORDER BY id"
+        ).fetchall()
+        unvalidated = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'outbox.messages'::regclass "
+            "AND NOT convalidated"
+        ).fetchone()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("dead", [], 0), ("pending", [], 1000000)]
+    assert rows[0][3].startswith("not sent: the stored payload is a JSON string")
+    assert unvalidated == (0,)
+
+
+def test_downgrade_to_0003_restores_invoker_functions_and_public_execute(
+    empty_database_url: str,
+) -> None:
+    """Downgrading 0004 drops the row checks and restores PUBLIC's EXECUTE; upgrade again works."""
+    migrate.upgrade(empty_database_url)
+    migrate.downgrade(empty_database_url, "0003")
+    with psycopg.connect(empty_database_url) as conn:
+        definers = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE prosecdef AND pronamespace = 'outbox'::regnamespace"
+        ).fetchone()
+        public = conn.execute(
+            "SELECT has_function_privilege('public', 'outbox.enqueue(jsonb, text)', 'EXECUTE')"
+        ).fetchone()
+    assert (definers, public) == ((0,), (True,))
     migrate.upgrade(empty_database_url)
     assert _schema_diff(empty_database_url) == []

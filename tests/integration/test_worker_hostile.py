@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 import outbox_worker
 from outbox_worker.config import CircuitSettings, RetrySettings
+from tests.integration.rows import drop_row_constraints
 from tests.integration.running import running_worker
 from tests.waiting import wait_for
 
@@ -201,6 +202,7 @@ async def test_rows_written_around_enqueue_fail_only_themselves(
         "max-attempts-failing": (json.dumps(update("max-attempts-failing")), "[]", 2147483647),
     }
     ids = {}
+    await drop_row_constraints(pg)
     for key, (payload, history, attempts) in planted.items():
         ids[key] = await pg.fetchval(
             "INSERT INTO outbox.messages (payload, history, attempts) VALUES ($1::jsonb, $2::jsonb, $3)"
@@ -339,7 +341,9 @@ async def test_a_skewed_host_clock_changes_nothing(
             max_age=timedelta(minutes=10),
             backoff_base=timedelta(seconds=1),
             backoff_cap=timedelta(seconds=1),
-        )
+        ),
+        # Ten failures in a row would be an outage (no attempt spent): not this test's subject.
+        circuit=CircuitSettings(outage_threshold=100),
     )
     with time_machine.travel(datetime.now(UTC) + skew, tick=True):
         async with running_worker(database_url, endpoint.url, **settings):

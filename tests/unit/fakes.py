@@ -17,7 +17,15 @@ from datetime import timedelta
 from uuid import UUID
 
 from outbox_worker.errors import StatementRejected
-from outbox_worker.models import Answer, LeaseToken, Message, MessageId, Settlement
+from outbox_worker.models import (
+    Answer,
+    Backlog,
+    LeaseToken,
+    Message,
+    MessageId,
+    Settlement,
+    State,
+)
 
 TOKEN = LeaseToken(UUID("00000000-0000-4000-8000-000000000001"))
 
@@ -90,6 +98,7 @@ class FakeStore:
         self.settled: list[Settlement] = []
         self.released: list[Message] = []
         self.unwritable: list[tuple[Settlement, str]] = []
+        self.reserved: list[float] = []  # spans of the send schedule asked for
         self.failures: Counter[str] = Counter()  # failures raised so far, by method
         # Statements the database refuses: settle (any batch holding the id), dead-lettering.
         self.reject_settle: set[MessageId] = set()
@@ -172,6 +181,20 @@ class FakeStore:
     async def seconds_until_due(self) -> float | None:
         self._maybe_fail("seconds_until_due")
         return 0.0 if self.due else None
+
+    async def backlog(self) -> Backlog:
+        self._maybe_fail("backlog")
+        due = sum(1 for _ in self.due)
+        return Backlog(due=due, not_due=0, oldest_pending_s=0.0, dead=0)
+
+    async def purge_expired(self, state: State, older_than: timedelta, limit: int) -> int | None:
+        self._maybe_fail("purge_expired")
+        return 0
+
+    async def reserve_send_time(self, span_s: float) -> float:
+        self._maybe_fail("reserve_send_time")
+        self.reserved.append(span_s)
+        return 0.0
 
     async def listen(self, wake: Callable[[], None]) -> None:
         self._wake = wake

@@ -564,3 +564,19 @@ def test_every_error_is_one_line_without_secrets() -> None:
     ]
     for env in cases:
         assert re.fullmatch(r"OUTBOX_[A-Z_]+.*", refused(**env))
+
+
+def test_listen_database_url_is_checked_and_named_in_errors() -> None:
+    """A bad OUTBOX_LISTEN_DATABASE_URL fails at start, naming that variable, never its password."""
+    message = refused(listen_database_url=f"mysql://app:{PASSWORD}@db/app")
+
+    assert message.startswith("OUTBOX_LISTEN_DATABASE_URL must be a postgresql:// URL")
+
+
+def test_listen_database_url_is_optional_and_logged_without_its_password() -> None:
+    """Unset means the main URL; set, it appears in the start-up line with the password hidden."""
+    direct = f"postgresql://app:{PASSWORD}@db-direct/app"
+
+    assert settings().listen_database_url is None
+    described = settings(listen_database_url=direct).describe()
+    assert described["listen_database_url"] == "postgresql://app:***@db-direct/app"

@@ -1,0 +1,56 @@
+-- The outbox's three group roles (NOLOGIN) and what each may do. Grant them to login roles:
+--   GRANT outbox_producer TO app_service;   GRANT outbox_worker TO outbox_daemon;
+--   GRANT outbox_operator TO alice;
+-- `outbox-worker migrate` runs this file when its login may create roles (or they exist);
+-- otherwise it prints the file for a superuser (or a CREATEROLE login) to run. Safe to run
+-- again, and in every database of a cluster: roles are cluster-wide and are created only if
+-- missing (a concurrent creation by another database's migration is tolerated).
+DO $$
+DECLARE
+  name text;
+BEGIN
+  FOREACH name IN ARRAY ARRAY['outbox_producer', 'outbox_worker', 'outbox_operator'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = name) THEN
+      BEGIN
+        EXECUTE format('CREATE ROLE %I NOLOGIN', name);
+      EXCEPTION WHEN duplicate_object OR unique_violation THEN
+        NULL;  -- another database's migration created it a moment ago
+      END;
+    END IF;
+  END LOOP;
+END
+$$;
+
+-- Producers: enqueue (SQL and Python API) through the SECURITY DEFINER functions only. No
+-- privilege on the table: they cannot skip validation, write states or read others' rows.
+GRANT USAGE ON SCHEMA outbox TO outbox_producer;
+GRANT EXECUTE ON FUNCTION outbox.enqueue(jsonb, text) TO outbox_producer;
+GRANT EXECUTE ON FUNCTION outbox.insert_message(jsonb, text) TO outbox_producer;
+
+-- Workers: claim, settle and release (read rows, update the delivery columns, never the
+-- payload or dedup key), and read the schema version at start. No DDL, no DELETE, no INSERT.
+GRANT USAGE ON SCHEMA outbox TO outbox_worker;
+GRANT SELECT ON outbox.messages, outbox.alembic_version TO outbox_worker;
+GRANT UPDATE (state, attempts, available_at, lease_token, claimed_at, acknowledged_at, dead_at,
+              last_status, last_error, last_response, history)
+  ON outbox.messages TO outbox_worker;
+GRANT EXECUTE ON FUNCTION outbox.history_push(jsonb, jsonb, integer) TO outbox_worker;
+-- The fleet's shared send schedule (OUTBOX_RATE_LIMIT): reserved by upsert.
+GRANT SELECT, INSERT, UPDATE ON outbox.send_schedule TO outbox_worker;
+-- Retention (revision 0005): expired acknowledged and dead rows only, through the function.
+DO $$
+BEGIN
+  IF to_regprocedure('outbox.purge_expired(text, interval, integer, bigint)') IS NOT NULL THEN
+    GRANT EXECUTE ON FUNCTION outbox.purge_expired(text, interval, integer, bigint)
+      TO outbox_worker;
+  END IF;
+END
+$$;
+
+-- Operators: read (dead list/show, stats, check), requeue and purge. Not the payload either.
+GRANT USAGE ON SCHEMA outbox TO outbox_operator;
+GRANT SELECT, DELETE ON outbox.messages TO outbox_operator;
+GRANT SELECT ON outbox.alembic_version TO outbox_operator;
+GRANT UPDATE (state, attempts, available_at, dead_at, lease_token, claimed_at, requeue_count,
+              requeued_at)
+  ON outbox.messages TO outbox_operator;

@@ -1,0 +1,66 @@
+"""The fleet-wide rate limit on the worker's side: wait for a slot of the shared send schedule.
+
+Senders that want to send call ``FleetPacer.acquire``. Slots come from ``SendSlots`` (pure,
+circuit.py); when this process has none left, one sender reserves a batch for everyone waiting
+through ``Store.reserve_send_time``: one round trip to PostgreSQL per batch, never per send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from outbox_worker.circuit import SendSlots
+from outbox_worker.errors import DatabaseUnavailable, StatementRejected
+from outbox_worker.ports import Store
+from outbox_worker.writer import Backoff
+
+
+class FleetPacer:
+    """Starts each send in a slot of the schedule every worker of the database shares."""
+
+    def __init__(self, store: Store, rate: float, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+        self._slots = SendSlots(rate)
+        self._reserving = asyncio.Lock()  # one reservation at a time, for every sender waiting
+        self._waiting = 0  # senders without a slot
+        self._backoff = Backoff()
+
+    async def acquire(self) -> None:
+        """Wait until this process may start one send."""
+        self._waiting += 1
+        try:
+            while True:
+                slot = self._slots.take(self._clock())
+                if slot is None:
+                    await self._reserve()
+                    continue
+                self._waiting -= 1
+                try:
+                    await asyncio.sleep(max(0.0, slot - self._clock()))
+                finally:
+                    self._waiting += 1
+                if self._slots.usable(slot, self._clock()):
+                    return
+                # Woken too late (a busy event loop): sending now could bunch with the slots
+                # after it, so the slot is dropped and the sender takes another.
+        finally:
+            self._waiting -= 1
+
+    async def _reserve(self) -> None:
+        async with self._reserving:
+            if len(self._slots):  # another sender reserved while this one waited for the lock
+                return
+            count = self._slots.wanted(self._waiting)
+            span = self._slots.span(count)
+            try:
+                starts_in = await self._store.reserve_send_time(span)
+            except (DatabaseUnavailable, StatementRejected) as exc:
+                # No slot, no send: the messages wait (or go back when their lease runs short).
+                await asyncio.sleep(self._backoff.next("rate_limit", exc))
+                return
+            self._backoff.reset()
+            # Counted from the answer's arrival, so the slots start no earlier than the
+            # database placed them (later by the answer's transit time at most).
+            self._slots.add(self._clock() + starts_in, count)

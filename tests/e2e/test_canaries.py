@@ -1,0 +1,224 @@
+"""Canaries: one worker run, every operator command and the demo, with a canary in every field.
+
+Every payload field that is not on the allow-list (outbox_worker.pii.ALLOWED_KEYS), the free text
+of the endpoint's answers, the dedup key, the API key and the database URL's passwords carry
+canary values. None may appear in any log line (debug included), any command's output (text and
+JSON), the /metrics page or an error; ``--show-pii`` reveals the payload's. Allowed fields (ids,
+timestamps, enums, the country) carry plain values: showing them is the allow-list's purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import urlopen
+
+import asyncpg
+import pytest
+
+from tests.e2e.conftest import REPO, worker_env
+from tests.e2e.test_demo import demo_env
+from tests.integration.test_cli_operate import Run, acli
+from tests.integration.test_worker_hostile import Endpoint, raw
+from tests.waiting import wait_for
+
+API_KEY = "sk_test_CanaryKeyQ7x"
+URL_PASSWORD = "CanaryPwQ7x"
+SSL_PASSWORD = "CanarySslPwQ7x"
+DEDUP_KEY = "reg-canary.dedup.q7x@canarydedup.example"
+
+PAYLOAD: dict[str, Any] = {
+    "timestamp": 1_764_000_000_000,
+    "registration": {
+        "success": False,
+        "username": "canary-username-q7x",
+        "timestamp": 1_764_000_000_000,
+        "app": {"name": "canary-app-q7x", "platform": "ios", "domain": "canary-domain-q7x"},
+        "registrationMechanism": {
+            "password": {
+                "passwordHashed": "c0ffee" * 10 + "c0ff",
+                "success": False,
+                "failureReason": "emailAlreadyRegistered",
+            }
+        },
+    },
+    "customer": {
+        "customerId": "cust-7",
+        "email": "canary.email.q7x@canarymail.example",
+        "name": "canary-name-q7x",
+        "givenName": "canary-given-q7x",
+        "familyName": "canary-family-q7x",
+        "telephone": "+447700900777",
+        "dateOfBirth": "canary-dob-q7x",
+        "location": {
+            "latitude": 51.123457,
+            "longitude": -0.654321,
+            "street1": "canary-street-q7x",
+            "postalCode": "canary-postcode-q7x",
+            "city": "canary-city-q7x",
+            "country": "GBR",
+        },
+        "loyalty": {"tier": "canary-tier-q7x", "points": [8675309, {"note": "canary-note-q7x"}]},
+    },
+    "device": {
+        "deviceId": "dev-7",
+        "ipAddress": "203.0.113.77",
+        "userAgent": "canary-agent-q7x/1.0 (canary)",
+    },
+}
+# Free text in the endpoint's answer: an email without a dot in its domain, an IPv4 ending a
+# sentence, a phone number without +, an IPv6 after a colon.
+ANSWER = {
+    "status": 400,
+    "message": "user canary.err.q7x@canaryhost is registered from 198.51.100.23. "
+    "call 07700 900555 or ip:2001:db8::77",
+    "traceId": "trace-7",
+    "validationErrors": [
+        {"field": "customer.email", "message": "taken by canary.ve.q7x@x.example"}
+    ],
+}
+CANARIES = [
+    API_KEY, "CanaryKeyQ7x", URL_PASSWORD, SSL_PASSWORD, "canary.dedup.q7x", "canarydedup",
+    "canary-username-q7x", "canary-app-q7x", "canary-domain-q7x", "c0ffeec0ffee",
+    "canary.email.q7x", "canarymail", "canary-name-q7x", "canary-given-q7x", "canary-family-q7x",
+    "7700900777", "canary-dob-q7x", "51.123457", "0.654321", "canary-street-q7x",
+    "canary-postcode-q7x", "canary-city-q7x", "canary-tier-q7x", "8675309", "canary-note-q7x",
+    "113.77", "canary-agent-q7x", "canary.err.q7x", "canaryhost", "100.23", "900555", "db8::77",
+    "canary.ve.q7x",
+]  # fmt: skip
+PAYLOAD_CANARIES = ["canary-dob-q7x", "canary-note-q7x", "canary.email.q7x", "8675309"]
+
+
+def canaries_in(text: str) -> list[str]:
+    """The canaries that appear in ``text``."""
+    return [c for c in CANARIES if c in text]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def canary_url(database_url: str) -> str:
+    """This test's database URL with canary passwords (the test server trusts any password)."""
+    parts = urlsplit(database_url)
+    user, _, host = parts.netloc.rpartition("@")
+    netloc = f"{user.partition(':')[0]}:{URL_PASSWORD}@{host}"
+    query = "&".join(q for q in (parts.query, f"sslpassword={SSL_PASSWORD}") if q)
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[Endpoint]:
+    """An endpoint that answers every update with a 400 full of canaries."""
+    server = Endpoint()
+    server.default = raw(400, json.dumps(ANSWER).encode())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def run_worker_once(url: str, endpoint: Endpoint, pg: asyncpg.Connection) -> list[str]:
+    """Run a debug-logging worker until the message is dead; return its log and /metrics page."""
+    port = free_port()
+    env = worker_env(
+        {"OUTBOX_DATABASE_URL": url, "OUTBOX_ENDPOINT_URL": endpoint.url,
+         "OUTBOX_API_KEY": API_KEY, "OUTBOX_METRICS_PORT": str(port)}
+    )  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "outbox_worker", "run", "--log-level", "debug", "--log-json",
+        env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await wait_for(
+            lambda: pg.fetchval("SELECT count(*) = 1 FROM outbox.messages WHERE state = 'dead'"),
+            message="the canary message dead-lettered",
+        )
+        metrics = await asyncio.to_thread(
+            lambda: urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        )
+    finally:
+        process.terminate()
+        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    return [out.decode(), err.decode(), metrics]
+
+
+async def run_commands(url: str, message_id: int) -> list[Run]:
+    """Every operator command, in text and JSON, against the canary database."""
+    commands = [
+        ["dead", "list"], ["dead", "list", "--json"],
+        ["dead", "show", str(message_id)], ["dead", "show", str(message_id), "--json"],
+        ["stats"], ["stats", "--json"],
+        ["requeue", "--all", "--dry-run"], ["requeue", "--all", "--dry-run", "--json"],
+        ["purge", "--older-than", "1s", "--dry-run"],
+        ["purge", "--older-than", "1s", "--dry-run", "--json"],
+        ["check"], ["check", "--json"], ["migrate"],
+        ["dead", "show", "999999999"],
+        ["requeue", "--id", str(message_id), "--yes"],
+    ]  # fmt: skip
+    runs = [await acli(*command, db=url, env={"OUTBOX_API_KEY": API_KEY}) for command in commands]
+    malformed = url.replace("@", "@[", 1)  # a URL that does not parse
+    runs.append(await acli("check", db=malformed))
+    return runs
+
+
+async def test_no_canary_leaks_anywhere(
+    pg: asyncpg.Connection, canary_url: str, endpoint: Endpoint
+) -> None:
+    """No canary reaches a log line, a command's output, the metrics page or an error."""
+    message_id = await pg.fetchval(
+        "SELECT outbox.enqueue($1::jsonb, $2)", json.dumps(PAYLOAD), DEDUP_KEY
+    )
+    worker_output = await run_worker_once(canary_url, endpoint, pg)
+    assert "delivery.dead_lettered" in worker_output[1]
+    runs = await run_commands(canary_url, message_id)
+    leaks = {
+        "worker": canaries_in("\n".join(worker_output)),
+        **{f"command {i}": canaries_in(run.out + run.err) for i, run in enumerate(runs)},
+    }
+    assert {where: found for where, found in leaks.items() if found} == {}
+    # check exits 1 when it finds a fault (it probes Ravelin's real endpoint here); the rest is 0.
+    codes = [run.code for run in runs[:13]]
+    assert codes[:10] + codes[12:] == [0] * 11, [run.err for run in runs]
+    assert codes[10:12] in ([0, 0], [1, 1])
+    assert runs[13].code == 1
+    assert "999999999" in runs[13].err
+    assert runs[15].code == 2
+    assert "is malformed" in runs[15].out
+
+
+async def test_show_pii_reveals_the_payload(pg: asyncpg.Connection, canary_url: str) -> None:
+    """With --show-pii, dead show prints the payload's values as they were stored."""
+    message_id = await pg.fetchval(
+        "SELECT outbox.enqueue($1::jsonb, $2)", json.dumps(PAYLOAD), DEDUP_KEY
+    )
+    await pg.execute("UPDATE outbox.messages SET state = 'dead', dead_at = now()")
+    shown = await acli("dead", "show", str(message_id), "--json", "--show-pii", db=canary_url)
+    assert shown.code == 0, shown.err
+    assert [c for c in PAYLOAD_CANARIES if c not in shown.out] == []
+    assert shown.json()["dedup_key"] == DEDUP_KEY
+
+
+def test_demo_shows_no_database_password(tmp_path: Any, canary_url: str) -> None:
+    """The demo, given a database URL with passwords, prints and logs neither."""
+    server = canary_url.rsplit("/", 1)[0] + "/postgres?" + canary_url.partition("?")[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "outbox_worker", "demo", "--json", "--count", "20",
+         "--database-url", server],
+        env=demo_env(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert canaries_in(done.stdout + done.stderr) == []

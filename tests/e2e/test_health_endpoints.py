@@ -1,0 +1,73 @@
+"""A real worker process on OUTBOX_METRICS_PORT: probes answer, and every queried metric is there."""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import aiohttp
+import asyncpg
+
+from tests.deploy_kit import alert_rules, metric_names, queried_metrics, scraped_names
+from tests.e2e.conftest import StartWorker
+from tests.integration.rows import insert_message
+from tests.waiting import wait_for
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def get(url: str) -> tuple[int, str]:
+    """GET ``url``: status and body, or (0, error) while nothing listens yet."""
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status, await response.text()
+    except aiohttp.ClientConnectionError as exc:
+        return 0, type(exc).__name__
+
+
+async def test_a_running_worker_serves_probes_and_every_alerted_metric(
+    pg: asyncpg.Connection, start_worker: StartWorker
+) -> None:
+    """/healthz and /readyz are 200; /metrics carries each metric of each alert and panel."""
+    await insert_message(pg, state="dead", ago=timedelta(minutes=1))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    await start_worker({"OUTBOX_METRICS_PORT": str(port), "OUTBOX_BACKLOG_INTERVAL": "200ms"})
+
+    async def dead_gauge_sampled() -> str | None:
+        status, text = await get(f"{base}/metrics")
+        return text if status == 200 and "outbox_dead_messages 1.0" in text else None
+
+    text = await wait_for(dead_gauge_sampled, timeout=20, message="the dead gauge at 1")
+    exported = scraped_names(text)
+    for rule in alert_rules():
+        missing = metric_names(rule["expr"]) - exported - {"up"}
+        assert not missing, f"alert {rule['alert']} reads {missing}, which no worker exports"
+    assert queried_metrics() <= exported
+    assert await get(f"{base}/healthz") == (200, "ok\n")
+    assert await get(f"{base}/readyz") == (200, "ready\n")
+
+
+async def test_readyz_fails_when_the_schema_is_no_longer_at_head(
+    pg: asyncpg.Connection, start_worker: StartWorker
+) -> None:
+    """A database moved to another schema revision makes /readyz 503 with the reason."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    await start_worker({"OUTBOX_METRICS_PORT": str(port)})
+    await wait_for(lambda: _status_is(f"{base}/readyz", 200), timeout=20, message="ready")
+    await pg.execute("UPDATE outbox.alembic_version SET version_num = '0001'")
+    status, text = await get(f"{base}/readyz")
+    assert status == 503
+    assert "the outbox schema is at revision 0001" in text
+    assert await get(f"{base}/healthz") == (200, "ok\n")  # alive: a restart would not help
+
+
+async def _status_is(url: str, status: int) -> bool:
+    return (await get(url))[0] == status

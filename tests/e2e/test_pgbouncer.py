@@ -1,0 +1,144 @@
+"""Behind a real PgBouncer in transaction mode: the worker and the operator commands need no
+setting, the worker polls and says so, and OUTBOX_LISTEN_DATABASE_URL brings LISTEN back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from outbox_worker import enqueue_async
+from tests.e2e.conftest import (
+    REPO,
+    Enqueue,
+    StartWorker,
+    all_acknowledged,
+    count_by_state,
+    registration_update,
+)
+from tests.integration.rows import insert_dead_rows
+from tests.pgbouncer import pgbouncer
+from tests.waiting import wait_for
+
+# Forbidden log events: a statement that failed through the pooler shows up as one of these.
+FAILURES = {
+    "delivery.failed",
+    "worker.unexpected_error",
+    "database.unavailable",
+    "listen.failed",
+}
+
+
+@pytest.fixture
+def bouncer_url(database_url: str) -> Iterator[str]:
+    """URL of this test's database through a PgBouncer in pool_mode = transaction."""
+    with pgbouncer(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def bouncer_pg(bouncer_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """An application's asyncpg connection through the bouncer, set up as the README says."""
+    conn = await asyncpg.connect(bouncer_url, statement_cache_size=0)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m outbox_worker ARGS` against ``database_url``; return the finished process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    env["OUTBOX_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "outbox_worker", *args],
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_worker_behind_pgbouncer_delivers_and_says_it_polls(
+    start_worker: StartWorker,
+    bouncer_url: str,
+    bouncer_pg: asyncpg.Connection,
+    pg: asyncpg.Connection,
+) -> None:
+    """With only the pooled URL, the worker warns once that it polls and delivers every row."""
+    worker = await start_worker({"OUTBOX_DATABASE_URL": bouncer_url})
+    warning = await worker.wait_event("listen.unavailable")
+    for i in range(150):  # enqueued through the bouncer too, one transaction each
+        async with bouncer_pg.transaction():
+            await enqueue_async(bouncer_pg, registration_update(i, f"b-{i}"))
+
+    await wait_for(lambda: all_acknowledged(pg, 150), timeout=30, message="150 acknowledged")
+
+    assert "OUTBOX_LISTEN_DATABASE_URL" in warning["hint"]
+    assert worker.event_names().count("listen.unavailable") == 1
+    assert "listen.started" not in worker.event_names()
+    assert not FAILURES & set(worker.event_names())
+    assert await worker.terminate() == 0
+
+
+async def test_listen_url_wakes_workers_behind_pgbouncer_at_once(
+    start_worker: StartWorker,
+    bouncer_url: str,
+    database_url: str,
+    enqueue: Enqueue,
+    pg: asyncpg.Connection,
+) -> None:
+    """With OUTBOX_LISTEN_DATABASE_URL direct, a row is delivered long before the next poll."""
+    worker = await start_worker(
+        {
+            "OUTBOX_DATABASE_URL": bouncer_url,
+            "OUTBOX_LISTEN_DATABASE_URL": database_url,
+            "OUTBOX_POLL_INTERVAL": "1h",
+        }
+    )
+    await worker.wait_event("listen.started")
+
+    await enqueue(5)
+
+    await wait_for(lambda: all_acknowledged(pg, 5), timeout=10, message="woken by NOTIFY")
+    assert "listen.unavailable" not in worker.event_names()
+    assert not FAILURES & set(worker.event_names())
+    assert await worker.terminate() == 0
+
+
+async def test_operator_commands_work_through_pgbouncer(
+    bouncer_url: str, pg: asyncpg.Connection
+) -> None:
+    """migrate, stats, dead list/show, requeue and purge all succeed through the bouncer."""
+    await insert_dead_rows(pg, 3)
+    first = await pg.fetchval("SELECT min(id) FROM outbox.messages")
+
+    runs = {
+        "migrate": await asyncio.to_thread(cli, "migrate", database_url=bouncer_url),
+        "stats": await asyncio.to_thread(cli, "stats", "--json", database_url=bouncer_url),
+        "list": await asyncio.to_thread(cli, "dead", "list", "--json", database_url=bouncer_url),
+        "show": await asyncio.to_thread(cli, "dead", "show", str(first), database_url=bouncer_url),
+        "dry": await asyncio.to_thread(
+            cli, "requeue", "--all", "--dry-run", database_url=bouncer_url
+        ),
+        "requeue": await asyncio.to_thread(
+            cli, "requeue", "--id", str(first), database_url=bouncer_url
+        ),
+        "purge": await asyncio.to_thread(
+            cli, "purge", "--older-than", "1d", "--yes", database_url=bouncer_url
+        ),
+    }
+
+    failed = {name: run.stderr for name, run in runs.items() if run.returncode != 0}
+    assert failed == {}
+    assert json.loads(runs["stats"].stdout)["dead"] == 3
+    assert json.loads(runs["list"].stdout)["total_matching"] == 3
+    assert await count_by_state(pg) == {"dead": 2, "pending": 1}
