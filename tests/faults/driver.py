@@ -68,6 +68,7 @@ class Events:
     unexpected_exits: list[Exit] = field(default_factory=list)
     final_exits: list[Exit] = field(default_factory=list)
     planted_ids: dict[int, int] = field(default_factory=dict)  # row id -> index in plan.planted
+    refused: list[int] = field(default_factory=list)  # indexes in plan.planted the schema refused
     drained: bool = False
     drain_seconds: float = 0.0
     chaos_seconds: float = 0.0
@@ -222,7 +223,10 @@ class Driver:
     async def _plant(self) -> None:
         for index, row in enumerate(self.plan.planted):
             plant = functools.partial(_plant_row, row=row)
-            self.events.planted_ids[await self._db(plant)] = index
+            try:
+                self.events.planted_ids[await self._db(plant)] = index
+            except asyncpg.CheckViolationError:
+                self.events.refused.append(index)
 
     async def _enqueue_all(self) -> None:
         for batch in self.plan.batches:

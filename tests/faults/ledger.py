@@ -209,9 +209,11 @@ def _count_lines(
     keys = set(plan.keys)
     expected = Counter(plan.fate(key) for key in plan.keys)
     expected.update(row.fate for row in plan.planted)
+    stored = len(plan.planted) - expected[Fate.REFUSED]
     lines = [
         Line("enqueued (outbox.enqueue)", sum(r.key in keys for r in rows), len(plan.keys)),
-        Line("planted by raw SQL", len(events.planted_ids), len(plan.planted)),
+        Line("planted by raw SQL", len(events.planted_ids), stored),
+        Line(Fate.REFUSED.value, len(events.refused), expected[Fate.REFUSED]),
         Line(
             "acknowledged",
             sum(r.state == "acknowledged" for r in rows),
@@ -220,7 +222,7 @@ def _count_lines(
     ]
     dead = [r for r in rows if r.state == "dead"]
     for fate in Fate:
-        if fate is Fate.ACKNOWLEDGED:
+        if fate in (Fate.ACKNOWLEDGED, Fate.REFUSED):
             continue
         matched = sum(dead_fate(r) is fate and fates.get(r.id) is fate for r in dead)
         lines.append(Line(fate.value, matched, expected[fate]))

@@ -10,10 +10,12 @@ by ``Plan.digest()``. Times are seconds from the start of the run.
   dead with 400), redirects (307/302 for max_attempts or one more answers, then 200:
   acknowledged, since a redirect spends no attempt), message-at-fault statuses (400, 413, 422:
   dead with that status) and "always 500" (dead after max attempts).
-- Planted rows, inserted by raw SQL at the start (healthy endpoint): payload a JSON string, a JSON
-  array (dead "not a JSON object", never sent), over 1 MiB (dead "too large", never sent);
-  valid updates with ``history = 'null'`` or ``attempts = 2147483647`` (acknowledged: a row's
-  bookkeeping is the worker's to repair, the update itself is fine).
+- Planted rows, inserted by raw SQL at the start (healthy endpoint), as another service might:
+  a pending payload that is a JSON string or array, a valid update with ``history = 'null'`` or
+  ``attempts = 2147483647``: the schema refuses them (row checks of migration 0004), so they are
+  expected refused at INSERT, never stored; a payload over 1 MiB (dead "too large", never sent);
+  a valid update at the schema's attempts bound, 1,000,000 (acknowledged: a row's bookkeeping is
+  the worker's to keep within bounds, the update itself is fine).
 - Schedule: SIGKILL a random worker every few seconds (it is restarted at once); restart
   PostgreSQL once or twice; stand-in windows one after another with healthy gaps between them,
   every kind once per cycle in a seeded order: a 503 storm, a full outage (stand-in stopped),
@@ -34,6 +36,7 @@ from outbox_worker.standin import Step
 from tests.e2e.conftest import registration_update
 
 MAX_INT = 2_147_483_647
+ATTEMPTS_BOUND = 1_000_000  # the schema's messages_attempts_bounded
 # Dead-expected scripts repeat their answer, so a re-send after a SIGKILL meets it again.
 REPEAT = 5
 ALWAYS = 200  # "always 500": more answers than any run asks for
@@ -49,6 +52,7 @@ class Fate(StrEnum):
     DEAD_GAVE_UP = "dead: gave up after max attempts"
     DEAD_NOT_OBJECT = "dead: payload not a JSON object"
     DEAD_TOO_LARGE = "dead: payload too large"
+    REFUSED = "refused by the schema at INSERT"
 
 
 DEAD_BY_STATUS = {400: Fate.DEAD_400, 413: Fate.DEAD_413, 422: Fate.DEAD_422}
@@ -263,24 +267,32 @@ def _planted(profile: Profile) -> list[PlantedRow]:
         big_key = f"planted-{profile.seed}-big-{i}"
         big = {**registration_update(i, big_key), "padding": "x" * (MAX_PAYLOAD_BYTES + 1024)}
         history_key = f"planted-{profile.seed}-history-{i}"
-        attempts_key = f"planted-{profile.seed}-attempts-{i}"
+        int_max_key = f"planted-{profile.seed}-int-max-{i}"
+        bound_key = f"planted-{profile.seed}-attempts-{i}"
         rows += [
-            PlantedRow("string", json.dumps(f"planted string {i}"), Fate.DEAD_NOT_OBJECT),
-            PlantedRow("array", json.dumps([{"planted": f"array {i}"}]), Fate.DEAD_NOT_OBJECT),
+            PlantedRow("string", json.dumps(f"planted string {i}"), Fate.REFUSED),
+            PlantedRow("array", json.dumps([{"planted": f"array {i}"}]), Fate.REFUSED),
             PlantedRow("too-large", json.dumps(big), Fate.DEAD_TOO_LARGE, big_key),
             PlantedRow(
                 "history-null",
                 json.dumps(registration_update(i, history_key)),
-                Fate.ACKNOWLEDGED,
+                Fate.REFUSED,
                 history_key,
                 history="null",
             ),
             PlantedRow(
-                "attempts-max",
-                json.dumps(registration_update(i, attempts_key)),
-                Fate.ACKNOWLEDGED,
-                attempts_key,
+                "attempts-int-max",
+                json.dumps(registration_update(i, int_max_key)),
+                Fate.REFUSED,
+                int_max_key,
                 attempts=MAX_INT,
+            ),
+            PlantedRow(
+                "attempts-at-bound",
+                json.dumps(registration_update(i, bound_key)),
+                Fate.ACKNOWLEDGED,
+                bound_key,
+                attempts=ATTEMPTS_BOUND,
             ),
         ]
     return rows

@@ -42,7 +42,8 @@ def test_the_short_plan_has_every_kind_of_trouble(seed: int) -> None:
         "array",
         "too-large",
         "history-null",
-        "attempts-max",
+        "attempts-int-max",
+        "attempts-at-bound",
     }
     assert plan.chaos_end < 45
 
