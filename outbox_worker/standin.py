@@ -2,33 +2,47 @@
 
 A real aiohttp server on a loopback port. ``POST /v2/registration`` answers in this order:
 
-1. Wait ``latency`` seconds (or the request's ``Ravelin-Min-Latency: <ms>``, as Ravelin's sandbox
-   does, whichever is longer).
-2. Take the injected status: the message's own script first, then the global script, then
-   ``default_status``. ``drop`` (or 0) closes the connection without an answer; another status
-   but 200 is answered with a Ravelin-shaped error body; 200 goes on to the checks below.
+1. Wait ``latency`` seconds (fixed, or drawn uniformly from ``[low, high]`` by a seeded
+   generator), or the request's ``Ravelin-Min-Latency: <ms>`` as Ravelin's sandbox does,
+   whichever is longer.
+2. Take the injected step: the message's own script first, then the global script, then
+   ``default_status``. A step is an HTTP status or a named fault (the table in
+   ``outbox_worker.standin_steps``): ``drop`` (or 0) closes the connection without an answer;
+   ``nul200``, ``huge200`` and ``slow`` (200 after ``slow_seconds``) are 200s with a hostile body
+   or delay; ``surrogate400`` and ``huge400`` are 400s with a hostile body; ``absurd429`` and
+   ``absurd503`` carry a Retry-After in the year 99999999999; ``redirect307`` and
+   ``redirect302`` send ``Location: https://elsewhere.invalid/v2/registration``. Another status
+   but 200 is answered with a Ravelin-shaped error body; 200 and the 200-class steps go on to
+   the checks below (a failed check answers instead of the step).
 3. A ``score`` query parameter: 400, updates never ask for a recommendation.
 4. ``Authorization`` other than exactly ``token <api_key>``: 401.
 5. ``Content-Type`` other than ``application/json``: 400. Ravelin documents 406 only for
    ``Accept``; a body of the wrong type is the message's fault, so 400, which dead-letters it.
 6. Not a JSON object with an integer ``timestamp`` and a ``registration`` object with a boolean
    ``success``: 400 with ``validationErrors``.
-7. Otherwise 200 with the configured body variant.
+7. Otherwise 200 with the step's own body, else the configured body variant.
 
 A message's key (for per-message scripts) is ``customer.customerId``, else
 ``supplier.supplierId``, else ``registration.username``, as a string. Error bodies carry
 ``status``, ``message`` and ``traceId``, plus ``validationErrors`` on 400. Every request is
-recorded as a ``Received`` with the status it was answered (0 when dropped).
+recorded as a ``Received`` with its key, the step that answered it and the status it was
+answered (0 when dropped), once answered.
+
+A full outage (connection refused) is ``stop()`` then ``start()``: the port stays the same
+(``SO_REUSEADDR``), and scripts, faults and records survive the restart.
 
 Control API, no auth (the server binds loopback only unless ``allow_remote=True``):
 
 ``POST /_standin/faults``, a JSON object; only the given keys change, all or nothing:
     ``api_key``         str, the key ``Authorization`` must carry
-    ``default_status``  int or "drop", the answer once the scripts are used up (200: healthy)
-    ``script``          [int or "drop", ...], replaces the global script
-    ``scripts``         {message key: [int or "drop", ...]}, sets those messages' scripts
+    ``default_status``  a step (int or name), the answer once the scripts are used up (200: healthy)
+    ``script``          [step, ...], replaces the global script
+    ``scripts``         {message key: [step, ...]}, sets those messages' scripts
     ``retry_after``     {"<status>": str or null}, the ``Retry-After`` sent with that status
-    ``latency``         float, seconds added to every request
+                        (a step's own Retry-After wins)
+    ``latency``         float, seconds added to every request, or [low, high]: drawn uniformly
+    ``seed``            int, reseeds the generator of latency draws
+    ``slow_seconds``    float, how long a ``slow`` step waits before answering (default 5)
     ``body``            "normal" | "empty" | "null" | "extra", the body of a 200
 ``GET /_standin/received[?bodies=1]``: ``{"total": n, "by_status": {"200": n, ...}}``, plus
     ``"bodies"`` (the request bodies as text, in arrival order) with ``bodies=1``.
@@ -41,6 +55,7 @@ import argparse
 import asyncio
 import copy
 import json
+import random
 import signal
 import socket
 import sys
@@ -53,19 +68,34 @@ from enum import StrEnum
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self, TypeAlias, TypeVar
+from typing import Final, Self, TypeAlias, TypeVar, cast
 
 from aiohttp import web
 
 from outbox_worker.config import is_loopback
 from outbox_worker.errors import ConfigError
+from outbox_worker.standin_steps import DEFAULT_SLOW_SECONDS, DROP, Reply, Step, StepName, reply
+
+__all__ = [
+    "BAD_KEY_MESSAGE",
+    "DEFAULT_API_KEY",
+    "DROP",
+    "PATH",
+    "BodyVariant",
+    "Latency",
+    "Received",
+    "StandIn",
+    "Step",
+    "StepName",
+    "main",
+    "serve",
+]
 
 PATH: Final = "/v2/registration"
 DEFAULT_API_KEY: Final = "sk_test_standin"
-DROP: Final = 0
-"""Script status that closes the connection without answering."""
-
-Step: TypeAlias = int | Literal["drop"]
+MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
+Latency: TypeAlias = float | tuple[float, float]
+"""Seconds added to every answer: fixed, or (low, high) drawn uniformly."""
 BAD_KEY_MESSAGE: Final = (
     "Invalid Request: API Key Incorrect. Please check your credentials and try again"
 )
@@ -99,21 +129,33 @@ class BodyVariant(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One request as it arrived (``at`` is time.monotonic) and the status answered."""
+    """One request as it arrived (``at`` is time.monotonic) and the status answered.
+
+    ``step`` names the script step that answered ("200", "503", "drop", "nul200", "slow", ...),
+    ``key`` is the message key (None when the body has none) and ``answered_at`` the monotonic
+    time the answer was ready (for ``slow``, after its delay).
+    """
 
     body: bytes
     headers: dict[str, str]
     at: float
     status: int
+    step: str = ""
+    key: str | None = None
+    answered_at: float = 0.0
+
+
+_HEALTHY: Final = reply(200)
 
 
 @dataclass(slots=True)
 class _Faults:
-    default_status: int = 200
-    script: deque[int] = field(default_factory=deque)
-    scripts: dict[str, deque[int]] = field(default_factory=dict)
+    default_status: Reply = _HEALTHY
+    script: deque[Reply] = field(default_factory=deque)
+    scripts: dict[str, deque[Reply]] = field(default_factory=dict)
     retry_after: dict[int, str] = field(default_factory=dict)
-    latency: float = 0.0
+    latency: Latency = 0.0
+    slow_seconds: float = DEFAULT_SLOW_SECONDS
     body: BodyVariant = BodyVariant.NORMAL
 
 
@@ -127,10 +169,12 @@ class StandIn:
         host: str = "127.0.0.1",
         port: int = 0,
         allow_remote: bool = False,
+        seed: int | None = None,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ConfigError(f"stand-in host {host!r} is not loopback; pass allow_remote=True")
         self.host, self.port = host, port
+        self._rng = random.Random(seed)  # latency draws
         self.received: list[Received] = []
         self._by_status: Counter[int] = Counter()
         self._in_progress = 0
@@ -151,8 +195,15 @@ class StandIn:
         await self.stop()
 
     async def start(self) -> None:
-        """Bind the port (``port=0`` picks a free one) and start answering."""
-        app = web.Application()
+        """Bind the port (``port=0`` picks a free one) and start answering.
+
+        After ``stop()`` it binds the same port again: a restart after an outage.
+        """
+        if self._runner is not None:
+            raise RuntimeError(f"the stand-in already listens on {self.url}")
+        # aiohttp refuses bodies over 1 MiB by itself (413, unrecorded); the stand-in must see,
+        # record and answer whatever a worker sends, oversized rows included.
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post(PATH, self._receive_update)
         app.router.add_route("*", PATH, _method_not_allowed)
         app.router.add_post("/_standin/faults", self._control_faults)
@@ -178,8 +229,13 @@ class StandIn:
             raise
         self._runner = runner
 
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._runner is not None
+
     async def stop(self) -> None:
-        """Close the port and every open connection."""
+        """Close the port and every open connection (requests in progress get 1 s to finish)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -218,15 +274,15 @@ class StandIn:
         self._auth = f"token {api_key}"
 
     def set_default_status(self, status: Step) -> None:
-        """Answer ``status`` once the scripts are used up (200: healthy)."""
-        self._faults.default_status = _step(status)
+        """Answer with step ``status`` once the scripts are used up (200: healthy)."""
+        self._faults.default_status = reply(status)
 
     def set_script(self, statuses: Iterable[Step]) -> None:
-        """Answer the next requests with these statuses, one each, in order."""
+        """Answer the next requests with these steps, one each, in order."""
         self._faults.script = _steps(statuses)
 
     def script_for(self, key: str, statuses: Iterable[Step]) -> None:
-        """Answer the next requests for the message ``key`` with these statuses, in order."""
+        """Answer the next requests for the message ``key`` with these steps, in order."""
         self._faults.scripts[key] = _steps(statuses)
 
     def set_retry_after(self, value: str | None, *, statuses: Iterable[int] = (429, 503)) -> None:
@@ -235,13 +291,25 @@ class StandIn:
             if value is None:
                 self._faults.retry_after.pop(status, None)
             else:
-                self._faults.retry_after[_step(status)] = value
+                self._faults.retry_after[reply(status).status] = value
 
-    def set_latency(self, seconds: float) -> None:
-        """Delay every answer by ``seconds``."""
-        if not isinstance(seconds, int | float) or seconds < 0:
-            raise ValueError(f"latency must be a number of seconds >= 0, not {seconds!r}")
-        self._faults.latency = float(seconds)
+    def set_latency(self, seconds: Latency, *, seed: int | None = None) -> None:
+        """Delay every answer by ``seconds``, or by a uniform draw from ``(low, high)``.
+
+        The draws come from a generator seeded by ``seed`` (given here or to the constructor),
+        so a run with the same seed and the same request order draws the same latencies.
+        """
+        self._faults.latency = _latency(seconds)
+        if seed is not None:
+            self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the latency draws from ``seed``."""
+        self._rng.seed(seed)
+
+    def set_slow_seconds(self, seconds: float) -> None:
+        """How long a ``slow`` step waits before answering 200."""
+        self._faults.slow_seconds = _seconds("slow_seconds", seconds)
 
     def set_body(self, variant: BodyVariant | str) -> None:
         """Choose the body of a 200."""
@@ -276,35 +344,57 @@ class StandIn:
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
         body = await request.read()
-        delay = max(self._faults.latency, _min_latency(request))
+        delay = max(self._latency(), _min_latency(request))
         if delay > 0:
             await asyncio.sleep(delay)  # simulated server latency
         update = _parse(body)
-        status = self._injected_status(update)
-        if status == DROP:
-            self._record(Received(body, dict(request.headers), at, DROP))
+        key = _message_key(update)
+        step = self._injected_step(key)
+        if step.slow:
+            await asyncio.sleep(self._faults.slow_seconds)  # a fault: longer than the timeout
+        headers = dict(request.headers)
+        if step.status == DROP:
+            self._record(Received(body, headers, at, DROP, step.name, key, time.monotonic()))
             if request.transport is not None:
                 request.transport.close()
             return web.Response()  # aiohttp cannot write it to the closed transport, and moves on
-        response = (
-            self._answer_update(request, update)
-            if status == 200
-            else _error(status, _INJECTED_MESSAGE.get(status))
-        )
+        response = self._respond(request, update, step)
         retry_after = self._faults.retry_after.get(response.status)
-        if retry_after is not None:
+        if retry_after is not None and "Retry-After" not in response.headers:
             response.headers["Retry-After"] = retry_after
-        self._record(Received(body, dict(request.headers), at, response.status))
+        status = response.status
+        self._record(Received(body, headers, at, status, step.name, key, time.monotonic()))
         return response
+
+    def _respond(self, request: web.Request, update: object, step: Reply) -> web.Response:
+        if step.checked:
+            checked = self._answer_update(request, update)
+            if checked.status != 200 or step.body is None:
+                return checked  # a failed check answers instead of the step
+        if step.body is None:
+            response = _error(step.status, _INJECTED_MESSAGE.get(step.status))
+        else:
+            response = web.Response(
+                status=step.status, text=step.body, content_type="application/json"
+            )
+        for name, value in step.headers:
+            response.headers[name] = value
+        return response
+
+    def _latency(self) -> float:
+        latency = self._faults.latency
+        if isinstance(latency, tuple):
+            return self._rng.uniform(*latency)
+        return latency
 
     def _record(self, received: Received) -> None:
         self.received.append(received)
         self._by_status[received.status] += 1
 
-    def _injected_status(self, update: object) -> int:
+    def _injected_step(self, key: str | None) -> Reply:
         faults = self._faults
         if faults.scripts:
-            own = faults.scripts.get(_message_key(update) or "")
+            own = faults.scripts.get(key or "")
             if own:
                 return own.popleft()
         if faults.script:
@@ -370,7 +460,7 @@ def _set_scripts(standin: StandIn, value: object) -> None:
     if not isinstance(value, dict):
         raise TypeError(f"scripts must map message keys to status lists, not {value!r}")
     for key, steps in value.items():
-        standin.script_for(str(key), _steps(steps))
+        standin.script_for(str(key), _step_list(steps))
 
 
 def _require(kind: type[_T] | tuple[type[_T], ...], name: str, value: object) -> _T:
@@ -381,27 +471,59 @@ def _require(kind: type[_T] | tuple[type[_T], ...], name: str, value: object) ->
 
 _SETTERS: Final[dict[str, Callable[[StandIn, object], None]]] = {
     "api_key": lambda s, v: s.set_api_key(_require(str, "api_key", v)),
-    "default_status": lambda s, v: s.set_default_status(_step(v)),
-    "script": lambda s, v: s.set_script(_steps(_require(list, "script", v))),
+    "default_status": lambda s, v: s.set_default_status(_as_step(v)),
+    "script": lambda s, v: s.set_script(_step_list(_require(list, "script", v))),
     "scripts": _set_scripts,
     "retry_after": _set_retry_after,
-    "latency": lambda s, v: s.set_latency(_require((int, float), "latency", v)),
+    "latency": lambda s, v: s.set_latency(_latency_value(v)),
+    "seed": lambda s, v: s.reseed(_require(int, "seed", v)),
+    "slow_seconds": lambda s, v: s.set_slow_seconds(_require((int, float), "slow_seconds", v)),
     "body": lambda s, v: s.set_body(_require(str, "body", v)),
 }
 
 
-def _step(value: object) -> int:
-    if value == "drop" or value == DROP:
-        return DROP
-    if isinstance(value, bool) or not isinstance(value, int) or not 200 <= value <= 599:
-        raise ValueError(f'a scripted status is an HTTP status or "drop", not {value!r}')
-    return value
+def _as_step(value: object) -> Step:
+    reply(value)  # refuses anything that is not a step
+    return cast(Step, value)
 
 
-def _steps(values: object) -> deque[int]:
+def _step_list(values: object) -> list[Step]:
+    """A script from the control API, each step checked."""
+    return [_as_step(value) for value in _iterable(values)]
+
+
+def _steps(values: object) -> deque[Reply]:
+    return deque(reply(value) for value in _iterable(values))
+
+
+def _iterable(values: object) -> Iterable[object]:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise TypeError(f"a script is a list of statuses, not {values!r}")
-    return deque(_step(value) for value in values)
+        raise TypeError(f"a script is a list of steps, not {values!r}")
+    return values
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
+def _latency(value: object) -> Latency:
+    """A fixed latency, or a (low, high) range with 0 <= low <= high; ValueError otherwise."""
+    if isinstance(value, tuple | list):
+        if len(value) != 2:
+            raise ValueError(f"a latency range is [low, high], not {value!r}")
+        low, high = (_seconds("latency", part) for part in value)
+        if low > high:
+            raise ValueError(f"latency range [{low}, {high}] has low > high")
+        return (low, high)
+    return _seconds("latency", value)
+
+
+def _latency_value(value: object) -> Latency:
+    if isinstance(value, list):
+        return _latency(value)
+    return _latency(_require((int, float), "latency", value))
 
 
 def _parse(body: bytes) -> object:

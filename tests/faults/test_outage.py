@@ -1,0 +1,48 @@
+"""A full outage met with few messages pending: the focused case behind a ledger line of the chaos run.
+
+The chaos run's "dead, reason not injected" line catches it only when an outage window happens to
+meet a quiet moment; here it is set up on purpose: the endpoint refuses connections, three messages
+are pending (fewer than the outage threshold), and a worker with 4 attempts and 1 s backoff runs.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from outbox_worker.standin import StandIn
+from tests.e2e.conftest import Enqueue, StartWorker, all_acknowledged, count_by_state
+from tests.waiting import wait_for
+
+FAST_GIVE_UP = {
+    "OUTBOX_HTTP_TIMEOUT": "1s",
+    "OUTBOX_LEASE": "7s",
+    "OUTBOX_MAX_ATTEMPTS": "4",
+    "OUTBOX_BACKOFF_BASE": "100ms",
+    "OUTBOX_BACKOFF_CAP": "1s",
+}
+
+
+async def test_refused_connections_with_few_messages_pending_spend_no_message_its_life(
+    pg: asyncpg.Connection, standin: StandIn, start_worker: StartWorker, enqueue: Enqueue
+) -> None:
+    """While the endpoint refuses every connection, three pending messages are paused, not dead-lettered after max attempts, and all are delivered once it is back."""
+    await standin.stop()
+    await enqueue(3)
+    worker = await start_worker(FAST_GIVE_UP)
+
+    async def paused_or_dead() -> bool:
+        dead = (await count_by_state(pg)).get("dead", 0)
+        return dead > 0 or "circuit.opened" in worker.event_names()
+
+    # 4 attempts at most 1 s apart: without a pause, a message is dead within about 5 s.
+    await wait_for(paused_or_dead, timeout=20, message="the circuit to open or a message to die")
+    assert (await count_by_state(pg)).get("dead", 0) == 0, await _rows(pg)
+
+    await standin.start()
+    await wait_for(lambda: all_acknowledged(pg, 3), timeout=20, message="all delivered")
+    assert await worker.terminate() == 0
+
+
+async def _rows(pg: asyncpg.Connection) -> list[dict[str, object]]:
+    rows = await pg.fetch("SELECT id, state, attempts, last_error FROM outbox.messages ORDER BY id")
+    return [dict(r) for r in rows]
