@@ -76,8 +76,8 @@ async def _missing_roles(url: str, into: list[str]) -> None:
     """Append the outbox group roles that do not exist on the server to ``into``."""
     async with connected(url) as conn:
         rows = await conn.fetch(
-            "SELECT name FROM unnest($1::text[]) AS name "
-            "WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name)",
+            "SELECT name FROM unnest($1::text[]) WITH ORDINALITY AS r(name, position) "
+            "WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) ORDER BY position",
             list(migrations.ROLES),
         )
     into.extend(r["name"] for r in rows)
