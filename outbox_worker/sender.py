@@ -17,10 +17,10 @@ import aiohttp
 import yarl
 
 from outbox_worker import __version__
+from outbox_worker.answers import parse_http_date, parse_retry_after
 from outbox_worker.config import Secret
 from outbox_worker.errors import ConnectionFailed, DeliveryError, DeliveryTimeout
 from outbox_worker.models import Answer
-from outbox_worker.policy import parse_http_date, parse_retry_after
 
 USER_AGENT = f"outbox-worker/{__version__} (+registration updates)"
 # Enough of an error body to keep Ravelin's message, traceId and validationErrors.

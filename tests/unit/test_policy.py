@@ -11,6 +11,13 @@ from uuid import uuid4
 
 import pytest
 
+from outbox_worker.answers import (
+    ERROR_MAX_CHARS,
+    parse_http_date,
+    parse_retry_after,
+    ravelin_error_details,
+    storable,
+)
 from outbox_worker.config import RetrySettings
 from outbox_worker.models import (
     Answer,
@@ -22,16 +29,11 @@ from outbox_worker.models import (
     Verdict,
 )
 from outbox_worker.policy import (
-    ERROR_MAX_CHARS,
     backoff_delay,
     classify,
     internal_failure,
-    parse_http_date,
-    parse_retry_after,
-    ravelin_error_details,
     settle,
     should_give_up,
-    storable,
     unsendable,
 )
 
