@@ -46,8 +46,8 @@ class Store(Protocol):
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` on every enqueue notification; runs until cancelled, reconnecting.
 
-        Returns early, having logged why, when notifications cannot reach this process (a
-        transaction pooler in between): the worker then finds work by polling alone.
+        When notifications cannot reach this process (a transaction pooler in between) it says
+        so once and keeps checking now and then: the worker finds work by polling meanwhile.
         """
         ...
 

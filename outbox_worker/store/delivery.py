@@ -39,6 +39,8 @@ _LISTEN_ERRORS: tuple[type[Exception], ...] = (
     StatementRejected,
 )
 _CLOSE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *_PING_ERRORS)
+# How often a worker whose notifications did not arrive checks again (a NOTIFY round trip).
+LISTEN_RECHECK_S = 60.0
 
 # One statement claims a batch. `due` walks the partial pending index in due order; a row whose
 # lease ran out is simply due again (claiming moves available_at to the lease end), so crashed
@@ -322,11 +324,13 @@ class PostgresStore:
     async def listen(self, wake: Callable[[], None]) -> None:
         """LISTEN on the enqueue channel, reconnecting forever; a hint only, polling backs it.
 
-        Returns (after logging ``listen.unavailable`` once) when a notification sent through the
-        pool does not reach the LISTEN connection: a transaction pooler such as PgBouncer sits
-        in between, and the worker polls instead.
+        When a notification sent through the pool does not reach the LISTEN connection (a
+        transaction pooler such as PgBouncer sits in between), it logs ``listen.unavailable``
+        once and checks again every minute: the worker polls meanwhile, and a check that failed
+        only because the database was slow to answer does not end LISTEN for good.
         """
         delay = 0.5
+        warned = False
         while True:
             try:
                 conn = await connect(self._listen_url, application_name="outbox-worker-listen")
@@ -335,18 +339,13 @@ class PostgresStore:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
+            unavailable = False
             try:
-                if not await self._notifications_arrive(conn):
-                    log.warning(
-                        "listen.unavailable",
-                        database_url=redact_url(self._listen_url),
-                        hint="notifications do not reach this connection (a transaction pooler "
-                        "such as PgBouncer?); set OUTBOX_LISTEN_DATABASE_URL to a direct "
-                        "connection to wake workers at once",
-                    )
-                    return
-                delay = 0.5
-                await self._listen_on(conn, wake)
+                if await self._notifications_arrive(conn):
+                    delay = 0.5
+                    await self._listen_on(conn, wake)
+                else:
+                    unavailable = True
             except _LISTEN_ERRORS as exc:
                 # LISTEN refused (a permission, a pooler): polling still finds the work; try
                 # again later rather than end the worker.
@@ -355,6 +354,17 @@ class PostgresStore:
                 delay = min(delay * 2, 30.0)
             finally:
                 await asyncio.shield(_close(conn))
+            if unavailable:
+                if not warned:
+                    warned = True
+                    log.warning(
+                        "listen.unavailable",
+                        database_url=redact_url(self._listen_url),
+                        hint="notifications do not reach this connection (a transaction pooler "
+                        "such as PgBouncer?); set OUTBOX_LISTEN_DATABASE_URL to a direct "
+                        "connection to wake workers at once",
+                    )
+                await asyncio.sleep(LISTEN_RECHECK_S)
 
     async def _notifications_arrive(self, conn: asyncpg.Connection) -> bool:
         """Whether a NOTIFY sent through the pool reaches ``conn``'s LISTEN, within a deadline.
@@ -370,12 +380,22 @@ class PostgresStore:
         def heard(*_args: object) -> None:
             arrived.set()
 
+        def lost(_conn: object) -> None:
+            arrived.set()  # wakes the wait below, which then sees the connection is gone
+
+        conn.add_termination_listener(lost)
         await conn.add_listener(channel, heard)
         await self._fetch("SELECT pg_notify($1, '')", channel)
         try:
             async with asyncio.timeout(self._listen_check_s):
                 await arrived.wait()
         except TimeoutError:
+            pass
+        if conn.is_closed():
+            # The connection died during the check: that says nothing about a pooler.
+            raise ConnectionResetError("the LISTEN connection was lost during its check")
+        conn.remove_termination_listener(lost)
+        if not arrived.is_set():
             return False
         await conn.remove_listener(channel, heard)
         return True
