@@ -37,6 +37,9 @@ class HttpSender:
             "Authorization": f"token {api_key.reveal()}",
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": USER_AGENT,
+            # Uncompressed answers (they are tiny). Said in a header of our own rather than with
+            # skip_auto_headers, which costs aiohttp about 5 µs a request.
+            "Accept-Encoding": "identity",
         }
 
     async def send(self, body: bytes) -> Answer:
@@ -128,7 +131,6 @@ async def http_session(
         timeout=timeout,
         raise_for_status=False,
         auto_decompress=True,
-        skip_auto_headers=("Accept-Encoding",),
     ) as session:
         yield session
 

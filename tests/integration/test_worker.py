@@ -200,6 +200,7 @@ async def test_request_carries_stored_bytes_and_headers(
     assert received.headers["Authorization"] == f"token {KEY}"
     assert received.headers["Content-Type"].startswith("application/json")
     assert received.headers["User-Agent"] == USER_AGENT
+    assert received.headers["Accept-Encoding"] == "identity"
     assert outbox_worker.__version__ in USER_AGENT
 
 
