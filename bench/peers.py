@@ -49,7 +49,7 @@ def have_pgqueuer() -> bool:
     return importlib.util.find_spec("pgqueuer") is not None
 
 
-async def drain_pgqueuer(bench: Bench, bodies: list[bytes], batch_size: int) -> Drain:
+async def drain_pgqueuer(bench: Bench, bodies: list[bytes], options: list[str]) -> Drain:
     """Refill pgqueuer's queue with ``bodies``; run its pipeline until drained; measure."""
     from bench import pgqueuer_pipeline as pgq  # the bench extra: imported only when installed
 
@@ -59,7 +59,7 @@ async def drain_pgqueuer(bench: Bench, bodies: list[bytes], batch_size: int) -> 
     command = python_command(
         "-m", "bench.pgqueuer_pipeline", "--database-url", bench.database_url,
         "--endpoint-url", bench.endpoint_url, "--api-key", API_KEY,
-        "--batch-size", str(batch_size),
+        *options,
     )  # fmt: skip
     conn = await asyncpg.connect(bench.database_url)
     try:
@@ -122,6 +122,8 @@ async def run(args: argparse.Namespace, bench: Bench) -> None:
         "-m", "bench.reference_pipeline", "--database-url", bench.database_url,
         "--endpoint-url", bench.endpoint_url, "--api-key", API_KEY, "--total", str(args.rows),
     )  # fmt: skip
+    pgqueuer_options = ["--batch-size", str(args.pgqueuer_batch_size),
+                        "--picked-limit", str(args.pgqueuer_picked_limit)]  # fmt: skip
     drains: list[tuple[int, Drain]] = []
     for round_ in range(args.repeat):
         shift = round_ % len(pipelines)  # rotate who goes first
@@ -131,7 +133,7 @@ async def run(args: argparse.Namespace, bench: Bench) -> None:
             elif name == WORKER:
                 result = await drain(bench, WORKER, [worker], args.rows)
             else:
-                result = await drain_pgqueuer(bench, bodies, args.pgqueuer_batch_size)
+                result = await drain_pgqueuer(bench, bodies, pgqueuer_options)
             drains.append((round_ + 1, result))
             print(f"round {round_ + 1}: {name} {result.steady_rate:,.0f}/s", flush=True)
     print_rounds(drains)
@@ -191,8 +193,9 @@ def main() -> None:
     add_database_option(parser)
     parser.add_argument("--rows", type=int, default=20_000, help="bodies each drain delivers")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--pgqueuer-batch-size", type=int, default=100, help="jobs per dequeue")
     parser.add_argument(
-        "--pgqueuer-batch-size", type=int, default=100, help="pgqueuer's jobs per dequeue"
+        "--pgqueuer-picked-limit", type=int, default=200, help="pgqueuer's max_concurrent_tasks"
     )
     parser.add_argument("--tiny", action="store_true", help="CI size: a few seconds in all")
     args = parser.parse_args()
