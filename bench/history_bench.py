@@ -154,6 +154,8 @@ async def build_history(url: str, history: int, churn: int) -> None:
     bodies = sample_bodies(BODY_VARIETY)
     conn = await asyncpg.connect(url)
     try:
+        # The table's autovacuum settings act only where the server runs autovacuum at all.
+        print(f"server autovacuum: {await conn.fetchval('SHOW autovacuum')}", flush=True)
         started = time.perf_counter()
         if history:
             await conn.execute(HISTORY, bodies, history)
