@@ -181,3 +181,14 @@ async def test_dead_letter_unwritable_is_guarded_by_the_lease(
     )
     assert await store.dead_letter_unwritable(settlement(stranger, State.DEAD), "no") == 0
     assert await pg.fetchval("SELECT state FROM outbox.messages") == "pending"
+
+
+async def test_seconds_until_due_is_none_when_nothing_is_pending(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """An empty queue has no due time (so an idle worker sleeps a whole poll interval)."""
+    assert await store.seconds_until_due() is None
+    await outbox_worker.enqueue_async(
+        pg, {"timestamp": 1_764_000_000_000, "registration": {"success": True}}
+    )
+    assert await store.seconds_until_due() == 0.0
