@@ -2,8 +2,9 @@
 
 A real aiohttp server on a loopback port. ``POST /v2/registration`` answers in this order:
 
-1. Wait ``latency`` seconds (or the request's ``Ravelin-Min-Latency: <ms>``, as Ravelin's sandbox
-   does, whichever is longer).
+1. Wait ``latency`` seconds (a fixed delay, or one drawn uniformly from a ``[low, high]`` range
+   per request, as a remote API answers), or the request's ``Ravelin-Min-Latency: <ms>``, as
+   Ravelin's sandbox does, whichever is longer.
 2. Take the injected status: the message's own script first, then the global script, then
    ``default_status``. ``drop`` (or 0) closes the connection without an answer; another status
    but 200 is answered with a Ravelin-shaped error body; 200 goes on to the checks below.
@@ -28,7 +29,7 @@ Control API, no auth (the server binds loopback only unless ``allow_remote=True`
     ``script``          [int or "drop", ...], replaces the global script
     ``scripts``         {message key: [int or "drop", ...]}, sets those messages' scripts
     ``retry_after``     {"<status>": str or null}, the ``Retry-After`` sent with that status
-    ``latency``         float, seconds added to every request
+    ``latency``         float, or [low, high]: seconds added to every request (uniform in range)
     ``body``            "normal" | "empty" | "null" | "extra", the body of a 200
 ``GET /_standin/received[?bodies=1]``: ``{"total": n, "by_status": {"200": n, ...}}``, plus
     ``"bodies"`` (the request bodies as text, in arrival order) with ``bodies=1``.
@@ -41,6 +42,7 @@ import argparse
 import asyncio
 import copy
 import json
+import random
 import signal
 import socket
 import sys
@@ -113,7 +115,7 @@ class _Faults:
     script: deque[int] = field(default_factory=deque)
     scripts: dict[str, deque[int]] = field(default_factory=dict)
     retry_after: dict[int, str] = field(default_factory=dict)
-    latency: float = 0.0
+    latency: tuple[float, float] = (0.0, 0.0)  # low, high: each answer waits uniform(low, high)
     body: BodyVariant = BodyVariant.NORMAL
 
 
@@ -237,11 +239,16 @@ class StandIn:
             else:
                 self._faults.retry_after[_step(status)] = value
 
-    def set_latency(self, seconds: float) -> None:
-        """Delay every answer by ``seconds``."""
-        if not isinstance(seconds, int | float) or seconds < 0:
-            raise ValueError(f"latency must be a number of seconds >= 0, not {seconds!r}")
-        self._faults.latency = float(seconds)
+    def set_latency(self, seconds: float, high: float | None = None) -> None:
+        """Delay every answer by ``seconds``, or by a uniform draw in [``seconds``, ``high``]."""
+        for value in (seconds, seconds if high is None else high):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"latency must be a number of seconds >= 0, not {value!r}")
+        low = float(seconds)
+        top = low if high is None else float(high)
+        if top < low:
+            raise ValueError(f"latency range [{low}, {top}] must not end below its start")
+        self._faults.latency = (low, top)
 
     def set_body(self, variant: BodyVariant | str) -> None:
         """Choose the body of a 200."""
@@ -276,7 +283,8 @@ class StandIn:
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()
         body = await request.read()
-        delay = max(self._faults.latency, _min_latency(request))
+        low, high = self._faults.latency
+        delay = max(low if high == low else random.uniform(low, high), _min_latency(request))
         if delay > 0:
             await asyncio.sleep(delay)  # simulated server latency
         update = _parse(body)
@@ -385,9 +393,16 @@ _SETTERS: Final[dict[str, Callable[[StandIn, object], None]]] = {
     "script": lambda s, v: s.set_script(_steps(_require(list, "script", v))),
     "scripts": _set_scripts,
     "retry_after": _set_retry_after,
-    "latency": lambda s, v: s.set_latency(_require((int, float), "latency", v)),
+    "latency": lambda s, v: _set_latency(s, v),
     "body": lambda s, v: s.set_body(_require(str, "body", v)),
 }
+
+
+def _set_latency(standin: StandIn, value: object) -> None:
+    if isinstance(value, list) and len(value) == 2:
+        standin.set_latency(*value)
+    else:
+        standin.set_latency(_require((int, float), "latency", value))
 
 
 def _step(value: object) -> int:
@@ -477,10 +492,18 @@ async def _not_found(request: web.Request) -> web.Response:
 
 
 def serve(
-    host: str, port: int, api_key: str, *, ready_file: str | None = None, allow_remote: bool = False
+    host: str,
+    port: int,
+    api_key: str,
+    *,
+    ready_file: str | None = None,
+    allow_remote: bool = False,
+    latency: tuple[float, float] = (0.0, 0.0),
 ) -> None:
     """Run a stand-in until SIGTERM or SIGINT; print its URL (and write ready_file) when ready."""
-    running = _serve(StandIn(api_key, host=host, port=port, allow_remote=allow_remote), ready_file)
+    standin = StandIn(api_key, host=host, port=port, allow_remote=allow_remote)
+    standin.set_latency(*latency)
+    running = _serve(standin, ready_file)
     try:
         import uvloop
     except ImportError:  # not built for this platform: plain asyncio is fine
@@ -508,6 +531,18 @@ def _announce(url: str, ready_file: str | None) -> None:
     print(f"standin listening on {url}", flush=True)
 
 
+def _latency_range(text: str) -> tuple[float, float]:
+    """``--latency``: "0.05" (fixed) or "0.03-0.12" (uniform in the range), in seconds."""
+    low, _, high = text.partition("-")
+    try:
+        bounds = (float(low), float(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not seconds or LOW-HIGH seconds: {text!r}") from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"need 0 <= LOW <= HIGH: {text!r}")
+    return bounds
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m outbox_worker.standin``: run a stand-in in this process."""
     parser = argparse.ArgumentParser(prog="python -m outbox_worker.standin", description=__doc__)
@@ -517,6 +552,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--ready-file", help="write the URL here once listening")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback host")
+    parser.add_argument(
+        "--latency",
+        type=_latency_range,
+        default=(0.0, 0.0),
+        metavar="S|LOW-HIGH",
+        help="seconds each answer waits: fixed (0.05) or uniform in a range (0.03-0.12)",
+    )
     args = parser.parse_args(argv)
     try:
         serve(
@@ -525,6 +567,7 @@ def main(argv: list[str] | None = None) -> None:
             args.api_key,
             ready_file=args.ready_file,
             allow_remote=args.allow_remote,
+            latency=args.latency,
         )
     except (ConfigError, OSError) as exc:
         print(f"standin: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from outbox_worker import standin as standin_module
 from outbox_worker.errors import ConfigError
 from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
 from tests.waiting import wait_for
@@ -317,6 +318,52 @@ async def test_latency_delays_every_answer(standin: StandIn, http: aiohttp.Clien
     answer = await post(http, standin.url)
     assert answer.status == 200
     assert time.monotonic() - started >= 0.2
+
+
+async def test_latency_range_draws_each_delay_from_the_range(
+    standin: StandIn, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """set_latency(low, high) waits a uniform draw in [low, high] before each answer."""
+    draws: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        draws.append((low, high))
+        return high
+
+    monkeypatch.setattr("outbox_worker.standin.random.uniform", uniform)
+    standin.set_latency(0.05, 0.1)
+    started = time.monotonic()
+    for _ in range(3):
+        assert (await post(http, standin.url)).status == 200
+    assert draws == [(0.05, 0.1)] * 3
+    assert time.monotonic() - started >= 0.3
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0.02, (0.02, 0.02)), ([0.03, 0.12], (0.03, 0.12)), (0, (0.0, 0.0))]
+)
+def test_control_api_sets_a_fixed_latency_or_a_range(
+    value: object, expected: tuple[float, float]
+) -> None:
+    """The control API's latency is seconds, or [low, high] seconds."""
+    standin = StandIn()
+    standin.apply({"latency": value})
+    assert standin._faults.latency == expected
+
+
+@pytest.mark.parametrize("value", [[0.2, 0.1], [-1, 1], [0.1], "0.1", True])
+def test_control_api_refuses_a_bad_latency(value: object) -> None:
+    """A range ending below its start, a negative bound or a non-number is refused."""
+    with pytest.raises((ValueError, TypeError)):
+        StandIn().apply({"latency": value})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("0.05", (0.05, 0.05)), ("0.03-0.12", (0.03, 0.12))]
+)
+def test_command_line_latency_is_fixed_or_a_range(text: str, expected: tuple[float, float]) -> None:
+    """--latency takes seconds or LOW-HIGH seconds."""
+    assert standin_module._latency_range(text) == expected
 
 
 async def test_in_progress_counts_requests_not_yet_answered(
