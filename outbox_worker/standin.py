@@ -33,7 +33,8 @@ Control API, no auth (the server binds loopback only unless ``allow_remote=True`
     ``body``            "normal" | "empty" | "null" | "extra", the body of a 200
 ``GET /_standin/received[?bodies=1]``: ``{"total": n, "by_status": {"200": n, ...}}``, plus
     ``"bodies"`` (the request bodies as text, in arrival order) with ``bodies=1``.
-``POST /_standin/reset``: clears scripts, faults and records; the API key stays.
+``POST /_standin/reset``: clears scripts, faults and records; the API key and the latency the
+    stand-in was started with stay.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class StandIn:
         host: str = "127.0.0.1",
         port: int = 0,
         allow_remote: bool = False,
+        latency: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ConfigError(f"stand-in host {host!r} is not loopback; pass allow_remote=True")
@@ -137,6 +139,8 @@ class StandIn:
         self._by_status: Counter[int] = Counter()
         self._in_progress = 0
         self._faults = _Faults()
+        self.set_latency(*latency)
+        self._start_latency = self._faults.latency  # what reset() goes back to
         self._auth = f"token {api_key}"
         self._runner: web.AppRunner | None = None
 
@@ -255,8 +259,8 @@ class StandIn:
         self._faults.body = BodyVariant(variant)
 
     def reset(self) -> None:
-        """Clear scripts, faults and records; the API key stays."""
-        self._faults = _Faults()
+        """Clear scripts, faults and records; the API key and the start-up latency stay."""
+        self._faults = _Faults(latency=self._start_latency)
         self.received.clear()
         self._by_status.clear()
 
@@ -501,8 +505,7 @@ def serve(
     latency: tuple[float, float] = (0.0, 0.0),
 ) -> None:
     """Run a stand-in until SIGTERM or SIGINT; print its URL (and write ready_file) when ready."""
-    standin = StandIn(api_key, host=host, port=port, allow_remote=allow_remote)
-    standin.set_latency(*latency)
+    standin = StandIn(api_key, host=host, port=port, allow_remote=allow_remote, latency=latency)
     running = _serve(standin, ready_file)
     try:
         import uvloop
