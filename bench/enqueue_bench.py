@@ -19,7 +19,7 @@ of waking the workers, in interleaved rounds (median reported). The designs are 
     row throttle (pgmq)      notify_insert_throttle: UPDATE a throttle row found FOR UPDATE SKIP
                              LOCKED when its interval has passed, and notify
     sequence throttle        shipped (revision 0006): the last wake-up's time in a sequence, one
-                             notifier elected by pg_try_advisory_xact_lock; at most 1 per 100 ms
+                             notifier elected by pg_try_advisory_xact_lock; at most 1 per 10 ms
     no NOTIFY                the workers only poll (adaptive polling)
 Each runs the Python API's work (validate + serialize in Python, then the SQL function); the SQL
 API ``outbox.enqueue`` (PL/pgSQL validation, shipped throttle) is reported as well.
@@ -123,7 +123,7 @@ CREATE FUNCTION outbox.bench_row_wakeup() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
   UPDATE outbox.bench_wakeup SET notified_at = clock_timestamp()
   WHERE id = (SELECT id FROM outbox.bench_wakeup
-              WHERE notified_at < clock_timestamp() - interval '100 ms'
+              WHERE notified_at < clock_timestamp() - interval '10 ms'
               FOR UPDATE SKIP LOCKED);
   RETURN FOUND;
 END

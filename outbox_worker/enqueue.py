@@ -29,7 +29,7 @@ Update: TypeAlias = "RegistrationUpdate | Mapping[str, Any]"
 # The update was checked here by the same rules outbox.enqueue() applies in PL/pgSQL (the tests
 # hold the two to the same answers), so this path skips the second check, which would more than
 # double the cost of an enqueue. outbox.insert_message() stores it (dedup rules, and a NOTIFY at
-# commit at most once per 100 ms across all transactions: migration 0006) in one round trip; it
+# commit at most once per 10 ms across all transactions: migration 0006) in one round trip; it
 # is SECURITY DEFINER, so a producer role needs no privilege on the table itself.
 _INSERT_SQL = "SELECT outbox.insert_message({payload}::jsonb, {key})"
 _INSERT_ASYNCPG = _INSERT_SQL.format(payload="$1", key="$2")

@@ -1,6 +1,6 @@
 """How long the claimer waits for work: briefly while rows keep coming, longer when they stop.
 
-Enqueues notify at most once per 100 ms (migration 0006), so a NOTIFY says "work has started",
+Enqueues notify at most once per 10 ms (migration 0006), so a NOTIFY says "work has started",
 not "here is every row": the rows of the transactions that did not notify are found by polling.
 The rhythm makes that cheap and prompt at once: after a claim that found rows the next one comes
 after ``fastest``; each claim that finds nothing doubles the wait, up to ``slowest`` (the poll

@@ -7,7 +7,7 @@ The rhythm:
 - the claimer takes whole batches while there is room (``concurrency`` sends plus up to two
   batches ahead, and at most ``max_claimed_bytes`` of bodies), then sleeps until a NOTIFY, the
   next row's due time, or the next poll: soon while claims find rows, backing off to the poll
-  interval when they do not (``rhythm.py``: enqueues notify at most once per 100 ms);
+  interval when they do not (``rhythm.py``: enqueues notify at most once per 10 ms);
 - ``concurrency`` senders take claimed messages, pace themselves (rate limit, 429 slow-down),
   POST the stored bytes and turn the answer into a row write with the pure policy;
 - the writer (``writer.py``) writes those in one statement per flush and hands back claims that

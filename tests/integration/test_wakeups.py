@@ -1,7 +1,7 @@
 """Enqueue wakes the workers without serializing the application's commits (migration 0006).
 
 A transaction that queued a NOTIFY takes a cluster-wide lock at commit, so enqueues notify at most
-once per 100 ms; a worker woken by one polls quickly while rows keep coming, and an idle worker
+once per 10 ms; a worker woken by one polls quickly while rows keep coming, and an idle worker
 is still woken at once by the next enqueue (or, in poll-only mode, finds it within the poll
 interval).
 """
@@ -23,7 +23,7 @@ from outbox_worker.standin import StandIn
 from tests.integration.running import KEY, running_worker
 from tests.waiting import wait_for
 
-THROTTLE_MS = 100  # outbox.claim_wakeup's default interval
+THROTTLE_MS = 10  # outbox.claim_wakeup's default interval
 SENTINEL = "test-sentinel"
 
 
@@ -80,7 +80,7 @@ def _body(customer_id: str) -> str:
 async def test_separate_transactions_notify_at_most_once_per_interval(
     pg: asyncpg.Connection, listener: list[str], enqueue: Enqueue
 ) -> None:
-    """N enqueues in N transactions send one NOTIFY per 100 ms at most, not N."""
+    """N enqueues in N transactions send one NOTIFY per 10 ms at most."""
     await _forget_last_wakeup(pg)
     count = 40
     started = time.monotonic()
@@ -90,7 +90,22 @@ async def test_separate_transactions_notify_at_most_once_per_interval(
     elapsed_ms = (time.monotonic() - started) * 1000
     wakeups = await _wakeups_before_sentinel(pg, listener)
     assert 1 <= wakeups <= 1 + elapsed_ms // THROTTLE_MS
-    assert wakeups < count
+
+
+@pytest.mark.parametrize("enqueue", [_python_enqueue, _sql_enqueue], ids=["python", "sql"])
+async def test_no_notify_while_the_interval_has_not_passed(
+    pg: asyncpg.Connection, listener: list[str], enqueue: Enqueue
+) -> None:
+    """Enqueues within the interval after a NOTIFY send none: they take no notification lock."""
+    # The last wake-up an hour from now: every enqueue below falls inside its interval.
+    await pg.execute(
+        "SELECT setval('outbox.last_wakeup_ms', "
+        "(extract(epoch FROM now() + interval '1 hour') * 1000)::bigint)"
+    )
+    for i in range(20):
+        async with pg.transaction():
+            await enqueue(pg, i)
+    assert await _wakeups_before_sentinel(pg, listener) == 0
 
 
 async def test_an_enqueue_after_idle_notifies(pg: asyncpg.Connection, listener: list[str]) -> None:

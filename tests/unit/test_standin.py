@@ -351,6 +351,14 @@ def test_control_api_sets_a_fixed_latency_or_a_range(
     assert standin._faults.latency == expected
 
 
+def test_reset_keeps_the_latency_the_stand_in_was_started_with() -> None:
+    """A benchmark's reset between rounds does not take away the configured latency."""
+    standin = StandIn(latency=(0.03, 0.12))
+    standin.set_latency(1)
+    standin.reset()
+    assert standin._faults.latency == (0.03, 0.12)
+
+
 @pytest.mark.parametrize("value", [[0.2, 0.1], [-1, 1], [0.1], "0.1", True])
 def test_control_api_refuses_a_bad_latency(value: object) -> None:
     """A range ending below its start, a negative bound or a non-number is refused."""

@@ -1,4 +1,4 @@
-"""Wake-ups without a cluster-wide commit lock: enqueue notifies at most once per 100 ms.
+"""Wake-ups without a cluster-wide commit lock: enqueue notifies at most once per 10 ms.
 
 Revision ID: 0006
 Revises: 0004

@@ -3,8 +3,10 @@
 -- Until now every enqueue queued a NOTIFY. A transaction that has queued one takes a lock on the
 -- whole cluster at commit and holds it through the WAL flush, so every enqueueing transaction,
 -- in every database of the server, committed one at a time (half the signups per second at 8
--- connections; bench/README.md). Now at most one enqueueing transaction per interval notifies;
--- the others commit as a plain INSERT would. A worker that a NOTIFY woke keeps polling quickly
+-- connections; bench/README.md). Now at most one enqueueing transaction per interval (10 ms)
+-- notifies; the others commit as a plain INSERT would. Only transactions that notify take the
+-- lock, so the few that do (at most 100 a second, whatever the enqueue rate) hardly ever meet
+-- each other, and a worker is still woken within about 10 ms while updates flow. A worker that a NOTIFY woke keeps polling quickly
 -- while rows keep coming (outbox_worker/rhythm.py), so the rows of the transactions that did not
 -- notify are claimed within milliseconds too; OUTBOX_POLL_INTERVAL bounds the rare worst case
 -- (the one notifying transaction rolled back, or committed long after its enqueue).
@@ -24,7 +26,7 @@ SELECT setval('outbox.last_wakeup_ms', 0, true);
 -- Whether the calling transaction should NOTIFY: true at most once per `interval_ms` across all
 -- transactions (and only once per transaction), never waiting for a lock. Not SECURITY DEFINER:
 -- only insert_message calls it, already as the owner; nobody else is granted it.
-CREATE OR REPLACE FUNCTION outbox.claim_wakeup(interval_ms bigint DEFAULT 100)
+CREATE OR REPLACE FUNCTION outbox.claim_wakeup(interval_ms bigint DEFAULT 10)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 AS $$
