@@ -8,5 +8,6 @@ PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo py
 "$PYTHON" -m bench.enqueue_bench --tiny "$@"
 "$PYTHON" -m bench.delivery_bench --tiny "$@"
 "$PYTHON" -m bench.scale_bench --tiny "$@"
+"$PYTHON" -m bench.history_bench --tiny "$@"
 "$PYTHON" -m bench.memory_bench --tiny "$@"
 "$PYTHON" -m bench.requeue_bench --rows 2000 --batch-size 500 "$@"
