@@ -14,8 +14,16 @@ rates).
 
 (2) Latency: one worker; the bench enqueues one update per transaction at a steady ``--rate``
 (paced by the clock) for ``--latency-seconds``; enqueue-to-ack latency is ``acknowledged_at -
-created_at`` per row, in SQL. With NOTIFY (target p99 < 50 ms) and poll-only with
-``--poll-interval`` (target p99 < poll interval + 50 ms).
+created_at`` per row, in SQL (target p99 < 50 ms; poll-only: poll interval + 50 ms). Then the
+worker is left idle: its load on the database over the second ``--idle-seconds`` (10) of it
+(transactions/s on the bench database from pg_stat_database, each statement outside a
+transaction counting one), and how long a single update enqueued after that is to acknowledged
+(target 1 s; poll-only: the poll interval). One row per way of waking the worker: the shipped
+throttled NOTIFY (at most one notifying transaction per 10 ms) with adaptive polling, a NOTIFY in
+every enqueueing transaction (revision 0004), and no NOTIFY at all (poll-only, adaptive polling).
+
+(4) Start-up: from starting ``python -m outbox_worker run`` to its first claim (``claimed_at``
+of the one row waiting), median of ``--startup-runs``.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import asyncpg
 
@@ -42,6 +50,7 @@ from bench.harness import (
     add_database_option,
     bench_database,
     cpu_seconds,
+    load,
     machine_cpu_seconds,
     print_table,
     python_command,
@@ -79,6 +88,20 @@ FROM (SELECT (extract(epoch FROM acknowledged_at - created_at) * 1000)::float8 A
 """
 
 
+XACTS = """
+SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()
+"""
+FIRST_CLAIM = """
+SELECT extract(epoch FROM min(claimed_at))::float8 AS claimed,
+       extract(epoch FROM min(acknowledged_at))::float8 AS acked
+FROM outbox.messages
+"""
+ACK_MS = """
+SELECT (extract(epoch FROM acknowledged_at - created_at) * 1000)::float8
+FROM outbox.messages WHERE id = $1 AND state = 'acknowledged'
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Drain:
     """One drain run, measured from outside the delivering processes."""
@@ -112,6 +135,9 @@ class Latency:
     p99_ms: float
     max_ms: float
     target_ms: float
+    idle_qps: float  # the idle worker's transactions/s on the database
+    after_idle_ms: float  # a single update enqueued after the idle spell, to acknowledged
+    after_idle_target_ms: float
 
 
 class Bench:
@@ -184,7 +210,13 @@ async def reset(url: str) -> None:
 
 
 async def drain(
-    bench: Bench, name: str, commands: list[list[str]], rows: int, *, exit_by_itself: bool = False
+    bench: Bench,
+    name: str,
+    commands: list[list[str]],
+    rows: int,
+    *,
+    exit_by_itself: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Drain:
     """Start the processes on reset rows; wait for every row to be settled; measure."""
     await reset(bench.database_url)
@@ -192,7 +224,7 @@ async def drain(
     conn = await asyncpg.connect(bench.database_url)
     try:
         started = time.time()
-        env = bench.worker_env()
+        env = env or bench.worker_env()
         with bench.processes(name, commands, env, exit_by_itself=exit_by_itself) as procs:
             first: _CpuSample | None = None
             deadline = time.monotonic() + 60 + rows / 200
@@ -247,30 +279,71 @@ class _CpuSample:
 
 
 async def latency(
-    bench: Bench, name: str, *, rate: float, seconds: float, target_ms: float, env: dict[str, str]
+    bench: Bench,
+    name: str,
+    *,
+    rate: float,
+    seconds: float,
+    idle_seconds: float,
+    targets_ms: tuple[float, float],
+    env: dict[str, str],
+    notify_each: bool = False,
 ) -> Latency:
-    """Enqueue at a steady rate while one worker delivers; percentiles of enqueue-to-ack."""
+    """Enqueue at a steady rate while one worker delivers; percentiles of enqueue-to-ack; then
+    the idle worker's load and a single update after the idle spell."""
     conn = await asyncpg.connect(bench.database_url)
     try:
         await conn.execute("TRUNCATE outbox.messages")
         worker = [python_command("-m", "outbox_worker", "run")]
         with bench.processes(name, worker, env, exit_by_itself=False):
             # Warm-up: the worker has started, passed its probe and opened full concurrency.
-            await _enqueue_paced(conn, count=10, rate=50)
+            await _enqueue_paced(conn, count=10, rate=50, notify_each=notify_each)
             await _wait_settled(conn, name, within_s=30)
             since_id = await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox.messages")
             started = time.perf_counter()
-            sent = await _enqueue_paced(conn, count=max(1, round(rate * seconds)), rate=rate)
+            count = max(1, round(rate * seconds))
+            sent = await _enqueue_paced(conn, count=count, rate=rate, notify_each=notify_each)
             achieved = sent / (time.perf_counter() - started)
             await _wait_settled(conn, name, within_s=30)
-        row = await conn.fetchrow(LATENCY, since_id)
+            row = await conn.fetchrow(LATENCY, since_id)
+            idle_qps = await _idle_load(conn, idle_seconds)
+            after_idle_ms = await _single_after_idle(conn, notify_each=notify_each)
         assert row is not None
     finally:
         await conn.close()
-    return Latency(name, row["n"], achieved, row["p50"], row["p99"], row["max"], target_ms)
+    return Latency(name, row["n"], achieved, row["p50"], row["p99"], row["max"], targets_ms[0],
+                   idle_qps, after_idle_ms, targets_ms[1])  # fmt: skip
 
 
-async def _enqueue_paced(conn: asyncpg.Connection, *, count: int, rate: float) -> int:
+async def _idle_load(conn: asyncpg.Connection, seconds: float) -> float:
+    """Transactions/s others ran on this database in the second ``seconds`` of idleness."""
+    # A backend that goes idle reports what it has not reported yet only after up to 10 s
+    # (PGSTAT_IDLE_INTERVAL): the busy phase's last second would land in the window. So wait
+    # that out first; then an idle worker, whose statements are seconds apart, is counted as
+    # it goes (a backend reports at once when a second has passed since its last report).
+    await asyncio.sleep(max(seconds, 10.5))
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    before = await conn.fetchval(XACTS)
+    await asyncio.sleep(seconds)
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    after = await conn.fetchval(XACTS)
+    return max(0, int(after) - int(before) - 2) / seconds  # minus this bench's own two
+
+
+async def _single_after_idle(conn: asyncpg.Connection, *, notify_each: bool) -> float:
+    """Enqueue one update; ms from its creation to its acknowledgement."""
+    message_id = await _enqueue_one(conn, sample_updates(1)[0], notify_each=notify_each)
+    deadline = time.monotonic() + 30
+    while (ms := await conn.fetchval(ACK_MS, message_id)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the update after the idle spell was not acknowledged in 30 s")
+        await asyncio.sleep(0.005)
+    return float(ms)
+
+
+async def _enqueue_paced(
+    conn: asyncpg.Connection, *, count: int, rate: float, notify_each: bool = False
+) -> int:
     """One enqueue per transaction at ``rate``/s, each at its slot on the clock (no bursts)."""
     updates = sample_updates(min(count, 500))
     start = time.perf_counter()
@@ -278,9 +351,17 @@ async def _enqueue_paced(conn: asyncpg.Connection, *, count: int, rate: float) -
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        async with conn.transaction():
-            await enqueue_async(conn, updates[i % len(updates)])
+        await _enqueue_one(conn, updates[i % len(updates)], notify_each=notify_each)
     return count
+
+
+async def _enqueue_one(conn: asyncpg.Connection, update: Any, *, notify_each: bool) -> int:
+    """One enqueue in its own transaction; with ``notify_each`` it also NOTIFYs, as 0004 did."""
+    async with conn.transaction():
+        message_id = int(await enqueue_async(conn, update))
+        if notify_each:
+            await conn.execute("SELECT pg_notify('outbox', '')")
+    return message_id
 
 
 async def _wait_settled(conn: asyncpg.Connection, name: str, *, within_s: float) -> None:
@@ -292,6 +373,41 @@ async def _wait_settled(conn: asyncpg.Connection, name: str, *, within_s: float)
 
 
 async def run(args: argparse.Namespace, bench: Bench) -> None:
+    if not args.only_latency:
+        await drains(args, bench)
+    await startups(bench, runs=args.startup_runs)
+    await latencies(args, bench)
+
+
+async def startups(bench: Bench, *, runs: int) -> None:
+    """(4) Start-up: process start to the first claim, with one row waiting; median of runs."""
+    conn = await asyncpg.connect(bench.database_url)
+    claims, acks = [], []
+    try:
+        for i in range(runs):
+            await conn.execute("TRUNCATE outbox.messages")
+            async with conn.transaction():
+                await enqueue_async(conn, sample_updates(1)[0])
+            started = time.time()
+            worker = [python_command("-m", "outbox_worker", "run")]
+            with bench.processes(f"startup-{i}", worker, bench.worker_env(), exit_by_itself=False):
+                await _wait_settled(conn, "start-up", within_s=30)
+            row = await conn.fetchrow(FIRST_CLAIM)
+            assert row is not None
+            claims.append((row["claimed"] - started) * 1000)
+            acks.append((row["acked"] - started) * 1000)
+    finally:
+        await conn.close()
+    print_table(
+        f"Start-up: `outbox-worker run` process start to its first claim, one row waiting "
+        f"(median of {runs}; {load()})",
+        ["runs", "start to first claim ms", "min", "max", "start to acknowledged ms"],
+        [[runs, statistics.median(claims), min(claims), max(claims), statistics.median(acks)]],
+    )
+
+
+async def drains(args: argparse.Namespace, bench: Bench) -> None:
+    """(1) and (3): the drain rounds."""
     await fill(bench.database_url, args.rows)
     worker = python_command("-m", "outbox_worker", "run")
     reference = python_command(
@@ -305,16 +421,28 @@ async def run(args: argparse.Namespace, bench: Bench) -> None:
         drains.append(await drain(bench, "worker x2", [worker, worker], args.rows))
     print_drains(drains)
 
+
+async def latencies(args: argparse.Namespace, bench: Bench) -> None:
+    """(2): latency at a steady rate, then the idle worker, for each way of waking it."""
     poll_s = args.poll_interval
-    latencies = [
-        await latency(bench, "NOTIFY", rate=args.rate, seconds=args.latency_seconds,
-                      target_ms=50, env=bench.worker_env()),
-        await latency(bench, f"poll-only, poll {poll_s:g} s", rate=args.rate,
-                      seconds=args.latency_seconds, target_ms=poll_s * 1000 + 50,
-                      env=bench.worker_env(OUTBOX_POLL_ONLY="true",
-                                           OUTBOX_POLL_INTERVAL=f"{poll_s}s")),
-    ]  # fmt: skip
-    print_latencies(latencies)
+    modes = {
+        "throttled NOTIFY + adaptive poll (shipped)": ({}, False, (50, 1000)),
+        "NOTIFY every enqueue (revision 0004)": ({}, True, (50, 1000)),
+        f"no NOTIFY, adaptive poll up to {poll_s:g} s": (
+            {"OUTBOX_POLL_ONLY": "true", "OUTBOX_POLL_INTERVAL": f"{poll_s}s"},
+            False,
+            (poll_s * 1000 + 50, poll_s * 1000 + 50),
+        ),
+    }
+    latencies = []
+    for name, (extra, notify_each, targets) in modes.items():
+        latencies.append(
+            await latency(bench, name, rate=args.rate, seconds=args.latency_seconds,
+                          idle_seconds=args.idle_seconds, targets_ms=targets,
+                          env=bench.worker_env(**extra), notify_each=notify_each)
+        )  # fmt: skip
+        print(f"latency: {name} done; {load()}", flush=True)
+    print_latencies(latencies, args.idle_seconds)
 
 
 def print_drains(drains: list[Drain]) -> None:
@@ -354,13 +482,17 @@ def print_drains(drains: list[Drain]) -> None:
     )  # fmt: skip
 
 
-def print_latencies(latencies: list[Latency]) -> None:
+def print_latencies(latencies: list[Latency], idle_seconds: float) -> None:
     print_table(
-        "Enqueue-to-acknowledged latency (one worker, steady enqueue rate)",
-        ["mode", "updates", "rate /s", "p50 ms", "p99 ms", "max ms", "target p99 ms", "result"],
+        f"Enqueue-to-acknowledged latency (one worker, steady enqueue rate); its load while idle "
+        f"(the second {idle_seconds:g} s of idleness) and a single update after that",
+        ["mode", "updates", "rate /s", "p50 ms", "p99 ms", "max ms", "target p99 ms", "result",
+         "idle worker txn/s", "single after idle ms", "target ms", "result"],
         [
             [x.name, x.sent, x.rate, x.p50_ms, x.p99_ms, x.max_ms, x.target_ms,
-             "met" if x.p99_ms < x.target_ms else "MISSED"]
+             "met" if x.p99_ms < x.target_ms else "MISSED", x.idle_qps, x.after_idle_ms,
+             x.after_idle_target_ms,
+             "met" if x.after_idle_ms < x.after_idle_target_ms else "MISSED"]
             for x in latencies
         ],
     )  # fmt: skip
@@ -376,11 +508,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200, help="enqueues/s in the latency runs")
     parser.add_argument("--latency-seconds", type=float, default=10, help="length of each")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="poll-only interval s")
+    parser.add_argument("--idle-seconds", type=float, default=10, help="idle spell after each")
+    parser.add_argument("--only-latency", action="store_true", help="skip the drains")
+    parser.add_argument("--startup-runs", type=int, default=5, help="start-up measurements")
     parser.add_argument("--tiny", action="store_true", help="CI size: a few seconds in all")
     args = parser.parse_args()
     if args.tiny:
         args.rows, args.repeat, args.latency_seconds, args.rate = 300, 1, 1.0, 50
-        args.poll_interval = 0.5
+        args.poll_interval, args.idle_seconds, args.startup_runs = 0.5, 1.0, 1
     logs = Path(tempfile.mkdtemp(prefix="outbox-bench-logs-"))
     with bench_database(args.database_url) as url, standin_process() as standin:
         try:

@@ -115,15 +115,16 @@ class Standin:
 
 
 @contextmanager
-def standin_process(api_key: str = API_KEY) -> Iterator[Standin]:
-    """Run the stand-in in a process of its own (so it does not share the measured loop)."""
+def standin_process(api_key: str = API_KEY, *, latency: str = "0") -> Iterator[Standin]:
+    """Run the stand-in in a process of its own (so it does not share the measured loop);
+    ``latency`` is its answer delay in seconds, fixed ("0.05") or a range ("0.03-0.12")."""
     with tempfile.TemporaryDirectory(prefix="outbox-bench-standin-") as tmp:
         ready = Path(tmp) / "url"
         log = (Path(tmp) / "standin.log").open("wb")
         proc = subprocess.Popen(
             python_command(
                 "-m", "outbox_worker.standin", "--port", "0", "--api-key", api_key,
-                "--ready-file", str(ready),
+                "--ready-file", str(ready), "--latency", latency,
             ),
             stdout=log,
             stderr=subprocess.STDOUT,

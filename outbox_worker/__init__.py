@@ -5,10 +5,13 @@ Application code calls ``enqueue`` (or ``enqueue_async``) inside its own transac
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from outbox_worker.enqueue import enqueue, enqueue_async
 from outbox_worker.errors import InvalidUpdate, OutboxError
-from outbox_worker.payload import RegistrationUpdate
+
+if TYPE_CHECKING:
+    from outbox_worker.payload import RegistrationUpdate
 
 try:
     __version__ = version("outbox-worker")
@@ -23,3 +26,12 @@ __all__ = [
     "enqueue",
     "enqueue_async",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """RegistrationUpdate on first use: pydantic would cost every worker process's start-up."""
+    if name == "RegistrationUpdate":
+        from outbox_worker.payload import RegistrationUpdate
+
+        return RegistrationUpdate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

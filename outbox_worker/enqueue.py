@@ -8,37 +8,51 @@ stored text is what the worker will send, byte for byte, on every attempt.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import Session
 
-from outbox_worker.payload import RegistrationUpdate, parse_update
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, TextClause
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.orm import Session
 
-Update = RegistrationUpdate | Mapping[str, Any]
+    from outbox_worker.payload import RegistrationUpdate
+
+# SQLAlchemy (its ORM comes with Session) and pydantic are imported on first use, not with the
+# package: every module of the worker daemon imports this package, which would cost each worker
+# process ~0.3 s at start for two libraries it never uses.
+Update: TypeAlias = "RegistrationUpdate | Mapping[str, Any]"
 
 # The update was checked here by the same rules outbox.enqueue() applies in PL/pgSQL (the tests
 # hold the two to the same answers), so this path skips the second check, which would more than
-# double the cost of an enqueue. outbox.insert_message() stores it (dedup rules, NOTIFY at
-# commit) in one round trip; it is SECURITY DEFINER, so a producer role needs no privilege on the
-# table itself.
+# double the cost of an enqueue. outbox.insert_message() stores it (dedup rules, and a NOTIFY at
+# commit at most once per 10 ms across all transactions: migration 0006) in one round trip; it
+# is SECURITY DEFINER, so a producer role needs no privilege on the table itself.
 _INSERT_SQL = "SELECT outbox.insert_message({payload}::jsonb, {key})"
-_INSERT = text(_INSERT_SQL.format(payload="CAST(:payload AS jsonb)", key=":dedup_key"))
 _INSERT_ASYNCPG = _INSERT_SQL.format(payload="$1", key="$2")
+
+
+@cache
+def _insert() -> TextClause:
+    from sqlalchemy import text
+
+    return text(_INSERT_SQL.format(payload="CAST(:payload AS jsonb)", key=":dedup_key"))
 
 
 def serialize(update: Update) -> str:
     """Validate an update and return the JSON text that will be stored and sent."""
+    from outbox_worker.payload import parse_update
+
     return parse_update(update).to_json()
 
 
 def enqueue(conn: Connection | Session, update: Update, *, dedup_key: str | None = None) -> int:
     """Store an update in the outbox within the caller's transaction; return the message id."""
     params = {"payload": serialize(update), "dedup_key": dedup_key}
-    return int(conn.execute(_INSERT, params).scalar_one())
+    return int(conn.execute(_insert(), params).scalar_one())
 
 
 async def enqueue_async(
@@ -52,4 +66,4 @@ async def enqueue_async(
     if isinstance(conn, asyncpg.Connection | PoolConnectionProxy):
         return int(await conn.fetchval(_INSERT_ASYNCPG, body, dedup_key))
     params = {"payload": body, "dedup_key": dedup_key}
-    return int((await conn.execute(_INSERT, params)).scalar_one())
+    return int((await conn.execute(_insert(), params)).scalar_one())

@@ -1,13 +1,20 @@
-"""Run the outbox schema's alembic history programmatically (no alembic.ini needed)."""
+"""Run the outbox schema's alembic history programmatically (no alembic.ini needed).
+
+alembic is imported only by the functions that run it: `outbox-worker run` imports this module
+for ``SCHEMA_HEAD`` alone, and every worker process would otherwise pay for alembic at start.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
+if TYPE_CHECKING:
+    from alembic.config import Config
 
+# The newest revision this package ships, for the worker's start-up check (a test holds it equal
+# to what alembic finds in migrations/versions: bump it with every new revision).
+SCHEMA_HEAD: Final = "0006"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The group roles revision 0004 creates, and the SQL that creates and grants them.
 ROLES = ("outbox_producer", "outbox_worker", "outbox_operator")
@@ -16,6 +23,8 @@ ROLES_SQL = MIGRATIONS_DIR / "versions" / "sql" / "0004_roles.sql"
 
 def alembic_config(database_url: str) -> Config:
     """An alembic Config pointing at the packaged migrations and the given database."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolation would choke on a '%' in an escaped password.
@@ -24,7 +33,9 @@ def alembic_config(database_url: str) -> Config:
 
 
 def head_revision() -> str:
-    """The newest revision this package ships."""
+    """The newest revision this package ships, as alembic reads it from the versions."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config("postgresql://unused/")).get_current_head()
     assert head is not None
     return head
@@ -32,11 +43,15 @@ def head_revision() -> str:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Upgrade the outbox schema to ``revision`` (safe to run twice or concurrently)."""
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
     """Downgrade the outbox schema to ``revision`` ('base' removes everything but the schema)."""
+    from alembic import command
+
     command.downgrade(alembic_config(database_url), revision)
 
 

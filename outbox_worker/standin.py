@@ -170,6 +170,7 @@ class StandIn:
         port: int = 0,
         allow_remote: bool = False,
         seed: int | None = None,
+        latency: Latency = 0.0,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ConfigError(f"stand-in host {host!r} is not loopback; pass allow_remote=True")
@@ -178,7 +179,9 @@ class StandIn:
         self.received: list[Received] = []
         self._by_status: Counter[int] = Counter()
         self._in_progress = 0
-        self._faults = _Faults()
+        # The latency it was started with: reset() goes back to it (benchmarks reset per round).
+        self._base_latency = _latency(latency)
+        self._faults = _Faults(latency=self._base_latency)
         self._auth = f"token {api_key}"
         self._runner: web.AppRunner | None = None
 
@@ -316,8 +319,8 @@ class StandIn:
         self._faults.body = BodyVariant(variant)
 
     def reset(self) -> None:
-        """Clear scripts, faults and records; the API key stays."""
-        self._faults = _Faults()
+        """Clear scripts, faults and records; the API key and the starting latency stay."""
+        self._faults = _Faults(latency=self._base_latency)
         self.received.clear()
         self._by_status.clear()
 
@@ -520,6 +523,15 @@ def _latency(value: object) -> Latency:
     return _seconds("latency", value)
 
 
+def parse_latency(text: str) -> Latency:
+    """``"0.05"`` (fixed) or ``"0.03-0.12"`` (a uniform range) as a Latency, else ValueError."""
+    low, dash, high = text.partition("-")
+    try:
+        return _latency((float(low), float(high)) if dash else float(low))
+    except ValueError:
+        raise ValueError(f"--latency takes seconds or LOW-HIGH, not {text!r}") from None
+
+
 def _latency_value(value: object) -> Latency:
     if isinstance(value, list):
         return _latency(value)
@@ -599,10 +611,17 @@ async def _not_found(request: web.Request) -> web.Response:
 
 
 def serve(
-    host: str, port: int, api_key: str, *, ready_file: str | None = None, allow_remote: bool = False
+    host: str,
+    port: int,
+    api_key: str,
+    *,
+    ready_file: str | None = None,
+    allow_remote: bool = False,
+    latency: Latency = 0.0,
 ) -> None:
     """Run a stand-in until SIGTERM or SIGINT; print its URL (and write ready_file) when ready."""
-    running = _serve(StandIn(api_key, host=host, port=port, allow_remote=allow_remote), ready_file)
+    standin = StandIn(api_key, host=host, port=port, allow_remote=allow_remote, latency=latency)
+    running = _serve(standin, ready_file)
     try:
         import uvloop
     except ImportError:  # not built for this platform: plain asyncio is fine
@@ -639,6 +658,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--ready-file", help="write the URL here once listening")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback host")
+    parser.add_argument(
+        "--latency",
+        default="0",
+        help="answer delay in seconds: fixed (0.05) or a range (0.03-0.12)",
+    )
     args = parser.parse_args(argv)
     try:
         serve(
@@ -647,10 +671,11 @@ def main(argv: list[str] | None = None) -> None:
             args.api_key,
             ready_file=args.ready_file,
             allow_remote=args.allow_remote,
+            latency=parse_latency(args.latency),
         )
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, OSError, ValueError) as exc:
         print(f"standin: {exc}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
+        raise SystemExit(1 if isinstance(exc, OSError) else 2) from None
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ talks to the database and the endpoint only through the ``Store`` and ``Sender``
 The rhythm:
 - the claimer takes whole batches while there is room (``concurrency`` sends plus up to two
   batches ahead, and at most ``max_claimed_bytes`` of bodies), then sleeps until a NOTIFY, the
-  next row's due time, or the poll interval;
+  next row's due time, or the next poll: soon while claims find rows, backing off to the poll
+  interval when they do not (``rhythm.py``: enqueues notify at most once per 10 ms);
 - ``concurrency`` senders take claimed messages, pace themselves (rate limit, 429 slow-down),
   POST the stored bytes and turn the answer into a row write with the pure policy;
 - the writer (``writer.py``) writes those in one statement per flush and hands back claims that
@@ -41,6 +42,7 @@ from outbox_worker.models import Message, MessageId, Outcome, Verdict
 from outbox_worker.observability import Metrics
 from outbox_worker.pacing import FleetPacer
 from outbox_worker.ports import Sender, Store
+from outbox_worker.rhythm import PollRhythm
 from outbox_worker.writer import Backoff, OutcomeWriter
 
 log = structlog.get_logger("outbox_worker.worker")
@@ -163,6 +165,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         backoff = Backoff()
+        rhythm = PollRhythm(self._settings.poll_interval)
         while not self._stopping:
             self.progress.progressed(next_within=0)
             self._wake.clear()
@@ -184,7 +187,9 @@ class Worker:
             if self._stopping:
                 return
             if len(claimed) < limit:
-                await self._sleep_until_woken(self._idle_wait(due_in))
+                await self._sleep_until_woken(
+                    self._idle_wait(due_in, rhythm.after_claim(len(claimed)))
+                )
 
     async def _claim(self, limit: int) -> tuple[list[Message], float | None]:
         """Claim up to ``limit`` rows and queue them; also when the next row falls due."""
@@ -207,8 +212,8 @@ class Worker:
         room = self._capacity - busy
         return min(room, self._settings.batch_size) if room >= self._low_water else 0
 
-    def _idle_wait(self, due_in: float | None = None) -> float:
-        wait = self._settings.poll_interval.total_seconds()
+    def _idle_wait(self, due_in: float | None = None, poll_in: float | None = None) -> float:
+        wait = self._settings.poll_interval.total_seconds() if poll_in is None else poll_in
         if self._circuit.permits() == 0 and self._circuit.next_probe_in() > 0:
             return min(wait, self._circuit.next_probe_in())
         if due_in is not None:

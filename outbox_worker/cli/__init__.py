@@ -52,15 +52,34 @@ def cli() -> None:
     """
 
 
-def _register_commands() -> None:
+def _register_commands(argv: list[str] | None) -> None:
     from outbox_worker.cli import commands
 
-    commands.register(cli)
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else None
+    if command == "run" and "structlog" not in sys.modules:
+        _import_structlog_without_rich()
+    commands.register(cli, command)
+
+
+def _import_structlog_without_rich() -> None:
+    # structlog imports rich's console and traceback (~0.2 s of every worker's start) when rich
+    # is installed, for pretty tracebacks; the daemon formats (and masks) exceptions itself
+    # before rendering (observability.py). rich is hidden only while structlog is imported, so
+    # whatever needs it later (the one-line error output) still finds it.
+    hidden = "rich" not in sys.modules
+    if hidden:
+        sys.modules["rich"] = None  # type: ignore[assignment]
+    try:
+        import structlog  # noqa: F401
+    finally:
+        if hidden:
+            del sys.modules["rich"]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; OutboxError becomes one stderr line and its exit code."""
-    _register_commands()
+    _register_commands(argv)
     try:
         cli.main(args=argv, prog_name="outbox-worker", standalone_mode=False)
     except click.exceptions.Abort:

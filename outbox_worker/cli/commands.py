@@ -1,13 +1,30 @@
-"""Attach every command module's commands to the `outbox-worker` group."""
+"""Attach the command modules' commands to the `outbox-worker` group."""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
+# The module that defines each command. A command names its module so that `outbox-worker run`
+# (every worker process, every restart) imports only what running needs: not alembic, rich or
+# the SQLAlchemy ORM that the operator commands and the demo use.
+COMMAND_MODULES = {
+    "migrate": "daemon",
+    "run": "daemon",
+    "standin": "daemon",
+    "dead": "operate",
+    "stats": "operate",
+    "purge": "operate",
+    "requeue": "requeue",
+    "check": "check",
+    "demo": "demo",
+}
 
-def register(group: click.Group) -> None:
-    """Import the command modules (each adds its commands to ``group``)."""
-    from outbox_worker.cli import check, daemon, demo, operate, requeue
 
-    for module in (daemon, operate, requeue, check, demo):
-        module.register(group)
+def register(group: click.Group, command: str | None = None) -> None:
+    """Import the module of ``command`` (every module when None or unknown) into ``group``."""
+    module = COMMAND_MODULES.get(command or "")
+    names = [module] if module else sorted(set(COMMAND_MODULES.values()))
+    for name in names:
+        importlib.import_module(f"outbox_worker.cli.{name}").register(group)

@@ -230,7 +230,7 @@ async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) 
     while not stop.is_set():
         try:
             async with connected(url) as conn:
-                await ensure_schema_ready(conn, migrations.head_revision())
+                await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
             await store.open()
         except LoginRefused:
             raise

@@ -151,8 +151,11 @@ WHERE m.id = u.id AND m.lease_token = u.token AND m.state = 'pending'
 RETURNING m.id
 """
 
+# NULL when nothing is pending. (greatest() ignores a NULL argument, so greatest(0, NULL) would
+# say "due now" of an empty queue and make an idle worker claim every 50 ms.)
 SECONDS_UNTIL_DUE = """
-SELECT greatest(0, extract(epoch FROM min(available_at) - now()))::float8
+SELECT CASE WHEN min(available_at) IS NOT NULL
+            THEN greatest(0, extract(epoch FROM min(available_at) - now()))::float8 END
 FROM outbox.messages WHERE state = 'pending'
 """
 

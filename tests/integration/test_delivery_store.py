@@ -200,3 +200,14 @@ async def test_a_row_at_the_attempts_bound_is_still_written(
     row = await pg.fetchrow("SELECT state, attempts FROM outbox.messages")
     assert row is not None
     assert (row["state"], row["attempts"]) == ("acknowledged", 1000000)
+
+
+async def test_seconds_until_due_is_none_when_nothing_is_pending(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """An empty queue has no due time (so an idle worker sleeps a whole poll interval)."""
+    assert await store.seconds_until_due() is None
+    await outbox_worker.enqueue_async(
+        pg, {"timestamp": 1_764_000_000_000, "registration": {"success": True}}
+    )
+    assert await store.seconds_until_due() == 0.0

@@ -155,7 +155,7 @@ def deploy_commands() -> Iterator[tuple[str, list[str]]]:
 
 def resolve(argv: list[str]) -> tuple[click.Command, list[str]]:
     """The click command ``argv`` names (through groups) and the arguments left for it."""
-    _register_commands()
+    _register_commands([])  # every command
     command: click.Command = cli
     while isinstance(command, click.Group) and argv and not argv[0].startswith("-"):
         found = command.get_command(click.Context(command), argv[0])

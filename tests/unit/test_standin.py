@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from outbox_worker import standin as standin_module
 from outbox_worker.errors import ConfigError
 from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
 from outbox_worker.standin_steps import ABSURD_RETRY_AFTER, HUGE_BYTES, REDIRECT_LOCATION
@@ -321,6 +322,41 @@ async def test_latency_delays_every_answer(standin: StandIn, http: aiohttp.Clien
     answer = await post(http, standin.url)
     assert answer.status == 200
     assert time.monotonic() - started >= 0.2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0.02, 0.02), ([0.03, 0.12], (0.03, 0.12)), (0, 0.0)]
+)
+def test_control_api_sets_a_fixed_latency_or_a_range(
+    value: object, expected: float | tuple[float, float]
+) -> None:
+    """The control API's latency is seconds, or [low, high] seconds."""
+    standin = StandIn()
+    standin.apply({"latency": value})
+    assert standin._faults.latency == expected
+
+
+def test_reset_keeps_the_latency_the_stand_in_was_started_with() -> None:
+    """A benchmark's reset between rounds does not take away the configured latency."""
+    standin = StandIn(latency=(0.03, 0.12))
+    standin.set_latency(1)
+    standin.reset()
+    assert standin._faults.latency == (0.03, 0.12)
+
+
+@pytest.mark.parametrize("value", [[0.2, 0.1], [-1, 1], [0.1], "0.1", True])
+def test_control_api_refuses_a_bad_latency(value: object) -> None:
+    """A range ending below its start, a negative bound or a non-number is refused."""
+    with pytest.raises((ValueError, TypeError)):
+        StandIn().apply({"latency": value})
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0.05", 0.05), ("0.03-0.12", (0.03, 0.12))])
+def test_command_line_latency_is_fixed_or_a_range(
+    text: str, expected: float | tuple[float, float]
+) -> None:
+    """--latency takes seconds or LOW-HIGH seconds."""
+    assert standin_module.parse_latency(text) == expected
 
 
 async def test_in_progress_counts_requests_not_yet_answered(

@@ -1,0 +1,69 @@
+"""`outbox-worker run` imports only what running needs: each worker process starts quickly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import outbox_worker
+from outbox_worker import migrate
+
+# Run the CLI as the console script would, then list what got imported.
+_IMPORTED_BY = """
+import json, runpy, sys
+sys.argv = ["outbox-worker", *sys.argv[1:]]
+try:
+    runpy.run_module("outbox_worker", run_name="__main__")
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def _imported_by(*args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_BY, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return set(json.loads(result.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "module",
+    # rich's top-level package alone (no console) comes with structlog when rich is installed.
+    ["alembic", "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "pydantic", "rich.console", "psycopg"],
+)
+def test_run_does_not_import_what_only_other_commands_need(module: str) -> None:
+    """The run command's import graph leaves out migrations, the ORM, validation and rich output."""
+    assert module not in _imported_by("run", "--help")
+
+
+def test_other_commands_are_still_registered() -> None:
+    """Without a command every command module is loaded, so --help lists them all."""
+    result = subprocess.run(
+        [sys.executable, "-m", "outbox_worker", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    for command in ("migrate", "run", "demo", "stats", "dead", "requeue", "purge", "check"):
+        assert f"  {command} " in result.stdout
+
+
+def test_schema_head_is_the_newest_shipped_revision() -> None:
+    """The worker's start-up check expects the revision alembic finds last in the versions."""
+    assert migrate.head_revision() == migrate.SCHEMA_HEAD
+
+
+def test_public_api_names_resolve() -> None:
+    """Every name in __all__ resolves, including the lazily imported RegistrationUpdate."""
+    for name in outbox_worker.__all__:
+        assert getattr(outbox_worker, name) is not None
+    assert outbox_worker.RegistrationUpdate.__name__ == "RegistrationUpdate"
