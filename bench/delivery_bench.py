@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -53,6 +51,7 @@ from bench.harness import (
     load,
     machine_cpu_seconds,
     print_table,
+    process_logs,
     python_command,
     run_async,
     sample_bodies,
@@ -516,14 +515,12 @@ def main() -> None:
     if args.tiny:
         args.rows, args.repeat, args.latency_seconds, args.rate = 300, 1, 1.0, 50
         args.poll_interval, args.idle_seconds, args.startup_runs = 0.5, 1.0, 1
-    logs = Path(tempfile.mkdtemp(prefix="outbox-bench-logs-"))
-    with bench_database(args.database_url) as url, standin_process() as standin:
-        try:
-            run_async(lambda: run(args, Bench(url, standin, logs)))
-        except BaseException:
-            print(f"process logs kept in {logs}", flush=True)
-            raise
-    shutil.rmtree(logs, ignore_errors=True)
+    with (
+        process_logs() as logs,
+        bench_database(args.database_url) as url,
+        standin_process() as standin,
+    ):
+        run_async(lambda: run(args, Bench(url, standin, logs)))
 
 
 if __name__ == "__main__":

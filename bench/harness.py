@@ -12,6 +12,7 @@ import asyncio
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +74,19 @@ def bench_database(database_url: str | None) -> Iterator[str]:
             print(f"\nat the end: {load()}", flush=True)
         finally:
             admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def process_logs() -> Iterator[Path]:
+    """A folder for the benchmark's process logs: removed after a clean run, kept (and named) if
+    the run fails, so a crashed worker's or stand-in's log can be read."""
+    logs = Path(tempfile.mkdtemp(prefix="outbox-bench-logs-"))
+    try:
+        yield logs
+    except BaseException:
+        print(f"process logs kept in {logs}", flush=True)
+        raise
+    shutil.rmtree(logs, ignore_errors=True)
 
 
 def load() -> str:

@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 
@@ -43,6 +40,7 @@ from bench.harness import (
     add_database_option,
     load,
     print_table,
+    process_logs,
     python_command,
     run_async,
     sample_bodies,
@@ -330,15 +328,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.rows, args.history, args.churn, args.repeat = 300, 20_000, 5_000, 1
-    logs = Path(tempfile.mkdtemp(prefix="outbox-bench-logs-"))
-    with two_databases(args.database_url) as (empty_url, history_url), standin_process() as st:
+    with (
+        process_logs() as logs,
+        two_databases(args.database_url) as (empty_url, history_url),
+        standin_process() as st,
+    ):
         benches = {"empty": Bench(empty_url, st, logs), "history": Bench(history_url, st, logs)}
-        try:
-            run_async(lambda: run(args, benches))
-        except BaseException:
-            print(f"process logs kept in {logs}", flush=True)
-            raise
-    shutil.rmtree(logs, ignore_errors=True)
+        run_async(lambda: run(args, benches))
 
 
 if __name__ == "__main__":

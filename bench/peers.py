@@ -20,11 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 
@@ -34,6 +31,7 @@ from bench.harness import (
     add_database_option,
     bench_database,
     print_table,
+    process_logs,
     python_command,
     run_async,
     standin_control,
@@ -201,14 +199,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.rows, args.repeat = 300, 1
-    logs = Path(tempfile.mkdtemp(prefix="outbox-bench-logs-"))
-    with bench_database(args.database_url) as url, standin_process() as standin:
-        try:
-            run_async(lambda: run(args, Bench(url, standin, logs)))
-        except BaseException:
-            print(f"process logs kept in {logs}", flush=True)
-            raise
-    shutil.rmtree(logs, ignore_errors=True)
+    with (
+        process_logs() as logs,
+        bench_database(args.database_url) as url,
+        standin_process() as standin,
+    ):
+        run_async(lambda: run(args, Bench(url, standin, logs)))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,6 @@ processes; the measured rate gives the time a backlog of 100,000 takes (at exact
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-from pathlib import Path
 
 import asyncpg
 
@@ -30,6 +27,7 @@ from bench.harness import (
     bench_database,
     load,
     print_table,
+    process_logs,
     python_command,
     run_async,
     standin_process,
@@ -102,14 +100,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.rows, args.limited_rows, args.repeat = 300, 60, 1
-    logs = Path(tempfile.mkdtemp(prefix="outbox-bench-logs-"))
-    with bench_database(args.database_url) as url, standin_process(latency=args.latency) as s:
-        try:
-            run_async(lambda: run(args, Bench(url, s, logs)))
-        except BaseException:
-            print(f"process logs kept in {logs}", flush=True)
-            raise
-    shutil.rmtree(logs, ignore_errors=True)
+    with (
+        process_logs() as logs,
+        bench_database(args.database_url) as url,
+        standin_process(latency=args.latency) as s,
+    ):
+        run_async(lambda: run(args, Bench(url, s, logs)))
 
 
 if __name__ == "__main__":
