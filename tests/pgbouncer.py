@@ -14,10 +14,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from tests.waiting import wait_for_sync
 
 CANDIDATES = ("pgbouncer", "/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
 INSTALL_HINT = (
@@ -112,15 +113,14 @@ def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]:
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: object) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
+    def listening() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"pgbouncer exited with {process.returncode}: {_tail(log)}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"pgbouncer did not listen on {port} within 15 s: {_tail(log)}")
-        time.sleep(0.05)
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return True
+        return False
+
+    wait_for_sync(listening, timeout=15, interval=0.05, message=f"pgbouncer on port {port}")
 
 
 def _tail(log: object) -> str:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from outbox_worker.standin import StandIn
+from outbox_worker.store.connection import TRANSIENT_ERRORS
 from tests.e2e.conftest import WorkerProcess, spawn_worker
 from tests.faults.plan import Plan, PlantedRow, Window, WindowKind
 from tests.pg import EmbeddedServer
@@ -33,15 +34,7 @@ from tests.waiting import wait_for
 
 _T = TypeVar("_T")
 # What the driver's own database calls meet while PostgreSQL restarts.
-_DB_DOWN: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
+_DB_DOWN = TRANSIENT_ERRORS
 STARTUP_TIMEOUT_S = 60.0
 DB_RETRY_DEADLINE_S = 60.0
 LOG_TAIL = 15

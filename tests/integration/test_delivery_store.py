@@ -4,7 +4,6 @@ that no row can break, the database's clock, and the row-by-row fallback for a r
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from uuid import uuid4
 
@@ -19,17 +18,6 @@ from outbox_worker.store.delivery import PostgresStore
 from tests.integration.rows import drop_row_constraints
 
 LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresStore]:
-    """The production store on this test's database."""
-    store = PostgresStore(database_url, history_cap=5)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def update(key: str, padding: int = 0) -> dict[str, object]:

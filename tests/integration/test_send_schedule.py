@@ -3,23 +3,9 @@ written by hand can stall the fleet."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
-import pytest
 
 from outbox_worker.store.delivery import SCHEDULE_HORIZON_S, PostgresStore
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresStore]:
-    """The worker's store on this test's database."""
-    store = PostgresStore(database_url, history_cap=20)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_an_idle_schedule_starts_now(store: PostgresStore) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
-import pytest
 
 from outbox_worker.config import RETENTION_BATCH_SIZE, Secret, Settings
 from outbox_worker.models import Backlog, State
@@ -17,17 +15,6 @@ from outbox_worker.upkeep import retention_pass
 from tests.integration.rows import insert_message
 from tests.integration.running import running_worker
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresStore]:
-    """The production store on this test's database."""
-    store = PostgresStore(database_url, history_cap=20)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def settings(database_url: str, **changes: object) -> Settings:

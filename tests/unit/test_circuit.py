@@ -17,32 +17,19 @@ from outbox_worker.circuit import (
 )
 from outbox_worker.config import CircuitSettings
 from outbox_worker.models import Verdict
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from tests.unit.fakes import ManualClock
 
 # --- Circuit breaker -----------------------------------------------------------------------
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def clock() -> ManualClock:
     """A monotonic clock under the test's control."""
-    return FakeClock()
+    return ManualClock()
 
 
 @pytest.fixture
-def circuit(clock: FakeClock) -> CircuitBreaker:
+def circuit(clock: ManualClock) -> CircuitBreaker:
     """A circuit breaker with the default probe intervals (1 s doubling to 60 s)."""
     return CircuitBreaker(CircuitSettings(), clock)
 
@@ -52,7 +39,7 @@ def state_of(circuit: CircuitBreaker) -> CircuitState:
     return circuit.state
 
 
-def fail_probe(circuit: CircuitBreaker, clock: FakeClock) -> float:
+def fail_probe(circuit: CircuitBreaker, clock: ManualClock) -> float:
     """Wait for the probe, let it fail with a PAUSE, and return the next probe interval."""
     clock.advance(circuit.next_probe_in())
     permit = circuit.acquire()
@@ -75,7 +62,7 @@ def test_circuit_starts_probing_with_one_permit(circuit: CircuitBreaker) -> None
 
 
 def test_pause_opens_the_circuit_until_the_first_interval(
-    circuit: CircuitBreaker, clock: FakeClock
+    circuit: CircuitBreaker, clock: ManualClock
 ) -> None:
     """A PAUSE opens the circuit: no sends for 1 s, then one probe."""
     probe = circuit.acquire()
@@ -91,14 +78,16 @@ def test_pause_opens_the_circuit_until_the_first_interval(
 
 
 def test_failed_probes_double_the_interval_up_to_the_cap(
-    circuit: CircuitBreaker, clock: FakeClock
+    circuit: CircuitBreaker, clock: ManualClock
 ) -> None:
     """Each failed probe doubles the wait: 1, 2, 4 ... 32, then 60 s from there on."""
     intervals = [fail_probe(circuit, clock) for _ in range(9)]
     assert intervals == [1, 2, 4, 8, 16, 32, 60, 60, 60]
 
 
-def test_success_closes_and_resets_the_interval(circuit: CircuitBreaker, clock: FakeClock) -> None:
+def test_success_closes_and_resets_the_interval(
+    circuit: CircuitBreaker, clock: ManualClock
+) -> None:
     """A successful probe closes the circuit once; a later pause starts again at 1 s."""
     for _ in range(4):
         fail_probe(circuit, clock)
@@ -116,7 +105,7 @@ def test_success_closes_and_resets_the_interval(circuit: CircuitBreaker, clock: 
 
 
 def test_answers_in_flight_when_the_circuit_opened_are_ignored(
-    circuit: CircuitBreaker, clock: FakeClock
+    circuit: CircuitBreaker, clock: ManualClock
 ) -> None:
     """Of many PAUSE answers from one batch, only the first opens the circuit."""
     probe = circuit.acquire()
@@ -162,14 +151,14 @@ def test_record_dispatches_on_the_verdict(
     assert circuit.state is state
 
 
-def test_custom_probe_settings(clock: FakeClock) -> None:
+def test_custom_probe_settings(clock: ManualClock) -> None:
     """probe_initial and probe_cap come from CircuitSettings."""
     settings = CircuitSettings(probe_initial=timedelta(seconds=5), probe_cap=timedelta(seconds=12))
     circuit = CircuitBreaker(settings, clock)
     assert [fail_probe(circuit, clock) for _ in range(4)] == [5, 10, 12, 12]
 
 
-def test_start_up_probes_failing_transiently_add_up_to_an_outage(clock: FakeClock) -> None:
+def test_start_up_probes_failing_transiently_add_up_to_an_outage(clock: ManualClock) -> None:
     """At start-up each failing probe is charged and the next probes at once, until enough
     different messages failed: then delivery pauses for an outage."""
     circuit = CircuitBreaker(CircuitSettings(outage_threshold=3), clock)
@@ -186,7 +175,7 @@ def test_start_up_probes_failing_transiently_add_up_to_an_outage(clock: FakeCloc
 # --- Outages --------------------------------------------------------------------------------
 
 
-def closed(clock: FakeClock, threshold: int = 5) -> CircuitBreaker:
+def closed(clock: ManualClock, threshold: int = 5) -> CircuitBreaker:
     """A closed circuit breaker with an outage threshold of ``threshold`` messages."""
     circuit = CircuitBreaker(CircuitSettings(outage_threshold=threshold), clock)
     probe = circuit.acquire()
@@ -202,7 +191,7 @@ def fail(circuit: CircuitBreaker, key: int) -> Recorded:
     return circuit.record(permit, Verdict.RETRY, transient=True)
 
 
-def test_outage_opens_after_threshold_failures_in_a_row(clock: FakeClock) -> None:
+def test_outage_opens_after_threshold_failures_in_a_row(clock: ManualClock) -> None:
     """Four failing sends spend their attempts; the fifth trips the breaker and does not."""
     circuit = closed(clock)
     assert [fail(circuit, key) for key in range(4)] == [Recorded(False, spend=True)] * 4
@@ -211,7 +200,7 @@ def test_outage_opens_after_threshold_failures_in_a_row(clock: FakeClock) -> Non
     assert circuit.next_probe_in() == 1.0
 
 
-def test_one_message_failing_alone_pauses_after_the_threshold(clock: FakeClock) -> None:
+def test_one_message_failing_alone_pauses_after_the_threshold(clock: ManualClock) -> None:
     """A message failing alone, with nothing answered between, cannot be told from an outage:
     after the threshold it stops paying, so a small backlog survives an outage of any length."""
     circuit = closed(clock)
@@ -221,7 +210,7 @@ def test_one_message_failing_alone_pauses_after_the_threshold(clock: FakeClock) 
 
 @pytest.mark.parametrize("verdict", [Verdict.ACKNOWLEDGE, Verdict.DEAD_LETTER])
 def test_any_other_answer_between_failures_resets_the_count(
-    clock: FakeClock, verdict: Verdict
+    clock: ManualClock, verdict: Verdict
 ) -> None:
     """A message that fails while others are answered spends its attempts: no outage."""
     circuit = closed(clock)
@@ -234,7 +223,7 @@ def test_any_other_answer_between_failures_resets_the_count(
     assert circuit.state is CircuitState.CLOSED
 
 
-def test_sends_in_flight_when_the_outage_opened_spend_nothing(clock: FakeClock) -> None:
+def test_sends_in_flight_when_the_outage_opened_spend_nothing(clock: ManualClock) -> None:
     """Failures of sends that were in flight when the outage was declared are not charged."""
     circuit = closed(clock, threshold=3)
     batch = [circuit.acquire() for _ in range(20)]
@@ -244,7 +233,7 @@ def test_sends_in_flight_when_the_outage_opened_spend_nothing(clock: FakeClock) 
     assert [r.changed for r in results] == [False, False, True] + [False] * 17
 
 
-def test_failed_outage_probes_back_off_and_spend_nothing(clock: FakeClock) -> None:
+def test_failed_outage_probes_back_off_and_spend_nothing(clock: ManualClock) -> None:
     """During an outage one probe goes at 1 s, 2 s, 4 s ...; its failures cost no attempt."""
     circuit = closed(clock, threshold=1)
     fail(circuit, 0)
@@ -259,7 +248,7 @@ def test_failed_outage_probes_back_off_and_spend_nothing(clock: FakeClock) -> No
 
 @pytest.mark.parametrize("verdict", [Verdict.ACKNOWLEDGE, Verdict.DEAD_LETTER])
 def test_any_answer_to_an_outage_probe_resumes_full_speed(
-    clock: FakeClock, verdict: Verdict
+    clock: ManualClock, verdict: Verdict
 ) -> None:
     """The endpoint answering again (a 2xx, or a 4xx that blames the message) closes the circuit."""
     circuit = closed(clock, threshold=1)
@@ -272,7 +261,7 @@ def test_any_answer_to_an_outage_probe_resumes_full_speed(
 
 
 def test_a_4xx_to_a_configuration_probe_keeps_probing(
-    circuit: CircuitBreaker, clock: FakeClock
+    circuit: CircuitBreaker, clock: ManualClock
 ) -> None:
     """After a 401, a 4xx to the probe says nothing about the key: the next send probes again."""
     probe = circuit.acquire()
