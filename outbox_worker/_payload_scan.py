@@ -3,7 +3,7 @@
 It applies the rules that look at every value (plaintext passwords, NUL characters, lone
 surrogates, non-finite numbers, 64-bit integers) and measures the JSON text, so the limits of
 ``outbox_worker.limits`` are enforced before anything recursive runs. Its SQL twin is
-``migrations/versions/sql/0002_bounded_input.sql``; the messages live in ``_payload_rules``.
+``migrations/versions/sql/0002_bounded_input.sql``; the messages live in ``validation``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any
 
-from outbox_worker._payload_rules import (
+from outbox_worker.errors import FieldError, InvalidUpdate
+from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
+from outbox_worker.validation import (
     MAX_INT64,
     MIN_EPOCH_MS,
     MIN_INT64,
@@ -30,8 +32,6 @@ from outbox_worker._payload_rules import (
     msg_too_large,
     stored_integer,
 )
-from outbox_worker.errors import FieldError, InvalidUpdate
-from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
 
 
 def _present(data: Mapping[str, Any], key: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Self, get_args
 from pydantic import BaseModel, ConfigDict, PlainValidator, StrictBool, StrictStr, ValidationError
 from pydantic.alias_generators import to_camel
 
-from outbox_worker import _payload_rules as rules
+from outbox_worker import validation as rules
 from outbox_worker._payload_scan import raw_rule_errors
 from outbox_worker.errors import FieldError, InvalidUpdate
 

@@ -8,7 +8,7 @@ here: a settlement carries a delay, and the database adds it to its own ``now()`
 host's clock changes nothing.
 
     classify(answer, retry) -> Outcome           the "Answer policy" table of DESIGN.md
-    settle(message, outcome, ...) -> Settlement  the row write: acknowledged, later, or dead
+    settlement(message, outcome, ...) -> Settlement  the row write: acknowledged, later, or dead
     unsendable(message) -> Settlement            a stored row that cannot be sent: dead, unsent
     internal_failure(message, exc, ...)          our own failure with one message: a spent attempt
 """
@@ -133,7 +133,7 @@ def _give_up_reason(attempts: int, age: timedelta, retry: RetrySettings) -> str 
     return None
 
 
-def settle(
+def settlement(
     message: Message,
     outcome: Outcome,
     *,
@@ -219,7 +219,7 @@ def internal_failure(
     """
     error = f"internal error while delivering: {type(exc).__name__}"
     outcome = Outcome(Verdict.RETRY, None, error=error)
-    return settle(message, outcome, latency_s=latency_s, age=age, retry=retry, rng=rng)
+    return settlement(message, outcome, latency_s=latency_s, age=age, retry=retry, rng=rng)
 
 
 def _age(value: timedelta) -> str:

@@ -290,7 +290,7 @@ class Worker:
             answer = await self._sender.send(message.body)
             outcome = policy.classify(answer, self._settings.retry)
             recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
-            settlement = policy.settle(
+            settlement = policy.settlement(
                 message,
                 outcome,
                 latency_s=answer.latency_s,

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
 from outbox_worker import payload
-from outbox_worker._payload_rules import COUNTRY_CODES
+from outbox_worker.validation import COUNTRY_CODES
 
 _MODELS: tuple[type[BaseModel], ...] = (
     payload.RegistrationUpdate,

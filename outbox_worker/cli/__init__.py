@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except OutboxError as exc:
-        from outbox_worker.cli.format import printable
+        from outbox_worker.cli.display import printable
 
         click.echo(f"outbox-worker: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)

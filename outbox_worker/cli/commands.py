@@ -10,9 +10,9 @@ import click
 # (every worker process, every restart) imports only what running needs: not alembic, rich or
 # the SQLAlchemy ORM that the operator commands and the demo use.
 COMMAND_MODULES = {
-    "migrate": "daemon",
-    "run": "daemon",
-    "standin": "daemon",
+    "migrate": "migrate",
+    "run": "run",
+    "standin": "standin",
     "dead": "operate",
     "stats": "operate",
     "purge": "operate",

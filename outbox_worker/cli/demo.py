@@ -26,9 +26,9 @@ import click
 
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option, json_option
-from outbox_worker.cli.daemon import run_async
 from outbox_worker.cli.demo_display import Report, live_progress, print_report
 from outbox_worker.cli.demo_scenario import Scenario, build_scenario, unreachable_script
+from outbox_worker.cli.run import run_async
 from outbox_worker.config import (
     CircuitSettings,
     RetrySettings,

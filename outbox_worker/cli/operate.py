@@ -1,6 +1,6 @@
 """Operator commands `dead list`, `dead show`, `stats`, `purge`, and the helpers they share.
 
-Thin on purpose: the SQL is in store/operations.py, the display in cli/format.py. Every command
+Thin on purpose: the SQL is in store/operations.py, the display in cli/display.py. Every command
 first checks that the schema is at head, so a forgotten `migrate` is one clear line, exit 2.
 """
 
@@ -19,7 +19,7 @@ import click
 from rich.live import Live
 
 from outbox_worker.cli import database_option, json_option
-from outbox_worker.cli import format as fmt
+from outbox_worker.cli import display as fmt
 from outbox_worker.config import database_url_from_env, parse_duration
 from outbox_worker.errors import ConfigError
 from outbox_worker.migrate import head_revision

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from outbox_worker.cli import database_option, json_option
-from outbox_worker.cli import format as fmt
+from outbox_worker.cli import display as fmt
 from outbox_worker.cli.operate import (
     DRY_RUN_SAMPLE,
     bulk_options,

@@ -32,7 +32,7 @@ from outbox_worker.policy import (
     backoff_delay,
     classify,
     internal_failure,
-    settle,
+    settlement,
     should_give_up,
     unsendable,
 )
@@ -387,7 +387,7 @@ def test_settle_final_verdicts(status: int, state: State) -> None:
     """Acknowledged and dead-lettered answers end the message and spend the attempt."""
     msg = message(attempts=2)
     outcome = classify(answer(status, RAVELIN_400 if status == 400 else b""), RETRY)
-    s = settle(msg, outcome, latency_s=0.2, age=msg.age, retry=RETRY, rng=lambda: 1.0)
+    s = settlement(msg, outcome, latency_s=0.2, age=msg.age, retry=RETRY, rng=lambda: 1.0)
     assert (s.message_id, s.lease_token) == (msg.id, msg.lease_token)
     assert (s.state, s.attempt_spent, s.delay) == (state, True, None)
     assert (s.status, s.error, s.response, s.latency_s) == (
@@ -400,7 +400,7 @@ def test_settle_final_verdicts(status: int, state: State) -> None:
 
 def test_settle_pause_spends_no_attempt() -> None:
     """A paused message goes back to pending at once, its attempts unchanged."""
-    s = settle(
+    s = settlement(
         message(attempts=24),
         classify(answer(401), RETRY),
         latency_s=0.1,
@@ -413,7 +413,7 @@ def test_settle_pause_spends_no_attempt() -> None:
 
 def test_settle_retry_the_circuit_took_the_blame_for_spends_no_attempt() -> None:
     """A transient failure during an outage goes back to pending at once, never dead-lettered."""
-    s = settle(
+    s = settlement(
         message(attempts=24, age=timedelta(days=3)),
         classify(answer(503), RETRY),
         latency_s=0.1,
@@ -428,7 +428,7 @@ def test_settle_retry_the_circuit_took_the_blame_for_spends_no_attempt() -> None
 
 def test_settle_retry_schedules_the_next_attempt() -> None:
     """A retried message goes back to pending after the backoff for its attempt count."""
-    s = settle(
+    s = settlement(
         message(attempts=2),
         classify(answer(503), RETRY),
         latency_s=0.1,
@@ -443,14 +443,14 @@ def test_settle_retry_schedules_the_next_attempt() -> None:
 def test_settle_retry_honours_a_5xx_retry_after() -> None:
     """A 503's Retry-After holds the message back at least that long."""
     outcome = classify(answer(503, retry_after=timedelta(seconds=90)), RETRY)
-    s = settle(message(), outcome, latency_s=0.1, age=timedelta(0), retry=RETRY, rng=lambda: 1.0)
+    s = settlement(message(), outcome, latency_s=0.1, age=timedelta(0), retry=RETRY, rng=lambda: 1.0)
     assert s.delay == timedelta(seconds=90)
 
 
 def test_settle_retry_after_shorter_than_the_backoff_changes_nothing() -> None:
     """A Retry-After shorter than the backoff leaves the backoff in force."""
     outcome = classify(answer(503, retry_after=timedelta(seconds=1)), RETRY)
-    s = settle(message(attempts=2), outcome, latency_s=0.1, age=timedelta(0), retry=RETRY,
+    s = settlement(message(attempts=2), outcome, latency_s=0.1, age=timedelta(0), retry=RETRY,
                rng=lambda: 1.0)  # fmt: skip
     assert s.delay == timedelta(seconds=4)
 
@@ -465,7 +465,7 @@ def test_settle_retry_after_shorter_than_the_backoff_changes_nothing() -> None:
 def test_settle_gives_up_into_dead(attempts: int, age: timedelta, reason: str, error: str) -> None:
     """A retry past max_attempts or max_age becomes a dead letter that says why."""
     outcome = classify(answer(500, b'{"traceId": "t-1"}'), RETRY)
-    s = settle(
+    s = settlement(
         message(attempts=attempts, age=age),
         outcome,
         latency_s=0.1,
@@ -482,7 +482,7 @@ def test_settle_gives_up_into_dead(attempts: int, age: timedelta, reason: str, e
 def test_settle_gives_up_on_a_transport_failure_too() -> None:
     """Timeouts count towards max_attempts like 5xx answers."""
     outcome = classify(answer(None, error="timeout"), RETRY)
-    s = settle(message(attempts=24), outcome, latency_s=10.0, age=timedelta(0), retry=RETRY,
+    s = settlement(message(attempts=24), outcome, latency_s=10.0, age=timedelta(0), retry=RETRY,
                rng=lambda: 0)  # fmt: skip
     assert (s.state, s.error) == (State.DEAD, "gave up after 25 attempts: timeout")
 

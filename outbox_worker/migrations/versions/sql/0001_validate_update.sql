@@ -1,6 +1,6 @@
 -- Validation and normalisation of Ravelin /v2/registration bodies, in SQL.
 --
--- The twin of outbox_worker/payload.py (rules and messages in outbox_worker/_payload_rules.py):
+-- The twin of outbox_worker/payload.py (rules and messages in outbox_worker/validation.py):
 -- for the same body both report the same problems as '<json path>: <message>', and
 -- normalize_update() stores the same jsonb as RegistrationUpdate.to_wire(). Change both together;
 -- tests/integration/test_sql_validate.py runs the shared case table against each.

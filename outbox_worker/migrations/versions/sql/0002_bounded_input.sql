@@ -1,6 +1,6 @@
 -- Bounded input for outbox.validate_update: size, nesting depth and 64-bit integers.
 --
--- The twin of the whole-body scan in outbox_worker/_payload_rules.py (raw_rule_errors): same
+-- The twin of the whole-body scan in outbox_worker/validation.py (raw_rule_errors): same
 -- limits (outbox_worker/limits.py), same paths, same messages. A payload past a limit is
 -- refused with that one problem at '$' before any recursive rule runs: the PL/pgSQL walks
 -- below recurse once per level, and a deep payload would end in SQLSTATE 54001.

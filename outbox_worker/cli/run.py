@@ -1,4 +1,4 @@
-"""The long-running commands: `migrate`, `run` (the worker daemon) and `standin`."""
+"""`outbox-worker run`: the delivery worker daemon, wired from settings and run until stopped."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import structlog
 from outbox_worker import health
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option
-from outbox_worker.config import Settings, database_url_from_env, redact_url
+from outbox_worker.config import Settings
 from outbox_worker.errors import (
     DatabaseUnavailable,
     LoginRefused,
@@ -42,45 +42,6 @@ def run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         return
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
-
-
-@click.command("migrate")
-@database_option
-def migrate_command(database_url: str | None) -> None:
-    """Create or upgrade the outbox schema to this version (safe to run twice or concurrently).
-
-    \b
-    Example:
-      OUTBOX_DATABASE_URL=postgresql://app@db/app outbox-worker migrate
-    """
-    url = database_url_from_env(None, database_url)
-    run_async(lambda: _check_reachable(url))
-    migrations.upgrade(url)
-    click.echo(f"outbox schema is at revision {migrations.head_revision()} on {redact_url(url)}")
-    missing: list[str] = []
-    run_async(lambda: _missing_roles(url, missing))
-    if missing:
-        click.echo(
-            f"roles not created ({', '.join(missing)}): this login may not create roles. "
-            "Run this SQL in this database as a superuser or a CREATEROLE login:\n"
-        )
-        click.echo(migrations.roles_sql())
-
-
-async def _check_reachable(url: str) -> None:
-    async with connected(url):
-        pass
-
-
-async def _missing_roles(url: str, into: list[str]) -> None:
-    """Append the outbox group roles that do not exist on the server to ``into``."""
-    async with connected(url) as conn:
-        rows = await conn.fetch(
-            "SELECT name FROM unnest($1::text[]) WITH ORDINALITY AS r(name, position) "
-            "WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) ORDER BY position",
-            list(migrations.ROLES),
-        )
-    into.extend(r["name"] for r in rows)
 
 
 _RUN_FLAGS: list[tuple[str, str]] = [
@@ -243,33 +204,6 @@ async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) 
     return False
 
 
-@click.command("standin")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option(
-    "--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one)."
-)
-@click.option(
-    "--api-key", default="sk_test_standin", show_default=True, help="Key the stand-in accepts."
-)
-@click.option("--ready-file", default=None, help="Write the URL here once listening.")
-@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (containers).")
-def standin_command(
-    host: str, port: int, api_key: str, ready_file: str | None, allow_remote: bool
-) -> None:
-    """Run the local stand-in for Ravelin's registration endpoint (for trials and benchmarks).
-
-    \b
-    Example:
-      outbox-worker standin --port 8765 &
-      OUTBOX_ENDPOINT_URL=http://127.0.0.1:8765/v2/registration \\
-        OUTBOX_API_KEY=sk_test_standin outbox-worker run
-    """
-    from outbox_worker.standin import serve
-
-    serve(host, port, api_key, ready_file=ready_file, allow_remote=allow_remote)
-
-
 def register(group: click.Group) -> None:
-    """Add the daemon commands to the CLI group."""
-    for command in (migrate_command, run_command, standin_command):
-        group.add_command(command)
+    """Add `run` to the CLI group."""
+    group.add_command(run_command)
