@@ -50,7 +50,7 @@ from bench.harness import (
 from outbox_worker import enqueue, enqueue_async
 from outbox_worker.config import sqlalchemy_url
 from outbox_worker.enqueue import serialize
-from outbox_worker.migrations.sql_scripts import SQL_DIR
+from outbox_worker.migration_scripts import SQL_DIR
 from outbox_worker.payload import parse_update
 
 SETUP = """

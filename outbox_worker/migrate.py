@@ -1,5 +1,10 @@
 """Run the outbox schema's alembic history programmatically (no alembic.ini needed).
 
+The history lives in the repository's top-level ``migrations/`` (beside ``alembic.ini``, so plain
+``alembic upgrade head`` works from a checkout) and ships inside the wheel as
+``outbox_worker/migrations`` (hatch ``force-include``), so ``outbox-worker migrate`` works from an
+installed package too.
+
 alembic is imported only by the functions that run it: `outbox-worker run` imports this module
 for ``SCHEMA_HEAD`` alone, and every worker process would otherwise pay for alembic at start.
 """
@@ -15,7 +20,18 @@ if TYPE_CHECKING:
 # The newest revision this package ships, for the worker's start-up check (a test holds it equal
 # to what alembic finds in migrations/versions: bump it with every new revision).
 SCHEMA_HEAD: Final = "0006"
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _migrations_dir() -> Path:
+    """The packaged history in a wheel, the repository's top-level one in a checkout."""
+    package = Path(__file__).parent
+    for candidate in (package / "migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError(f"no migrations directory beside or inside {package}")
+
+
+MIGRATIONS_DIR = _migrations_dir()
 # The group roles revision 0004 creates, and the SQL that creates and grants them.
 ROLES = ("outbox_producer", "outbox_worker", "outbox_operator")
 ROLES_SQL = MIGRATIONS_DIR / "versions" / "sql" / "0004_roles.sql"

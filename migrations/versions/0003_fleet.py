@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from outbox_worker.migrations.sql_scripts import run_script
+from outbox_worker.migration_scripts import run_script
 
 revision: str = "0003"
 down_revision: str | None = "0002"

@@ -1,5 +1,8 @@
 """Alembic environment: one transaction, under an advisory lock, in the `outbox` schema.
 
+Run by `outbox-worker migrate` (which hands in the URL) or by plain `alembic upgrade head` from a
+checkout (alembic.ini at the repository's root; the URL then comes from OUTBOX_DATABASE_URL).
+
 The lock makes `outbox-worker migrate` safe to run from several processes at once (deploys often
 start every replica's migration job together): the second waits, then finds the schema at head.
 """
@@ -7,15 +10,18 @@ start every replica's migration job together): the second waits, then finds the 
 from __future__ import annotations
 
 import asyncio
+import logging.config
 import uuid
 from typing import Any
 
 import asyncpg
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from outbox_worker.config import asyncpg_dsn
+from outbox_worker.config import asyncpg_dsn, database_url_from_env
+from outbox_worker.errors import ConfigError
 from outbox_worker.schema import SCHEMA, VERSION_TABLE, include_name, metadata
 
 # Safe behind a transaction-pooling PgBouncer: the migration is one transaction (one server
@@ -72,13 +78,18 @@ async def _run_async(url: str) -> None:
 
 def main() -> None:
     """Run the migrations on the connection handed in, or on the configured URL."""
+    if context.config.config_file_name is not None:  # plain `alembic`: say what it runs
+        logging.config.fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     connection = context.config.attributes.get("connection")
     if connection is not None:
         _run(connection)
         return
-    url = context.config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise RuntimeError("no database URL given to the migration environment")
+    # alembic.ini holds no URL, so that no password sits in a file: plain `alembic` takes it from
+    # OUTBOX_DATABASE_URL, checked as every command checks it.
+    try:
+        url = context.config.get_main_option("sqlalchemy.url") or database_url_from_env()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None  # alembic prints it as one line, no traceback
     asyncio.run(_run_async(url))
 
 

@@ -1,13 +1,13 @@
-"""Run the SQL files that sit beside the migrations (functions, roles): one helper for every revision."""
+"""Run the SQL files beside the migrations (functions, roles): one helper for every revision."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from alembic import op
 from sqlalchemy.util import await_only
 
-SQL_DIR = Path(__file__).parent / "versions" / "sql"
+from outbox_worker.migrate import MIGRATIONS_DIR
+
+SQL_DIR = MIGRATIONS_DIR / "versions" / "sql"
 
 
 def run_script(name: str) -> None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from outbox_worker.migrations.sql_scripts import run_script
+from outbox_worker.migration_scripts import run_script
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from outbox_worker.migrations.sql_scripts import run_script
+from outbox_worker.migration_scripts import run_script
 
 revision: str = "0004"
 down_revision: str | None = "0003"

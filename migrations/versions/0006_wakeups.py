@@ -7,7 +7,7 @@ Create Date: 2026-11-26
 
 from collections.abc import Sequence
 
-from outbox_worker.migrations.sql_scripts import run_script
+from outbox_worker.migration_scripts import run_script
 
 revision: str = "0006"
 down_revision: str | None = "0005"
