@@ -26,8 +26,6 @@ import click
 
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option, json_option
-from outbox_worker.cli.demo_display import Report, live_progress, print_report
-from outbox_worker.cli.demo_scenario import Scenario, build_scenario, unreachable_script
 from outbox_worker.cli.run import run_async
 from outbox_worker.config import (
     CircuitSettings,
@@ -38,6 +36,9 @@ from outbox_worker.config import (
     env_value,
     parse_duration,
 )
+from outbox_worker.demo import queries as tallies
+from outbox_worker.demo.display import Report, live_progress, print_report
+from outbox_worker.demo.scenario import Scenario, build_scenario, unreachable_script
 from outbox_worker.embedded import (
     embedded_postgres_server,
     kept_postgres_server,
@@ -48,7 +49,6 @@ from outbox_worker.errors import OutboxError
 from outbox_worker.observability import configure_logging
 from outbox_worker.sender import HttpSender, http_session
 from outbox_worker.standin import StandIn
-from outbox_worker.store import demo as tallies
 from outbox_worker.store.connection import connected
 from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.worker import Worker
