@@ -24,7 +24,7 @@ import pytest
 from outbox_worker import standin as standin_module
 from outbox_worker.errors import ConfigError
 from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
-from outbox_worker.standin_steps import ABSURD_RETRY_AFTER, HUGE_BYTES, REDIRECT_LOCATION
+from outbox_worker.standin.steps import ABSURD_RETRY_AFTER, HUGE_BYTES, REDIRECT_LOCATION
 from tests.waiting import wait_for
 
 KEY = "sk_test_standin"

@@ -7,7 +7,7 @@ A real aiohttp server on a loopback port. ``POST /v2/registration`` answers in t
    whichever is longer.
 2. Take the injected step: the message's own script first, then the global script, then
    ``default_status``. A step is an HTTP status or a named fault (the table in
-   ``outbox_worker.standin_steps``): ``drop`` (or 0) closes the connection without an answer;
+   ``outbox_worker.standin.steps``): ``drop`` (or 0) closes the connection without an answer;
    ``nul200``, ``huge200`` and ``slow`` (200 after ``slow_seconds``) are 200s with a hostile body
    or delay; ``surrogate400`` and ``huge400`` are 400s with a hostile body; ``absurd429`` and
    ``absurd503`` carry a Retry-After in the year 99999999999; ``redirect307`` and
@@ -74,7 +74,7 @@ from aiohttp import web
 
 from outbox_worker.config import is_loopback
 from outbox_worker.errors import ConfigError
-from outbox_worker.standin_steps import DEFAULT_SLOW_SECONDS, DROP, Reply, Step, StepName, reply
+from outbox_worker.standin.steps import DEFAULT_SLOW_SECONDS, DROP, Reply, Step, StepName, reply
 
 __all__ = [
     "BAD_KEY_MESSAGE",
