@@ -137,7 +137,7 @@ def standin_process(api_key: str = API_KEY, *, latency: str = "0") -> Iterator[S
         log = (Path(tmp) / "standin.log").open("wb")
         proc = subprocess.Popen(
             python_command(
-                "-m", "outbox_worker.standin", "--port", "0", "--api-key", api_key,
+                "-m", "outbox_worker", "standin", "--port", "0", "--api-key", api_key,
                 "--ready-file", str(ready), "--latency", latency,
             ),
             stdout=log,

@@ -1,6 +1,7 @@
 """Composition root: the `outbox-worker` command.
 
-Commands are thin: they read settings (config.py), build the store and sender, and hand them on.
+Commands are thin: they read settings (config.py), have assemble.py build the store, sender and
+worker, and run it.
 This is the one place that turns an OutboxError into an exit code and one line on stderr:
 0 success, 1 runtime failure, 2 usage or configuration error.
 """

@@ -10,15 +10,15 @@ import click
 # (every worker process, every restart) imports only what running needs: not alembic, rich or
 # the SQLAlchemy ORM that the operator commands and the demo use.
 COMMAND_MODULES = {
-    "migrate": "migrate",
-    "run": "run",
-    "standin": "standin",
-    "dead": "operate",
-    "stats": "operate",
-    "purge": "operate",
-    "requeue": "requeue",
-    "check": "check",
-    "demo": "demo",
+    "migrate": "outbox_worker.cli.migrate",
+    "run": "outbox_worker.cli.run",
+    "standin": "outbox_worker.cli.standin",
+    "dead": "outbox_worker.cli.operate",
+    "stats": "outbox_worker.cli.operate",
+    "purge": "outbox_worker.cli.operate",
+    "requeue": "outbox_worker.cli.requeue",
+    "check": "outbox_worker.cli.check",
+    "demo": "outbox_worker.demo.command",
 }
 
 
@@ -27,4 +27,4 @@ def register(group: click.Group, command: str | None = None) -> None:
     module = COMMAND_MODULES.get(command or "")
     names = [module] if module else sorted(set(COMMAND_MODULES.values()))
     for name in names:
-        importlib.import_module(f"outbox_worker.cli.{name}").register(group)
+        importlib.import_module(name).register(group)

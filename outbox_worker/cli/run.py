@@ -11,7 +11,7 @@ from typing import Any
 import click
 import structlog
 
-from outbox_worker import health
+from outbox_worker import assemble, health
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option
 from outbox_worker.config import Settings
@@ -24,10 +24,8 @@ from outbox_worker.errors import (
 )
 from outbox_worker.liveness import ClaimProgress
 from outbox_worker.observability import Metrics, configure_logging
-from outbox_worker.sender import HttpSender, http_session
 from outbox_worker.store.connection import connected, ensure_schema_ready
 from outbox_worker.store.delivery import PostgresStore
-from outbox_worker.worker import Worker
 from outbox_worker.writer import Backoff
 
 log = structlog.get_logger("outbox_worker.cli")
@@ -133,26 +131,13 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = PostgresStore(
-        settings.database_url,
-        history_cap=settings.history_cap,
-        listen_url=settings.listen_database_url,
-    )
-    metrics, progress = Metrics(), ClaimProgress()
+    built = assemble.parts(settings)
     # Up before the database: a worker waiting for it is alive (/healthz) but not ready (/readyz).
-    async with _serving_health(settings, metrics, progress):
-        if not await _open_when_ready(store, settings.database_url, stop):
+    async with _serving_health(settings, built.metrics, built.progress):
+        if not await _open_when_ready(built.store, settings.database_url, stop):
             return  # stopped before the database came up
-        try:
-            timeout_s = settings.http_timeout.total_seconds()
-            async with http_session(
-                concurrency=settings.concurrency, timeout_s=timeout_s
-            ) as session:
-                sender = HttpSender(session, settings.endpoint_url, settings.api_key)
-                worker = Worker(settings, store, sender, metrics=metrics, progress=progress)
-                await worker.run(stop)
-        finally:
-            await store.close()
+        async with assemble.worker_on(built) as worker:
+            await worker.run(stop)
 
 
 @contextlib.asynccontextmanager

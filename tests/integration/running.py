@@ -1,4 +1,4 @@
-"""A Worker in the test's own event loop, with the production store and sender."""
+"""A Worker in the test's own event loop, built as `outbox-worker run` builds it (assemble.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+from outbox_worker.assemble import opened_worker
 from outbox_worker.config import Secret, Settings
-from outbox_worker.sender import HttpSender, http_session
-from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.worker import Worker
 
 KEY = "sk_test_worker"
@@ -34,19 +33,12 @@ async def running_worker(
         lease=timedelta(seconds=10),
         shutdown_grace=timedelta(seconds=2),
     ).with_changes(**changes)
-    store = PostgresStore(database_url, history_cap=settings.history_cap)
-    await store.open()
     stop = asyncio.Event()
-    try:
-        timeout_s = settings.http_timeout.total_seconds()
-        async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
-            worker = Worker(settings, store, HttpSender(session, endpoint_url, settings.api_key))
-            task = asyncio.create_task(worker.run(stop), name="worker-under-test")
-            try:
-                yield worker
-                assert not task.done(), "the worker stopped before it was told to"
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 15)
-    finally:
-        await store.close()
+    async with opened_worker(settings) as worker:
+        task = asyncio.create_task(worker.run(stop), name="worker-under-test")
+        try:
+            yield worker
+            assert not task.done(), "the worker stopped before it was told to"
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)

@@ -24,7 +24,7 @@ import pytest
 from outbox_worker import standin as standin_module
 from outbox_worker.errors import ConfigError
 from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
-from outbox_worker.standin_steps import ABSURD_RETRY_AFTER, HUGE_BYTES, REDIRECT_LOCATION
+from outbox_worker.standin.steps import ABSURD_RETRY_AFTER, HUGE_BYTES, REDIRECT_LOCATION
 from tests.waiting import wait_for
 
 KEY = "sk_test_standin"
@@ -520,21 +520,13 @@ def test_loopback_hosts_are_accepted(host: str) -> None:
     StandIn(host=host)
 
 
-async def test_module_runs_as_a_process_until_sigterm(
+async def test_command_runs_as_a_process_until_sigterm(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    """`python -m outbox_worker.standin` prints its URL when ready, answers, and exits 0 on TERM."""
+    """`outbox-worker standin` prints its URL when ready, answers, and exits 0 on TERM."""
     ready = tmp_path / "ready"
     args = ["--port", "0", "--api-key", "sk_test_proc", "--ready-file", str(ready)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "outbox_worker.standin",
-        *args,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await _start_command(*args, "--latency", "0.3")
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
@@ -542,8 +534,10 @@ async def test_module_runs_as_a_process_until_sigterm(
         url = line.split()[-1]
         assert url.endswith("/v2/registration")
         assert ready.read_text().strip() == url
+        started = time.monotonic()
         answer = await post(http, url, headers={"Authorization": "token sk_test_proc"})
         assert answer.status == 200
+        assert time.monotonic() - started >= 0.3, "--latency 0.3 delays every answer"
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
         assert process.returncode == 0, stderr.decode()
@@ -551,6 +545,28 @@ async def test_module_runs_as_a_process_until_sigterm(
         if process.returncode is None:
             process.kill()
             await process.communicate()
+
+
+@pytest.mark.parametrize("latency", ["0.2-0.1", "-1", "fast"])
+async def test_command_refuses_a_bad_latency_with_exit_2(latency: str) -> None:
+    """--latency that is not seconds or LOW-HIGH is a usage error naming the option."""
+    process = await _start_command("--port", "0", "--latency", latency)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    assert "--latency" in stderr.decode()
+
+
+async def _start_command(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "outbox_worker",
+        "standin",
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 # --- Hostile answers: named script steps ------------------------------------------------------

@@ -19,9 +19,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from outbox_worker.cli.demo_scenario import Scenario
 from outbox_worker.config import redact_url
-from outbox_worker.store.demo import Latency, Tally
+from outbox_worker.demo.queries import Latency, Tally
+from outbox_worker.demo.scenario import Scenario
 
 PLAIN_EVERY_S = 1.0
 _FIELDS = (

@@ -1,0 +1,65 @@
+"""The composition root of delivery: settings -> store, sender -> Worker, built in one place.
+
+`outbox-worker run`, `outbox-worker demo` and the tests all build their worker here, so they
+cannot drift apart (a store without the LISTEN URL, a session without the HTTP timeout). Only
+`run` adds what a daemon needs around it: signals, health endpoints, waiting for the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from outbox_worker.config import Settings
+from outbox_worker.liveness import ClaimProgress
+from outbox_worker.observability import Metrics
+from outbox_worker.sender import HttpSender, http_session
+from outbox_worker.store.delivery import PostgresStore
+from outbox_worker.worker import Worker
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a worker is built from, made before anything connects (health can report on them)."""
+
+    settings: Settings
+    store: PostgresStore  # not open yet: the caller decides how to wait for the database
+    metrics: Metrics
+    progress: ClaimProgress
+
+
+def parts(settings: Settings) -> Parts:
+    """The store (not yet open), metrics and claim progress for ``settings``."""
+    store = PostgresStore(
+        settings.database_url,
+        history_cap=settings.history_cap,
+        listen_url=settings.listen_database_url,
+    )
+    return Parts(settings, store, Metrics(), ClaimProgress())
+
+
+@asynccontextmanager
+async def worker_on(built: Parts) -> AsyncIterator[Worker]:
+    """The worker on ``built.store`` (already open) and an HTTP session for the block; the
+    session and the store are closed after it."""
+    settings = built.settings
+    try:
+        timeout_s = settings.http_timeout.total_seconds()
+        async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
+            sender = HttpSender(session, settings.endpoint_url, settings.api_key)
+            yield Worker(
+                settings, built.store, sender, metrics=built.metrics, progress=built.progress
+            )
+    finally:
+        await built.store.close()
+
+
+@asynccontextmanager
+async def opened_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """Build the worker from ``settings`` with its store opened now (no waiting for the
+    database: for the demo and tests, whose database is known to be up)."""
+    built = parts(settings)
+    await built.store.open()
+    async with worker_on(built) as worker:
+        yield worker
