@@ -47,4 +47,5 @@ def test_plain_alembic_without_a_database_url_says_so_in_one_line() -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "OUTBOX_DATABASE_URL is not set" in lines[0], result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "OUTBOX_DATABASE_URL is not set" in lines[0]
