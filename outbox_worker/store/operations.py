@@ -138,20 +138,8 @@ async def list_dead(
             return []
         cap = limit if limit is not None else filters.limit
         rows = await conn.fetch(sql.LIST_DEAD, *args, cap)
-    return [
-        DeadLetter(
-            id=r["id"],
-            created_at=r["created_at"],
-            dead_at=r["dead_at"],
-            attempts=r["attempts"],
-            last_status=r["last_status"],
-            last_error=r["last_error"],
-            requeue_count=r["requeue_count"],
-            dedup_key=r["dedup_key"],
-            payload=json.loads(r["payload"]),
-        )
-        for r in rows
-    ]
+    # The statement's columns are named after the fields; JSON arrives as text.
+    return [DeadLetter(**dict(r) | {"payload": json.loads(r["payload"])}) for r in rows]
 
 
 async def count_dead(conn: asyncpg.Connection, filters: DeadFilters) -> int:
@@ -169,24 +157,13 @@ async def get_message(conn: asyncpg.Connection, message_id: int) -> MessageDetai
     r = await conn.fetchrow(sql.GET_MESSAGE, message_id)
     if r is None:
         raise MessageNotFound(message_id)
-    return MessageDetail(
-        id=r["id"],
-        state=State(r["state"]),
-        attempts=r["attempts"],
-        dedup_key=r["dedup_key"],
-        created_at=r["created_at"],
-        available_at=r["available_at"],
-        claimed=r["claimed"],
-        acknowledged_at=r["acknowledged_at"],
-        dead_at=r["dead_at"],
-        last_status=r["last_status"],
-        last_error=r["last_error"],
-        last_response=json.loads(r["last_response"]) if r["last_response"] else None,
-        history=json.loads(r["history"]),
-        requeue_count=r["requeue_count"],
-        requeued_at=r["requeued_at"],
-        payload=json.loads(r["payload"]),
-    )
+    parsed = {
+        "state": State(r["state"]),
+        "last_response": json.loads(r["last_response"]) if r["last_response"] else None,
+        "history": json.loads(r["history"]),
+        "payload": json.loads(r["payload"]),
+    }
+    return MessageDetail(**(dict(r) | parsed))  # columns named after the fields
 
 
 async def message_states(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, State]:

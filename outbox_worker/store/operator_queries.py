@@ -35,7 +35,8 @@ WHERE state = 'dead'
 ORDER BY dead_at DESC, id DESC OFFSET $4 LIMIT 1
 """
 
-# `dead list`: the matching dead letters, newest first, at most $6 (NULL: all).
+# `dead list`: the matching dead letters, newest first, at most $6 (NULL: all). The columns are
+# named after operations.DeadLetter's fields.
 LIST_DEAD: Final = """
 SELECT id, created_at, dead_at, attempts, last_status, last_error, requeue_count, dedup_key,
        payload::text AS payload
@@ -74,7 +75,7 @@ ORDER BY id LIMIT $8
 # The largest id now: rows that die after a requeue starts (larger ids) are not part of it.
 MAX_ID: Final = "SELECT max(id) FROM outbox.messages"
 
-# `dead show`: everything stored about message $1.
+# `dead show`: everything stored about message $1, as operations.MessageDetail's fields.
 GET_MESSAGE: Final = """
 SELECT id, state, attempts, dedup_key, created_at, available_at,
        lease_token IS NOT NULL AS claimed, acknowledged_at, dead_at, last_status, last_error,
