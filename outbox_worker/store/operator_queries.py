@@ -8,18 +8,18 @@ that runs is the text below. The dead-letter filters come in one fixed order whe
     $2 last HTTP status (int)            $4, $5 the limit's bound: (dead_at, id) at or after
 
 Planned for their values, the NULL branches fold away and ``dead_at >= $1`` becomes a range of
-messages_dead_idx. PostgreSQL switches a statement prepared on one connection to a plan for any
-values after five runs, which keeps the ORs: so the filtered statements run after
-PLAN_FOR_VALUES.
+messages_dead_idx. After five runs of a statement on one connection (a requeue's id walk runs
+once a batch) PostgreSQL may switch to one plan for any values, which keeps the ORs and cannot
+use that range: so the filtered statements run after PLAN_FOR_VALUES.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# Plan the transaction's statements for their values every time. A plan for any values keeps
-# `$n IS NULL OR ...` whole: on 400,000 rows (20,000 dead) a requeue's id walk for a one-hour
-# window then scanned the whole table by id (66 ms a batch, not 0.2 ms), `dead list` 131 ms, not 2.
+# Plan the transaction's statements for their values every time. Measured on 400,000 rows (20,000
+# dead), a plan for any values read the whole table by id to find a one-hour window's 179 ids
+# (66 ms, not 0.2 ms), and sorted every dead letter to list the newest 50 (131 ms, not 2 ms).
 PLAN_FOR_VALUES: Final = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 # The database's now() minus $1: a filter's window, fixed once so every batch sees the same one.
