@@ -1,4 +1,4 @@
-"""The operator's SQL (store/operations.py) against real PostgreSQL."""
+"""The operator's operations (store/operations.py, operator_queries.py) against real PostgreSQL."""
 
 from __future__ import annotations
 
