@@ -14,7 +14,7 @@ import click
 
 from outbox_worker.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, database_option, json_option
 from outbox_worker.cli import display as fmt
-from outbox_worker.cli.operate import run
+from outbox_worker.cli.operator_kit import run
 from outbox_worker.config import Settings, database_url_from_env, redact_url
 from outbox_worker.errors import ConfigError, DatabaseUnavailable
 from outbox_worker.migrate import head_revision

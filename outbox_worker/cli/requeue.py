@@ -10,10 +10,9 @@ import click
 
 from outbox_worker.cli import database_option, json_option
 from outbox_worker.cli import display as fmt
-from outbox_worker.cli.operate import (
-    DRY_RUN_SAMPLE,
+from outbox_worker.cli.operator_kit import (
     bulk_options,
-    confirm_many,
+    change_many,
     filter_options,
     make_filters,
     ready_connection,
@@ -21,6 +20,8 @@ from outbox_worker.cli.operate import (
 )
 from outbox_worker.models import State
 from outbox_worker.store import operations as ops
+
+DRY_RUN_SAMPLE = 20
 
 
 @click.command(short_help="Send dead letters again.")
@@ -72,12 +73,18 @@ async def _by_ids(
         states = await ops.message_states(conn, ids)  # MessageNotFound: exit 1, nothing changed
         not_dead = [{"id": i, "state": str(s)} for i, s in states.items() if s is not State.DEAD]
         dead = sorted(i for i, s in states.items() if s is State.DEAD)
-        if dry_run or not dead:
+        result = await change_many(
+            len(dead),
+            dry_run=dry_run,
+            yes=yes,
+            verb="requeue",
+            doing="requeueing",
+            change=lambda advance: ops.requeue_ids(
+                conn, dead, batch_size=batch_size, on_progress=advance
+            ),
+        )
+        if result is None:
             return {"count": len(dead), "ids": dead, "not_dead": not_dead}
-        if not yes:
-            confirm_many(len(dead), "requeue")
-        with fmt.progress_bar(len(dead), "requeueing") as advance:
-            result = await ops.requeue_ids(conn, dead, batch_size=batch_size, on_progress=advance)
         not_dead += [{"id": i, "state": str(s)} for i, s in result.not_dead.items()]
         return {"count": result.requeued, "ids": dead, "not_dead": not_dead}
 
@@ -87,20 +94,22 @@ async def _by_filters(
 ) -> dict[str, Any]:
     async with ready_connection(database_url) as conn:
         count = await ops.count_dead(conn, filters)
+        moved = await change_many(
+            count,
+            dry_run=dry_run,
+            yes=yes,
+            verb="requeue",
+            doing="requeueing",
+            change=lambda advance: ops.requeue_dead(
+                conn, filters, batch_size=batch_size, on_progress=advance
+            ),
+        )
         if dry_run:
             sample = await ops.list_dead(conn, filters, limit=DRY_RUN_SAMPLE)
             now = datetime.now(UTC)
             rows = [fmt.dead_letter_record(r, now, show_pii=False) for r in sample]
             return {"count": count, "sample": rows, "not_dead": []}
-        if count == 0:
-            return {"count": 0, "not_dead": []}
-        if not yes:
-            confirm_many(count, "requeue")
-        with fmt.progress_bar(count, "requeueing") as advance:
-            moved = await ops.requeue_dead(
-                conn, filters, batch_size=batch_size, on_progress=advance
-            )
-        return {"count": moved, "not_dead": []}
+        return {"count": 0 if moved is None else moved, "not_dead": []}
 
 
 def _report(result: dict[str, Any], dry_run: bool, as_json: bool) -> None:

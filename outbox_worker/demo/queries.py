@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from outbox_worker.store.operations import DEAD_REASON
+from outbox_worker.store.operator_queries import DEAD_REASONS
 
 # Counts by state, and the attempts spent. Every attempt beyond a message's last one was a retry,
 # so retries = attempts - settled (a pending row's attempts all led to a retry).
@@ -22,13 +22,6 @@ SELECT count(*) AS total,
        coalesce(sum(attempts), 0) AS attempts
 FROM outbox.messages
 """
-
-# Dead letters grouped by reason (see operations.DEAD_REASON).
-DEAD_REASONS = f"""
-SELECT {DEAD_REASON} AS reason, count(*) AS n
-FROM outbox.messages WHERE state = 'dead'
-GROUP BY 1 ORDER BY n DESC, reason
-"""  # noqa: S608 (constant text)
 
 # Enqueue-to-acknowledged latency: created_at is the enqueuing transaction's start.
 LATENCY = """
@@ -76,7 +69,7 @@ async def tally(conn: asyncpg.Connection) -> Tally:
 
 async def dead_reasons(conn: asyncpg.Connection) -> list[tuple[str, int]]:
     """Dead letters grouped by reason (traceIds cut out), most frequent first."""
-    return [(r["reason"], r["n"]) for r in await conn.fetch(DEAD_REASONS)]
+    return [(r["reason"], r["n"]) for r in await conn.fetch(DEAD_REASONS, None)]
 
 
 async def latency(conn: asyncpg.Connection) -> Latency:

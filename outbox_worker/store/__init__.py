@@ -2,5 +2,6 @@
 
 ``connection`` opens connections and checks the schema, ``delivery`` holds the worker's
 statements (claim, settle, release), ``operations`` the operator's (dead letters, requeue, purge,
-stats). Each operation is one named, guarded statement that reports what it applied.
+stats), written out in ``operator_queries``. Each operation is one named, guarded statement that
+reports what it applied.
 """

@@ -1,4 +1,7 @@
-"""The operator's SQL: dead letters, requeue, purge and stats, one named function each.
+"""The operator's operations: dead letters, requeue, purge and stats, one named function each.
+
+The statements themselves are in operator_queries.py, each one static text; this module binds
+their parameters and turns rows into values.
 
 Requeue and purge work in batches, each its own short transaction, walking the table by id
 (keyset), so a million rows neither hold locks for long nor pass through this process's memory:
@@ -9,7 +12,8 @@ only one batch of ids is in hand at a time. Every change is guarded by the state
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +22,7 @@ import asyncpg
 
 from outbox_worker.errors import MessageNotFound
 from outbox_worker.models import State, Stats
+from outbox_worker.store import operator_queries as sql
 
 DEFAULT_BATCH_SIZE = 5_000
 TOP_REASONS = 5
@@ -93,131 +98,77 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-@dataclass(frozen=True, slots=True)
-class _Where:
-    """A parameterized WHERE clause for dead letters; placeholders are numbered from 1."""
-
-    sql: str
-    args: list[Any]
-
-    def placeholder(self) -> str:
-        return f"${len(self.args) + 1}"
+@asynccontextmanager
+async def _planned_for_values(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction whose statements are planned for their parameter values each time."""
+    async with conn.transaction():
+        await conn.execute(sql.PLAN_FOR_VALUES)
+        yield
 
 
-async def _dead_where(conn: asyncpg.Connection, filters: DeadFilters) -> _Where:
-    """The clause selecting exactly the rows `dead list` with these filters shows right now."""
+async def _dead_args(conn: asyncpg.Connection, filters: DeadFilters) -> list[Any] | None:
+    """$1-$5 of the dead-letter queries for these filters; None when the filters match nothing.
+
+    The window and the limit's bound are resolved once, here, so every batch of a long requeue
+    selects from the same rows that `dead list` with these filters shows right now.
+    """
     if filters.limit is not None and filters.limit <= 0:
-        return _Where("false", [])
-    clauses, args = ["state = 'dead'"], []
+        return None
+    cutoff = None
     if filters.since is not None:
-        # Fixed once, so every batch of a long requeue sees the same window.
-        args.append(await conn.fetchval("SELECT now() - $1::interval", filters.since))
-        clauses.append(f"dead_at >= ${len(args)}")
-    if filters.status_code is not None:
-        args.append(filters.status_code)
-        clauses.append(f"last_status = ${len(args)}")
-    if filters.error_contains:
-        args.append(f"%{_escape_like(filters.error_contains)}%")
-        clauses.append(f"last_error ILIKE ${len(args)}")
-    sql = " AND ".join(clauses)
+        cutoff = await conn.fetchval(sql.CUTOFF, filters.since)
+    pattern = f"%{_escape_like(filters.error_contains)}%" if filters.error_contains else None
+    args: list[Any] = [cutoff, filters.status_code, pattern, None, None]
     if filters.limit is not None:
         # The newest N, as `dead list` shows them: bounded by the Nth row's (dead_at, id), so
         # batches can still walk by id without holding N ids in memory.
-        bound = await conn.fetchrow(
-            f"SELECT dead_at, id FROM outbox.messages WHERE {sql} "  # noqa: S608 (no user text)
-            f"ORDER BY dead_at DESC, id DESC OFFSET ${len(args) + 1} LIMIT 1",
-            *args,
-            filters.limit - 1,
-        )
+        bound = await conn.fetchrow(sql.NTH_NEWEST_DEAD, *args[:3], filters.limit - 1)
         if bound is not None:
-            args.extend([bound["dead_at"], bound["id"]])
-            sql += f" AND (dead_at, id) >= (${len(args) - 1}, ${len(args)})"
-    return _Where(sql, args)
-
-
-_DEAD_COLUMNS = (
-    "id, created_at, dead_at, attempts, last_status, last_error, requeue_count, dedup_key, "
-    "payload::text AS payload"
-)
+            args[3:] = [bound["dead_at"], bound["id"]]
+    return args
 
 
 async def list_dead(
     conn: asyncpg.Connection, filters: DeadFilters, limit: int | None = None
 ) -> list[DeadLetter]:
     """Dead letters matching ``filters``, newest first, at most ``limit`` (else filters.limit)."""
-    where = await _dead_where(conn, filters)
-    cap = limit if limit is not None else filters.limit
-    query = (
-        f"SELECT {_DEAD_COLUMNS} FROM outbox.messages WHERE {where.sql} "  # noqa: S608
-        f"ORDER BY dead_at DESC, id DESC LIMIT {where.placeholder()}"
-    )
-    rows = await conn.fetch(
-        query,
-        *where.args,
-        cap,
-    )
-    return [
-        DeadLetter(
-            id=r["id"],
-            created_at=r["created_at"],
-            dead_at=r["dead_at"],
-            attempts=r["attempts"],
-            last_status=r["last_status"],
-            last_error=r["last_error"],
-            requeue_count=r["requeue_count"],
-            dedup_key=r["dedup_key"],
-            payload=json.loads(r["payload"]),
-        )
-        for r in rows
-    ]
+    async with _planned_for_values(conn):
+        args = await _dead_args(conn, filters)
+        if args is None:
+            return []
+        cap = limit if limit is not None else filters.limit
+        rows = await conn.fetch(sql.LIST_DEAD, *args, cap)
+    # The statement's columns are named after the fields; JSON arrives as text.
+    return [DeadLetter(**dict(r) | {"payload": json.loads(r["payload"])}) for r in rows]
 
 
 async def count_dead(conn: asyncpg.Connection, filters: DeadFilters) -> int:
     """How many dead letters match ``filters`` (what a requeue with them would move)."""
-    where = await _dead_where(conn, filters)
-    count: int = await conn.fetchval(
-        f"SELECT count(*) FROM outbox.messages WHERE {where.sql}",  # noqa: S608
-        *where.args,
-    )
+    async with _planned_for_values(conn):
+        args = await _dead_args(conn, filters)
+        if args is None:
+            return 0
+        count: int = await conn.fetchval(sql.COUNT_DEAD, *args)
     return count
 
 
 async def get_message(conn: asyncpg.Connection, message_id: int) -> MessageDetail:
     """One message with its whole history; MessageNotFound if no row has that id."""
-    r = await conn.fetchrow(
-        "SELECT id, state, attempts, dedup_key, created_at, available_at, "
-        "lease_token IS NOT NULL AS claimed, acknowledged_at, dead_at, last_status, last_error, "
-        "last_response::text AS last_response, history::text AS history, requeue_count, "
-        "requeued_at, payload::text AS payload FROM outbox.messages WHERE id = $1",
-        message_id,
-    )
+    r = await conn.fetchrow(sql.GET_MESSAGE, message_id)
     if r is None:
         raise MessageNotFound(message_id)
-    return MessageDetail(
-        id=r["id"],
-        state=State(r["state"]),
-        attempts=r["attempts"],
-        dedup_key=r["dedup_key"],
-        created_at=r["created_at"],
-        available_at=r["available_at"],
-        claimed=r["claimed"],
-        acknowledged_at=r["acknowledged_at"],
-        dead_at=r["dead_at"],
-        last_status=r["last_status"],
-        last_error=r["last_error"],
-        last_response=json.loads(r["last_response"]) if r["last_response"] else None,
-        history=json.loads(r["history"]),
-        requeue_count=r["requeue_count"],
-        requeued_at=r["requeued_at"],
-        payload=json.loads(r["payload"]),
-    )
+    parsed = {
+        "state": State(r["state"]),
+        "last_response": json.loads(r["last_response"]) if r["last_response"] else None,
+        "history": json.loads(r["history"]),
+        "payload": json.loads(r["payload"]),
+    }
+    return MessageDetail(**(dict(r) | parsed))  # columns named after the fields
 
 
 async def message_states(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, State]:
     """The state of each named message; MessageNotFound for the first id that does not exist."""
-    rows = await conn.fetch(
-        "SELECT id, state FROM outbox.messages WHERE id = ANY($1::bigint[])", list(ids)
-    )
+    rows = await conn.fetch(sql.MESSAGE_STATES, list(ids))
     states = {r["id"]: State(r["state"]) for r in rows}
     for message_id in ids:
         if message_id not in states:
@@ -225,24 +176,9 @@ async def message_states(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[i
     return states
 
 
-# Back to pending, claimable now, attempts reset; history kept and the requeue counted. The
-# NOTIFY wakes running workers at commit, so requeued messages go out promptly.
-_REQUEUE = """
-WITH moved AS (
-    UPDATE outbox.messages
-    SET state = 'pending', attempts = 0, available_at = now(), dead_at = NULL,
-        lease_token = NULL, claimed_at = NULL,
-        requeue_count = requeue_count + 1, requeued_at = now()
-    WHERE id = ANY($1::bigint[]) AND state = 'dead'
-    RETURNING id
-)
-SELECT count(*) AS moved, pg_notify('outbox', '') FROM moved
-"""
-
-
 async def _requeue_batch(conn: asyncpg.Connection, ids: list[int]) -> int:
     async with conn.transaction():
-        moved: int = await conn.fetchval(_REQUEUE, ids)
+        moved: int = await conn.fetchval(sql.REQUEUE, ids)
     return moved
 
 
@@ -274,19 +210,16 @@ async def requeue_dead(
     on_progress: Progress | None = None,
 ) -> int:
     """Move every dead letter matching ``filters`` to pending, batch by batch; return the count."""
-    where = await _dead_where(conn, filters)
-    # Rows that die after the start (new ids) are not part of this requeue.
-    ceiling = await conn.fetchval("SELECT max(id) FROM outbox.messages")
-    if ceiling is None:
+    async with _planned_for_values(conn):
+        args = await _dead_args(conn, filters)
+    ceiling = await conn.fetchval(sql.MAX_ID)
+    if args is None or ceiling is None:
         return 0
-    after_ph, ceiling_ph, size_ph = (f"${len(where.args) + n}" for n in (1, 2, 3))
-    next_ids = (
-        f"SELECT id FROM outbox.messages WHERE {where.sql} "  # noqa: S608 (no user text)
-        f"AND id > {after_ph} AND id <= {ceiling_ph} ORDER BY id LIMIT {size_ph}"
-    )
     after, requeued = 0, 0
     while True:
-        ids = [r["id"] for r in await conn.fetch(next_ids, *where.args, after, ceiling, batch_size)]
+        async with _planned_for_values(conn):
+            rows = await conn.fetch(sql.NEXT_DEAD_IDS, *args, after, ceiling, batch_size)
+        ids = [r["id"] for r in rows]
         if not ids:
             return requeued
         moved = await _requeue_batch(conn, ids)
@@ -298,27 +231,17 @@ async def requeue_dead(
             return requeued
 
 
-_PURGEABLE = {
-    State.ACKNOWLEDGED: "state = 'acknowledged' AND acknowledged_at < $1",
-    State.DEAD: "state = 'dead' AND dead_at < $1",
-}
+_PURGE_BATCHES = {State.ACKNOWLEDGED: sql.PURGE_ACKNOWLEDGED, State.DEAD: sql.PURGE_DEAD}
 
 
 async def count_purgeable(
     conn: asyncpg.Connection, older_than: timedelta, *, include_dead: bool = False
 ) -> PurgeCounts:
     """How many rows a purge with these arguments would delete, by state."""
-    cutoff = await conn.fetchval("SELECT now() - $1::interval", older_than)
-    counts: dict[State, int] = {}
-    for state, clause in _PURGEABLE.items():
-        if state is State.DEAD and not include_dead:
-            counts[state] = 0
-            continue
-        counts[state] = await conn.fetchval(
-            f"SELECT count(*) FROM outbox.messages WHERE {clause}",  # noqa: S608
-            cutoff,
-        )
-    return PurgeCounts(acknowledged=counts[State.ACKNOWLEDGED], dead=counts[State.DEAD])
+    cutoff = await conn.fetchval(sql.CUTOFF, older_than)
+    r = await conn.fetchrow(sql.COUNT_PURGEABLE, cutoff, include_dead)
+    assert r is not None
+    return PurgeCounts(acknowledged=r["acknowledged"], dead=r["dead"])
 
 
 async def purge(
@@ -333,20 +256,14 @@ async def purge(
     """Delete acknowledged (and, if asked, dead) rows older than ``older_than``, in batches."""
     if dry_run:
         return await count_purgeable(conn, older_than, include_dead=include_dead)
-    cutoff = await conn.fetchval("SELECT now() - $1::interval", older_than)
+    cutoff = await conn.fetchval(sql.CUTOFF, older_than)
     deleted: dict[State, int] = {State.ACKNOWLEDGED: 0, State.DEAD: 0}
-    for state, clause in _PURGEABLE.items():
+    for state, batch in _PURGE_BATCHES.items():
         if state is State.DEAD and not include_dead:
             continue
-        # The outer WHERE repeats the condition: a row that changed since the SELECT is kept.
-        batch_sql = (
-            f"WITH gone AS (DELETE FROM outbox.messages WHERE id IN ("  # noqa: S608
-            f"SELECT id FROM outbox.messages WHERE {clause} LIMIT $2 FOR UPDATE SKIP LOCKED) "
-            f"AND {clause} RETURNING 1) SELECT count(*) FROM gone"
-        )
         while True:
             async with conn.transaction():
-                count: int = await conn.fetchval(batch_sql, cutoff, batch_size)
+                count: int = await conn.fetchval(batch, cutoff, batch_size)
             deleted[state] += count
             if on_progress is not None:
                 on_progress(count)
@@ -355,46 +272,11 @@ async def purge(
     return PurgeCounts(acknowledged=deleted[State.ACKNOWLEDGED], dead=deleted[State.DEAD])
 
 
-# Each count is its own subquery so it can use the matching partial index.
-_STATS = """
-SELECT
-  (SELECT count(*) FROM outbox.messages WHERE state = 'pending') AS pending,
-  (SELECT count(*) FROM outbox.messages WHERE state = 'pending' AND lease_token IS NOT NULL)
-    AS claimed,
-  (SELECT count(*) FROM outbox.messages WHERE state = 'acknowledged') AS acknowledged,
-  (SELECT count(*) FROM outbox.messages WHERE state = 'dead') AS dead,
-  (SELECT extract(epoch FROM now() - min(created_at))::float8
-     FROM outbox.messages WHERE state = 'pending') AS oldest_pending_age_s,
-  (SELECT count(*) FROM outbox.messages
-     WHERE state = 'dead' AND dead_at >= now() - interval '1 hour') AS dead_last_hour,
-  (SELECT count(*) FROM outbox.messages
-     WHERE state = 'dead' AND dead_at >= now() - interval '1 day') AS dead_last_day,
-  (SELECT count(*) FROM outbox.messages
-     WHERE state = 'acknowledged' AND acknowledged_at >= now() - interval '1 minute')
-    AS delivered_last_minute,
-  (SELECT count(*) FROM outbox.messages
-     WHERE state = 'acknowledged' AND acknowledged_at >= now() - interval '1 hour')
-    AS delivered_last_hour
-"""
-
-# One line per dead-letter reason. The traceId differs on every answer, so it is cut out here
-# (it stays in last_error for `dead show`) and the same reason groups together.
-DEAD_REASON = r"""regexp_replace(
-    coalesce(last_error, 'HTTP ' || last_status, 'no reason recorded'),
-    ' \(traceId [^)]*\)', '', 'g'
-)"""
-_TOP_REASONS = f"""
-SELECT {DEAD_REASON} AS reason, count(*) AS n
-FROM outbox.messages WHERE state = 'dead'
-GROUP BY 1 ORDER BY n DESC, reason LIMIT $1
-"""  # noqa: S608 (constant text)
-
-
 async def stats(conn: asyncpg.Connection, *, top: int = TOP_REASONS) -> Stats:
     """Counts by state, backlog age, recent dead letters and deliveries, top dead reasons."""
-    r = await conn.fetchrow(_STATS)
+    r = await conn.fetchrow(sql.STATS)
     assert r is not None
-    reasons = await conn.fetch(_TOP_REASONS, top)
+    reasons = await conn.fetch(sql.DEAD_REASONS, top)
     return Stats(
         pending=r["pending"],
         claimed=r["claimed"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import click
 import pytest
 
+from outbox_worker.cli.commands import COMMAND_MODULES, register
 from outbox_worker.standin import StandIn
 from tests.integration.rows import (
     PII_ERROR,
@@ -293,6 +296,76 @@ async def test_requeue_with_filters_moves_only_matches(
     assert await pg.fetchval("SELECT state FROM outbox.messages WHERE id = $1", other) == "dead"
 
 
+async def test_requeue_of_several_ids_without_yes_refuses_off_a_terminal(
+    pg: asyncpg.Connection, database_url: str
+) -> None:
+    """Two named dead letters without --yes and no terminal: exit 2, nothing moves."""
+    ids = [await insert_message(pg) for _ in range(2)]
+    before = await snapshot(pg)
+    run = cli("requeue", "--id", str(ids[0]), "--id", str(ids[1]), db=database_url)
+    assert run.code == 2
+    assert "this would requeue 2 messages; pass --yes" in run.err
+    assert await snapshot(pg) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "printed"),
+    [
+        (["requeue", "--status-code", "599"], "requeued 0 message(s)"),
+        (["purge", "--older-than", "7d", "--include-dead"], "deleted 0 acknowledged and 0 dead"),
+    ],
+)
+async def test_nothing_to_change_needs_no_confirmation(
+    pg: asyncpg.Connection, database_url: str, command: list[str], printed: str
+) -> None:
+    """With no matching rows a bulk command asks nothing, even off a terminal, and says 0."""
+    await insert_dead_rows(pg, 3, last_status=503)
+    before = await snapshot(pg)
+    run = cli(*command, db=database_url)
+    assert run.code == 0, run.err
+    assert printed in run.out
+    assert await snapshot(pg) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "answer", "code", "after"),
+    [
+        (["requeue", "--all"], "y", 0, {"pending": 3}),
+        (["requeue", "--all"], "n", 1, {"dead": 3}),
+        (["purge", "--older-than", "7d", "--include-dead"], "y", 0, {}),
+        (["purge", "--older-than", "7d", "--include-dead"], "n", 1, {"dead": 3}),
+    ],
+)
+async def test_bulk_change_at_a_terminal_asks_first(
+    pg: asyncpg.Connection,
+    database_url: str,
+    command: list[str],
+    answer: str,
+    code: int,
+    after: dict[str, int],
+) -> None:
+    """On a terminal, requeue and purge of several rows ask; yes changes them, no aborts (exit 1)."""
+    for _ in range(3):
+        await insert_message(pg, ago=timedelta(days=8))
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, f"{answer}\n".encode())
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "outbox_worker", *command,
+            env=_env(database_url), stdin=follower,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == code, err.decode()
+    assert "3 messages? [y/N]" in out.decode()
+    assert ("aborted" in err.decode()) == (answer == "n")
+    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
+    assert {r["state"]: r["n"] for r in rows} == after
+
+
 @pytest.mark.parametrize(
     "args", [[], ["--all", "--id", "1"], ["--all", "--status-code", "400"], ["--id", "x"]]
 )
@@ -445,6 +518,14 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     assert run.code == 0
     assert "Example" in run.out
     assert f"outbox-worker {' '.join(command)}" in run.out
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_MODULES))
+def test_each_command_comes_from_the_module_named_for_it(command: str) -> None:
+    """Registering one command by name (as `outbox-worker NAME` does) adds exactly that command."""
+    group = click.Group()
+    register(group, command)
+    assert list(group.commands) == [command]
 
 
 # --- check --------------------------------------------------------------------------------------

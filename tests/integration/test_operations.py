@@ -1,4 +1,4 @@
-"""The operator's SQL (store/operations.py) against real PostgreSQL."""
+"""The operator's operations (store/operations.py, operator_queries.py) against real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
+from outbox_worker.demo import queries as demo_store
 from outbox_worker.errors import MessageNotFound
 from outbox_worker.models import State
 from outbox_worker.store import operations as ops
@@ -37,12 +38,41 @@ async def test_list_dead_is_newest_first_and_skips_other_states(pg: asyncpg.Conn
         (ops.DeadFilters(limit=2), ["recent-400", "recent-503"]),
         (ops.DeadFilters(status_code=503, limit=1), ["recent-503"]),
         (ops.DeadFilters(since=timedelta(hours=1), status_code=400), ["recent-400"]),
+        (ops.DeadFilters(), ["recent-400", "recent-503", "old-503", "odd"]),
+        (ops.DeadFilters(error_contains=""), ["recent-400", "recent-503", "old-503", "odd"]),
+        (
+            ops.DeadFilters(since=timedelta(days=2, hours=12)),
+            ["recent-400", "recent-503", "old-503"],
+        ),
+        (ops.DeadFilters(since=timedelta(days=1), error_contains="unavail"), ["recent-503"]),
+        (
+            ops.DeadFilters(since=timedelta(days=7), limit=3),
+            ["recent-400", "recent-503", "old-503"],
+        ),
+        (ops.DeadFilters(status_code=503, error_contains="unavail"), ["recent-503", "old-503"]),
+        (ops.DeadFilters(error_contains="wrong", limit=5), ["odd"]),
+        (ops.DeadFilters(status_code=599), []),
+        (ops.DeadFilters(limit=0), []),
+        (
+            ops.DeadFilters(
+                since=timedelta(days=3, hours=1), status_code=503, error_contains="AVAIL", limit=1
+            ),
+            ["recent-503"],
+        ),
     ],
 )
 async def test_filters_select_the_expected_dead_letters(
     pg: asyncpg.Connection, filters: ops.DeadFilters, expected: list[str]
 ) -> None:
-    """Each filter (and combination) narrows the dead letters; LIKE wildcards match literally."""
+    """Each filter alone and in combination narrows the dead letters; LIKE wildcards are literal."""
+    names = await _insert_filter_rows(pg)
+    listed = [names[r.id] for r in await ops.list_dead(pg, filters)]
+    assert listed == expected
+    assert await ops.count_dead(pg, filters) == len(expected)
+
+
+async def _insert_filter_rows(pg: asyncpg.Connection) -> dict[int, str]:
+    """Four dead letters of different age, status and error, and rows in the other states."""
     rows = {
         "recent-400": dict(ago=timedelta(minutes=1), last_status=400, last_error="bad field"),
         "recent-503": dict(ago=timedelta(minutes=2), last_status=503, last_error="Unavailable"),
@@ -50,10 +80,32 @@ async def test_filters_select_the_expected_dead_letters(
         "odd": dict(ago=timedelta(days=3), last_status=422, last_error="100%_sure wrong"),
     }
     ids = {name: await insert_message(pg, **kw) for name, kw in rows.items()}  # type: ignore[arg-type]
-    names = {v: k for k, v in ids.items()}
-    listed = [names[r.id] for r in await ops.list_dead(pg, filters)]
-    assert listed == expected
-    assert await ops.count_dead(pg, filters) == len(expected)
+    for state in ("pending", "acknowledged"):
+        await insert_message(pg, state=state, last_status=503, last_error="unavailable")
+    return {v: k for k, v in ids.items()}
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        ops.DeadFilters(since=timedelta(hours=1)),
+        ops.DeadFilters(status_code=503),
+        ops.DeadFilters(error_contains="%"),
+        ops.DeadFilters(limit=3),
+        ops.DeadFilters(since=timedelta(days=1), status_code=503, error_contains="un", limit=1),
+        ops.DeadFilters(status_code=599),
+    ],
+)
+async def test_requeue_dead_moves_exactly_what_list_dead_shows(
+    pg: asyncpg.Connection, filters: ops.DeadFilters
+) -> None:
+    """A filtered requeue moves the rows `dead list` shows for the same filters, and no other."""
+    await _insert_filter_rows(pg)
+    shown = {r.id for r in await ops.list_dead(pg, filters)}
+    moved = await ops.requeue_dead(pg, filters, batch_size=1)
+    assert moved == len(shown)
+    requeued = await pg.fetch("SELECT id FROM outbox.messages WHERE requeue_count = 1")
+    assert {r["id"] for r in requeued} == shown
 
 
 async def test_get_message_returns_every_detail(pg: asyncpg.Connection) -> None:
@@ -229,3 +281,13 @@ async def test_top_dead_reasons_group_across_trace_ids(pg: asyncpg.Connection) -
         )
     s = await ops.stats(pg)
     assert s.top_dead_reasons == [("400 Bad Request: missing customerId", 2)]
+
+
+async def test_stats_caps_the_reasons_and_the_demo_lists_them_all(pg: asyncpg.Connection) -> None:
+    """`stats` ranks the top N reasons; the demo's summary, the same query, lists every reason."""
+    for n in range(7):
+        for _ in range(n + 1):
+            await insert_message(pg, last_status=400, last_error=f"reason {n} (traceId t-{n})")
+    expected = [(f"reason {n}", n + 1) for n in reversed(range(7))]
+    assert (await ops.stats(pg, top=3)).top_dead_reasons == expected[:3]
+    assert await demo_store.dead_reasons(pg) == expected
