@@ -149,7 +149,7 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
                 concurrency=settings.concurrency, timeout_s=timeout_s
             ) as session:
                 sender = HttpSender(session, settings.endpoint_url, settings.api_key)
-                worker = Worker(settings, store, sender, metrics=metrics, progress=progress)
+                worker = Worker(settings.worker, store, sender, metrics=metrics, progress=progress)
                 await worker.run(stop)
         finally:
             await store.close()

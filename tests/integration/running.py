@@ -40,7 +40,8 @@ async def running_worker(
     try:
         timeout_s = settings.http_timeout.total_seconds()
         async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
-            worker = Worker(settings, store, HttpSender(session, endpoint_url, settings.api_key))
+            sender = HttpSender(session, endpoint_url, settings.api_key)
+            worker = Worker(settings.worker, store, sender)
             task = asyncio.create_task(worker.run(stop), name="worker-under-test")
             try:
                 yield worker

@@ -26,8 +26,6 @@ from outbox_worker.config import (
 from outbox_worker.errors import ConfigError
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.settings_parsing import (
-    check_database_url,
-    check_endpoint_url,
     format_duration,
     format_size,
     parse_bool,
@@ -36,6 +34,7 @@ from outbox_worker.settings_parsing import (
     parse_number,
     parse_size,
 )
+from outbox_worker.urls import check_database_url, check_endpoint_url
 
 KEY = "sk_live_Sup3rS3cretKey"
 PASSWORD = "dbPa55word"
