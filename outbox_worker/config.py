@@ -126,7 +126,7 @@ class CircuitSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerSettings:
-    """What the delivery core reads (worker, writer, upkeep): no database URL, no API key."""
+    """What the delivery core (worker, upkeep) reads: no database URL, no API key."""
 
     concurrency: int = DEFAULT_CONCURRENCY
     batch_size: int = DEFAULT_BATCH_SIZE
