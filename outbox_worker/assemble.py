@@ -49,7 +49,7 @@ async def worker_on(built: Parts) -> AsyncIterator[Worker]:
         async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
             sender = HttpSender(session, settings.endpoint_url, settings.api_key)
             yield Worker(
-                settings, built.store, sender, metrics=built.metrics, progress=built.progress
+                settings.worker, built.store, sender, metrics=built.metrics, progress=built.progress
             )
     finally:
         await built.store.close()

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 import structlog
 
-from outbox_worker.config import RETENTION_BATCH_SIZE, RETENTION_FIRST_PASS, Settings
+from outbox_worker.config import RETENTION_BATCH_SIZE, RETENTION_FIRST_PASS, WorkerSettings
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.liveness import ClaimProgress
 from outbox_worker.models import State
@@ -31,7 +31,7 @@ log = structlog.get_logger("outbox_worker.upkeep")
 
 
 async def sample_backlog(
-    settings: Settings, store: Store, metrics: Metrics, progress: ClaimProgress
+    settings: WorkerSettings, store: Store, metrics: Metrics, progress: ClaimProgress
 ) -> None:
     """Set the backlog gauges and ``progress.work_due`` from the table, forever."""
     while True:
@@ -54,7 +54,7 @@ async def sample_backlog(
 
 
 async def retain(
-    settings: Settings, store: Store, metrics: Metrics, rng: Callable[[], float]
+    settings: WorkerSettings, store: Store, metrics: Metrics, rng: Callable[[], float]
 ) -> None:
     """Delete expired acknowledged and dead rows: first within a minute, then every interval."""
     interval = settings.retention_interval.total_seconds()
@@ -70,7 +70,9 @@ async def retain(
         await asyncio.sleep(interval)
 
 
-async def retention_pass(settings: Settings, store: Store, metrics: Metrics) -> dict[str, int]:
+async def retention_pass(
+    settings: WorkerSettings, store: Store, metrics: Metrics
+) -> dict[str, int]:
     """One pass: batches until nothing expired is left or another worker holds the lock."""
     deleted: dict[str, int] = {}
     windows = {State.ACKNOWLEDGED: settings.retain_acknowledged, State.DEAD: settings.retain_dead}

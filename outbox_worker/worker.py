@@ -34,7 +34,7 @@ import structlog
 
 from outbox_worker import policy, upkeep
 from outbox_worker.circuit import CircuitBreaker, PauseReason, RateGate
-from outbox_worker.config import Settings
+from outbox_worker.config import WorkerSettings
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.liveness import ClaimProgress
@@ -63,7 +63,7 @@ class Worker:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerSettings,
         store: Store,
         sender: Sender,
         *,

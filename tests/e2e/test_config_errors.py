@@ -181,6 +181,28 @@ RUN_CASES = [
         args=("--lease", "99999999999d"),
         id="lease-flag-overflow",
     ),
+    case(
+        {"OUTBOX_CONCURRENCY": "8"},
+        "OUTBOX_CONCURRENCY: 'abc' is not a whole number",
+        args=("--concurrency", "abc"),
+        id="concurrency-flag-not-a-number",
+    ),
+    case(
+        {"OUTBOX_POLL_ONLY": "maybe"},
+        "OUTBOX_POLL_ONLY: 'maybe' is not a boolean",
+        id="poll-only-not-a-boolean",
+    ),
+    case(
+        {"OUTBOX_API_KEY_FILE": "{tmp}/key"},
+        "set OUTBOX_API_KEY or OUTBOX_API_KEY_FILE, not both",
+        files={"key": b"sk_live_Other\n"},
+        id="key-and-key-file",
+    ),
+    case(
+        {"OUTBOX_HTTP_TIMEOUT": "1m"},
+        "OUTBOX_LEASE (60s) must be longer than OUTBOX_HTTP_TIMEOUT (60s) plus 5s",
+        id="lease-not-longer-than-http-timeout",
+    ),
 ]
 
 DATABASE_CASES = [

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from outbox_worker.config import (
     CLAIMED_BYTES_BOUNDS,
@@ -22,12 +26,13 @@ from outbox_worker.config import (
     RetrySettings,
     Secret,
     Settings,
+    WorkerSettings,
+    database_url_from_env,
+    env_value,
 )
 from outbox_worker.errors import ConfigError
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.settings_parsing import (
-    check_database_url,
-    check_endpoint_url,
     format_duration,
     format_size,
     parse_bool,
@@ -36,6 +41,7 @@ from outbox_worker.settings_parsing import (
     parse_number,
     parse_size,
 )
+from outbox_worker.urls import check_database_url, check_endpoint_url
 
 KEY = "sk_live_Sup3rS3cretKey"
 PASSWORD = "dbPa55word"
@@ -580,3 +586,253 @@ def test_listen_database_url_is_optional_and_logged_without_its_password() -> No
     assert settings().listen_database_url is None
     described = settings(listen_database_url=direct).describe()
     assert described["listen_database_url"] == "postgresql://app:***@db-direct/app"
+
+
+# --- every variable, one reader --------------------------------------------------------------------
+
+# (variable, text, where it lands, value): every OUTBOX_* setting but the URL and key, each text
+# different from the default, so a row passes only if the variable is really read.
+EVERY_VARIABLE = [
+    ("OUTBOX_ENDPOINT_URL", "http://127.0.0.1:9/v2/registration", "endpoint_url", None),
+    ("OUTBOX_ALLOW_INSECURE_HTTP", "yes", "allow_insecure_http", True),
+    ("OUTBOX_CONCURRENCY", "8", "concurrency", 8),
+    ("OUTBOX_BATCH_SIZE", "50", "batch_size", 50),
+    ("OUTBOX_HTTP_TIMEOUT", "2s", "http_timeout", timedelta(seconds=2)),
+    ("OUTBOX_LEASE", "2m", "lease", timedelta(minutes=2)),
+    ("OUTBOX_POLL_INTERVAL", "250ms", "poll_interval", 250 * MS),
+    ("OUTBOX_POLL_ONLY", "true", "listen", False),
+    ("OUTBOX_LISTEN_DATABASE_URL", "postgresql://direct/app", "listen_database_url", None),
+    ("OUTBOX_SHUTDOWN_GRACE", "30s", "shutdown_grace", timedelta(seconds=30)),
+    ("OUTBOX_FLUSH_INTERVAL", "50ms", "flush_interval", 50 * MS),
+    ("OUTBOX_MAX_CLAIMED_BYTES", "32MiB", "max_claimed_bytes", 32 * 1024**2),
+    ("OUTBOX_RATE_LIMIT", "50", "rate_limit", 50.0),
+    ("OUTBOX_HISTORY_CAP", "5", "history_cap", 5),
+    ("OUTBOX_METRICS_PORT", "9100", "metrics_port", 9100),
+    ("OUTBOX_BACKLOG_INTERVAL", "15s", "backlog_interval", timedelta(seconds=15)),
+    ("OUTBOX_LIVENESS_TIMEOUT", "2m", "liveness_timeout", timedelta(minutes=2)),
+    ("OUTBOX_RETAIN_ACKNOWLEDGED", "2d", "retain_acknowledged", timedelta(days=2)),
+    ("OUTBOX_RETAIN_DEAD", "90d", "retain_dead", timedelta(days=90)),
+    ("OUTBOX_RETENTION_INTERVAL", "1h", "retention_interval", timedelta(hours=1)),
+    ("OUTBOX_BACKOFF_BASE", "2s", "retry.backoff_base", timedelta(seconds=2)),
+    ("OUTBOX_BACKOFF_CAP", "1h", "retry.backoff_cap", timedelta(hours=1)),
+    ("OUTBOX_MAX_ATTEMPTS", "7", "retry.max_attempts", 7),
+    ("OUTBOX_MAX_AGE", "2h", "retry.max_age", timedelta(hours=2)),
+    ("OUTBOX_RETRY_AFTER_MAX", "1m", "retry.retry_after_max", timedelta(minutes=1)),
+    ("OUTBOX_RATE_LIMITED_PAUSE", "10s", "retry.rate_limited_pause", timedelta(seconds=10)),
+    ("OUTBOX_RETRY_ON_429", "on", "retry.retry_on_429", True),
+    ("OUTBOX_PROBE_INITIAL", "2s", "circuit.probe_initial", timedelta(seconds=2)),
+    ("OUTBOX_PROBE_CAP", "5m", "circuit.probe_cap", timedelta(minutes=5)),
+    ("OUTBOX_OUTAGE_THRESHOLD", "3", "circuit.outage_threshold", 3),
+]
+REQUIRED_OR_SECRET = {"OUTBOX_DATABASE_URL", "OUTBOX_API_KEY", "OUTBOX_API_KEY_FILE"}
+
+
+def setting(built: Settings | WorkerSettings, path: str) -> Any:
+    """The value at ``retry.max_attempts``-style ``path``."""
+    value: Any = built
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+class Recording(dict[str, str]):
+    """An environment that remembers every name looked up in it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize(("variable", "text", "path", "expected"), EVERY_VARIABLE)
+def test_every_variable_sets_its_setting(
+    variable: str, text: str, path: str, expected: object
+) -> None:
+    """Each OUTBOX_* variable, set alone, changes exactly the setting it names."""
+    built = Settings.from_env({**BASE_ENV, variable: text})
+    default = setting(settings(), path)
+    assert setting(built, path) == (text if expected is None else expected) != default
+
+
+def test_the_table_covers_every_variable_read() -> None:
+    """The variables looked up while reading settings are exactly the table's, plus URL and key."""
+    env = Recording(dict(BASE_ENV))
+    Settings.from_env(env)
+    assert {name for name in env.read if name.startswith("OUTBOX_")} == {
+        *(row[0] for row in EVERY_VARIABLE),
+        *REQUIRED_OR_SECRET,
+    }
+
+
+@pytest.mark.parametrize(("variable", "text", "path", "expected"), EVERY_VARIABLE)
+def test_an_empty_variable_counts_as_unset(
+    variable: str, text: str, path: str, expected: object
+) -> None:
+    """``OUTBOX_X=`` (as compose files write an unset value) leaves the default in place."""
+    assert setting(Settings.from_env({**BASE_ENV, variable: ""}), path) == setting(settings(), path)
+
+
+@pytest.mark.parametrize(("variable", "text", "path", "expected"), EVERY_VARIABLE)
+def test_a_flag_wins_over_its_variable(
+    variable: str, text: str, path: str, expected: object
+) -> None:
+    """Overrides (the CLI flags, by field name) beat the environment for every setting."""
+    name = variable.removeprefix("OUTBOX_").lower()
+    built = Settings.from_env({**BASE_ENV, variable: "nonsense"}, {name: text})
+    assert setting(built, path) == (text if expected is None else expected)
+
+
+def test_every_run_flag_overrides_a_variable_of_the_same_name() -> None:
+    """Each `outbox-worker run` option (but logging) is a setting's variable, spelled as a flag."""
+    from outbox_worker.cli.run import run_command
+
+    env = Recording(dict(BASE_ENV))
+    Settings.from_env(env)
+    flags = [p.name for p in run_command.params if p.name not in {"log_level", "log_json"}]
+    assert flags
+    assert all(f"OUTBOX_{str(name).upper()}" in env.read for name in flags)
+
+
+def test_a_bad_flag_is_refused_naming_its_variable() -> None:
+    """A flag's value is parsed like the variable's text, and the message names the variable."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(BASE_ENV, {"concurrency": "abc"})
+    assert str(caught.value) == "OUTBOX_CONCURRENCY: 'abc' is not a whole number"
+
+
+def test_the_database_url_alone_comes_from_the_same_reader() -> None:
+    """Commands without a key read OUTBOX_DATABASE_URL (or --database-url) through the same rules."""
+    assert database_url_from_env({"OUTBOX_DATABASE_URL": DATABASE_URL}) == DATABASE_URL
+    assert database_url_from_env({"OUTBOX_DATABASE_URL": "x"}, DATABASE_URL) == DATABASE_URL
+    with pytest.raises(ConfigError, match=r"^OUTBOX_DATABASE_URL is not set"):
+        database_url_from_env({"OUTBOX_DATABASE_URL": ""})
+    with pytest.raises(ConfigError) as caught:
+        database_url_from_env({"OUTBOX_DATABASE_URL": f"postgresql://app:{PASSWORD}@db:54x/app"})
+    assert PASSWORD not in str(caught.value)
+
+
+def test_env_value_reads_one_variable_empty_as_unset() -> None:
+    """env_value gives one variable's text, None when it is unset or empty."""
+    assert env_value("database_url", {"OUTBOX_DATABASE_URL": DATABASE_URL}) == DATABASE_URL
+    assert env_value("database_url", {"OUTBOX_DATABASE_URL": ""}) is None
+    assert env_value("database_url", {}) is None
+
+
+# --- what the worker gets ----------------------------------------------------------------------
+
+
+def test_the_worker_part_holds_no_key_and_no_database_url() -> None:
+    """Settings.worker carries every worker setting but neither the key nor the database URL."""
+    built = settings(concurrency="8", max_attempts="7")
+    worker = built.worker
+    assert type(worker) is WorkerSettings
+    assert not hasattr(worker, "api_key")
+    assert not hasattr(worker, "database_url")
+    assert (worker.concurrency, worker.retry.max_attempts) == (8, 7)
+    for item in fields(WorkerSettings):
+        assert getattr(worker, item.name) == getattr(built, item.name)
+    for shown in (repr(worker), repr(worker.describe()), repr(vars_of(worker))):
+        assert KEY not in shown
+        assert PASSWORD not in shown
+
+
+def vars_of(value: WorkerSettings) -> dict[str, Any]:
+    """Every field's value, as a debugger would list them."""
+    return {item.name: getattr(value, item.name) for item in fields(value)}
+
+
+def test_the_worker_start_line_names_where_it_delivers_with_secrets_hidden() -> None:
+    """The worker's describe() has the endpoint and the redacted database URL, as Settings' has."""
+    built = settings()
+    described = built.worker.describe()
+    assert described["endpoint_url"] == "https://api.ravelin.com/v2/registration"
+    assert described["database_url"] == "postgresql://app:***@db.example.com:5432/app"
+    assert {k: v for k, v in built.describe().items() if k in described} == described
+
+
+def test_the_worker_part_warns_as_settings_do() -> None:
+    """Warnings depend only on what the worker holds, so both objects give the same lines."""
+    built = settings(shutdown_grace="3s", retry_on_429="true", outage_threshold="30")
+    assert built.worker.warnings() == built.warnings()
+    assert len(built.warnings()) == 3
+
+
+def test_worker_settings_built_in_code_are_checked_and_need_no_key() -> None:
+    """WorkerSettings alone (tests, embedding) meets the same bounds and cross-checks."""
+    assert WorkerSettings().describe()["database_url"] == ""
+    with pytest.raises(ConfigError, match="OUTBOX_CONCURRENCY must be from 1 to 1000, got 0"):
+        WorkerSettings(concurrency=0)
+    with pytest.raises(ConfigError, match=r"OUTBOX_LEASE \(7s\) must be longer than"):
+        WorkerSettings(http_timeout=timedelta(seconds=2), lease=timedelta(seconds=7))
+    with pytest.raises(ConfigError, match="OUTBOX_RATE_LIMIT must be from 0 to 10000, got -1"):
+        WorkerSettings(rate_limit=-1)
+
+
+def test_an_outage_threshold_at_max_attempts_is_warned_about() -> None:
+    """A threshold not below max attempts is legal, with a warning naming both variables."""
+    assert settings(outage_threshold="25").warnings() == [
+        "OUTBOX_OUTAGE_THRESHOLD (25) is not below OUTBOX_MAX_ATTEMPTS (25): a message pending "
+        "alone during an outage may be dead-lettered before the outage is recognised"
+    ]
+
+
+def test_the_key_never_shows_however_settings_are_printed(tmp_path: Path) -> None:
+    """repr, str, format and describe of the settings, from the variable or the file, hide it."""
+    path = tmp_path / "key"
+    path.write_text(KEY)
+    from_file = Settings.from_env(
+        {"OUTBOX_DATABASE_URL": DATABASE_URL, "OUTBOX_API_KEY_FILE": str(path)}
+    )
+    for built in (settings(), from_file):
+        assert built.api_key.reveal() == KEY
+        for shown in (
+            repr(built),
+            str(built),
+            f"{built}",
+            f"{built.api_key!r}",
+            str(built.describe()),
+        ):
+            assert KEY not in shown
+            assert PASSWORD not in shown
+
+
+# --- durations, as properties ---------------------------------------------------------------------
+
+# A loaded machine (the suite runs beside others) must not fail a property on time alone.
+NO_DEADLINE = hypothesis_settings(deadline=None)
+UNITS = {"ms": MS, "s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1)}
+
+
+@NO_DEADLINE
+@given(st.integers(min_value=0, max_value=800_000), st.sampled_from(sorted(UNITS)))
+def test_a_whole_number_with_a_unit_is_that_many_units(count: int, unit: str) -> None:
+    """'<n><unit>' is n times the unit, exactly, for any n within the ceiling."""
+    assert parse_duration(f"{count}{unit}") == count * UNITS[unit]
+
+
+@NO_DEADLINE
+@given(st.integers(min_value=0, max_value=36500 * 86_400_000))
+def test_format_duration_reads_back_as_the_same_duration(ms: int) -> None:
+    """What the messages print (format_duration) parses back to the same value."""
+    value = timedelta(milliseconds=ms)
+    assert parse_duration(format_duration(value)) == value
+
+
+@NO_DEADLINE
+@given(st.text(max_size=30) | st.from_regex(r"\s*\d{1,30}(\.\d{0,20})?\s*(ms|s|m|h|d|w)?\s*"))
+def test_any_text_is_a_duration_in_bounds_or_one_line_naming_the_variable(text: str) -> None:
+    """Whatever the text, the result is within the bounds or a one-line ConfigError, never a crash."""
+    low, high = DURATION_BOUNDS["lease"]
+    message = ""
+    try:
+        value = parse_duration(text, name="OUTBOX_LEASE", minimum=low, maximum=high)
+    except ConfigError as exc:
+        message = str(exc)
+    if message:
+        assert message.startswith("OUTBOX_LEASE")
+        assert "\n" not in message
+    else:
+        assert low <= value <= high

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from outbox_worker.config import MIB, CircuitSettings, RetrySettings, Secret, Settings
+from outbox_worker.config import MIB, CircuitSettings, RetrySettings, WorkerSettings
 from outbox_worker.errors import DatabaseUnavailable
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Answer, MessageId, State
@@ -36,11 +36,9 @@ LEASE = timedelta(seconds=6)
 SEND_BY_S = (LEASE - HTTP_TIMEOUT - timedelta(seconds=2)).total_seconds()  # 3.5 s
 
 
-def make_settings(**changes: Any) -> Settings:
-    """Settings with millisecond timings; probes 1 s apart on the manual clock."""
-    return Settings(
-        database_url="postgresql://worker@localhost/outbox",
-        api_key=Secret("sk_test_unit"),
+def make_settings(**changes: Any) -> WorkerSettings:
+    """Worker settings with millisecond timings; probes 1 s apart on the manual clock."""
+    return WorkerSettings(
         concurrency=4,
         batch_size=4,
         http_timeout=HTTP_TIMEOUT,
