@@ -50,7 +50,7 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        connection.execute(text("CREATE SCHEMA IF NOT EXISTS outbox"))  # schema.SCHEMA
         context.run_migrations()
 
 

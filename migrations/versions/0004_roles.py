@@ -18,7 +18,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ROLES = ("outbox_producer", "outbox_worker", "outbox_operator")
-CONSTRAINTS = ("messages_history_array", "messages_attempts_bounded", "messages_payload_object")
 
 # Whether this login may create roles, or all three exist already (then grants suffice).
 _CAN_SET_UP_ROLES = """
@@ -57,5 +56,7 @@ def downgrade() -> None:
     # 0001's definitions: SECURITY INVOKER again, no pinned search_path, PUBLIC may execute.
     run_script("0001_outbox.sql")
     op.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox TO PUBLIC")
-    for name in CONSTRAINTS:
-        op.execute(f"ALTER TABLE outbox.messages DROP CONSTRAINT {name}")
+    op.execute(
+        "ALTER TABLE outbox.messages DROP CONSTRAINT messages_history_array,"
+        " DROP CONSTRAINT messages_attempts_bounded, DROP CONSTRAINT messages_payload_object"
+    )

@@ -79,14 +79,19 @@ async def latency(conn: asyncpg.Connection) -> Latency:
     return Latency(*(None if row[k] is None else float(row[k]) for k in ("p50", "p99", "max")))
 
 
+# The statements for the demo's throwaway database, quoted by format('%I'): never an f-string.
+CREATE_DATABASE = "SELECT format('CREATE DATABASE %I', $1::text)"
+DROP_DATABASE = "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text)"
+
+
 async def create_database(conn: asyncpg.Connection, name: str) -> None:
-    """CREATE DATABASE ``name`` (the caller makes the name safe: letters, digits, _)."""
-    await conn.execute(f'CREATE DATABASE "{name}"')
+    """CREATE DATABASE ``name``, quoted by the server (an identifier cannot be a parameter)."""
+    await conn.execute(await conn.fetchval(CREATE_DATABASE, name))
 
 
 async def drop_database(conn: asyncpg.Connection, name: str) -> None:
     """DROP DATABASE ``name``, ending any session still connected to it."""
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.execute(await conn.fetchval(DROP_DATABASE, name))
 
 
 async def first_dead_id(conn: asyncpg.Connection) -> int | None:
