@@ -50,7 +50,7 @@ class HttpSender:
             async with self._session.post(
                 self._url, data=body, headers=self._headers, allow_redirects=False
             ) as resp:
-                content = await resp.content.read(MAX_BODY)
+                content = await _read_capped(resp.content)
                 headers = resp.headers
                 status = resp.status
         except _FAILURES as exc:
@@ -62,6 +62,24 @@ class HttpSender:
             retry_after=_retry_after(headers.get("Retry-After"), headers.get("Date")),
             redirect_host=_location_host(headers.get("Location")) if 300 <= status < 400 else None,
         )
+
+
+async def _read_capped(stream: aiohttp.StreamReader) -> bytes:
+    """The body up to MAX_BODY bytes, however many pieces it arrives in; the rest is never read.
+
+    Once the status line and headers are in, the endpoint has decided: a body cut short (the
+    connection dropped mid-body) keeps what arrived rather than turning the answer into a
+    transport failure that would resend an update the endpoint already took.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < MAX_BODY and (chunk := await stream.read(MAX_BODY - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except aiohttp.ClientPayloadError:
+        pass
+    return b"".join(chunks)
 
 
 def _retry_after(value: str | None, date: str | None) -> timedelta | None:
