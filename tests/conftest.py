@@ -1,4 +1,7 @@
-"""The database fixtures: one migrated template per run, one cloned database per test."""
+"""Fixtures shared by every suite: the databases and the stand-in for Ravelin's endpoint.
+
+One migrated template database per run, cloned for each test; the stand-in accepts tests.cases.KEY.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import asyncpg
 import pytest
 
 from outbox_worker import migrate
+from outbox_worker.standin import StandIn
+from tests.cases import KEY
 from tests.pg import admin_execute, server_url, unique_name, with_database
 
 
@@ -60,3 +65,10 @@ async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    """The Ravelin stand-in on a loopback port, served by the test's own loop, accepting KEY."""
+    async with StandIn(KEY) as server:
+        yield server

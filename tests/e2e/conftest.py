@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import os
 import signal
@@ -25,10 +24,9 @@ import asyncpg
 import pytest
 
 from outbox_worker.standin import StandIn
-from tests.cases import VALID_EXAMPLES
+from tests.cases import KEY, registration_update
 from tests.waiting import wait_for
 
-KEY = "sk_test_e2e"
 REPO = Path(__file__).resolve().parents[2]
 
 # Short timings so every scenario fits in seconds. The lease must exceed the HTTP timeout + 5 s.
@@ -153,13 +151,6 @@ async def _read_lines(process: asyncio.subprocess.Process, lines: list[str]) -> 
 
 
 @pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    """The Ravelin stand-in on a loopback port, served by the test's own event loop."""
-    async with StandIn(KEY) as server:
-        yield server
-
-
-@pytest.fixture
 async def start_worker(database_url: str, standin: StandIn) -> AsyncIterator[StartWorker]:
     """Factory: start a worker on this test's database and stand-in, ``env`` overriding."""
     workers: list[WorkerProcess] = []
@@ -183,17 +174,6 @@ async def start_worker(database_url: str, standin: StandIn) -> AsyncIterator[Sta
                 await worker.wait_exit(timeout=10)
             print(f"--- {worker} exited {worker.returncode}; its log:")
             print("\n".join(worker.lines))
-
-
-def registration_update(index: int, key: str) -> dict[str, Any]:
-    """A valid update (cycling through VALID_EXAMPLES) whose stand-in message key is ``key``."""
-    _, example = VALID_EXAMPLES[index % len(VALID_EXAMPLES)]
-    update = copy.deepcopy(example)
-    if update.get("supplier") is not None:  # customer and supplier together are refused
-        update["supplier"]["supplierId"] = key
-    else:
-        update["customer"] = {**(update.get("customer") or {}), "customerId": key}
-    return update
 
 
 @pytest.fixture

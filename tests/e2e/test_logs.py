@@ -6,7 +6,8 @@ import asyncpg
 
 import outbox_worker
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import KEY, StartWorker
+from tests.cases import KEY
+from tests.e2e.conftest import StartWorker
 from tests.waiting import wait_for
 
 PII = {

@@ -14,13 +14,13 @@ import asyncpg
 import pytest
 
 from outbox_worker import enqueue_async
+from tests.cases import registration_update
 from tests.e2e.conftest import (
     REPO,
     Enqueue,
     StartWorker,
     all_acknowledged,
     count_by_state,
-    registration_update,
 )
 from tests.integration.rows import insert_dead_rows
 from tests.pgbouncer import pgbouncer

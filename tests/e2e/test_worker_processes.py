@@ -24,14 +24,13 @@ import pytest
 
 from outbox_worker import migrate
 from outbox_worker.standin import StandIn
-from tests.cases import TS
+from tests.cases import KEY, TS, registration_update
 from tests.e2e.conftest import (
     Enqueue,
     StartWorker,
     all_acknowledged,
     count_by_state,
     count_leased,
-    registration_update,
     stored_bodies,
 )
 from tests.pg import EmbeddedServer, admin_execute, with_database
@@ -311,7 +310,7 @@ async def test_wrong_key_pauses_with_one_probe_at_a_time_until_it_is_fixed(
     assert await count_by_state(pg) == {"pending": 30}
     assert await pg.fetchval("SELECT max(attempts) FROM outbox.messages") == 0
 
-    standin.set_api_key("sk_test_e2e")
+    standin.set_api_key(KEY)
     await wait_for(lambda: all_acknowledged(pg, 30), timeout=15, message="all delivered")
     assert await worker.terminate() == 0
 

@@ -19,7 +19,8 @@ import asyncpg
 
 from outbox_worker import migrate
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import KEY, worker_env
+from tests.cases import KEY
+from tests.e2e.conftest import worker_env
 from tests.faults.driver import Driver, Events
 from tests.faults.ledger import ROWS_QUERY, Ledger, Row, build_ledger
 from tests.faults.plan import Plan, Profile, build_plan

@@ -1,7 +1,7 @@
 """Chaos fixtures: the seed of the run (CHAOS_SEED, else a fixed one), and the e2e fixtures reused.
 
-``standin``, ``start_worker`` and ``enqueue`` are tests/e2e/conftest.py's, imported rather than
-copied, for the focused tests here that need one worker and the stand-in in the test's loop.
+``start_worker`` and ``enqueue`` are tests/e2e/conftest.py's, imported rather than copied, for
+the focused tests here that need one worker and the stand-in (tests/conftest.py) in the test's loop.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import os
 
 import pytest
 
-from tests.e2e.conftest import enqueue, standin, start_worker
+from tests.e2e.conftest import enqueue, start_worker
 
-__all__ = ["chaos_seed", "enqueue", "standin", "start_worker"]
+__all__ = ["chaos_seed", "enqueue", "start_worker"]
 
 DEFAULT_SEED = 20261126
 

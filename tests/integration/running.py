@@ -12,8 +12,7 @@ from outbox_worker.config import Secret, Settings
 from outbox_worker.sender import HttpSender, http_session
 from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.worker import Worker
-
-KEY = "sk_test_worker"
+from tests.cases import KEY
 
 
 @asynccontextmanager

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from outbox_worker.standin import StandIn
+from tests.cases import KEY
 from tests.integration.rows import (
     PII_ERROR,
     PII_PAYLOAD,
@@ -26,7 +27,6 @@ from tests.integration.rows import (
 )
 from tests.waiting import wait_for_sync
 
-KEY = "sk_test_operator"
 UNREACHABLE_URL = "postgresql://outbox@127.0.0.1:1/outbox"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,25 +21,9 @@ import outbox_worker
 from outbox_worker.config import CircuitSettings
 from outbox_worker.sender import USER_AGENT
 from outbox_worker.standin import StandIn
-from tests.integration.running import KEY, running_worker
+from tests.cases import KEY, update
+from tests.integration.running import running_worker
 from tests.waiting import wait_for
-
-
-def update(customer_id: str) -> dict[str, Any]:
-    """A valid update whose stand-in message key is ``customer_id``."""
-    return {
-        "timestamp": 1_764_000_000_000,
-        "registration": {"success": True, "username": f"{customer_id}@example.com"},
-        "customer": {"customerId": customer_id, "email": f"{customer_id}@example.com"},
-    }
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    """A stand-in for Ravelin on a loopback port, accepting KEY."""
-    async with StandIn(KEY) as server:
-        yield server
-
 
 RunWorker = Callable[..., Any]
 

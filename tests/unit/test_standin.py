@@ -25,16 +25,11 @@ from outbox_worker import standin as standin_module
 from outbox_worker.errors import ConfigError
 from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
 from outbox_worker.standin_steps import ABSURD_RETRY_AFTER, HUGE_BYTES, REDIRECT_LOCATION
+from tests.cases import KEY, update
 from tests.waiting import wait_for
 
-KEY = "sk_test_standin"
 AUTH = {"Authorization": f"token {KEY}"}
 REPO = Path(__file__).resolve().parents[2]
-
-
-def update(**parts: object) -> dict[str, object]:
-    """A minimal valid /v2/registration body, plus ``parts``."""
-    return {"timestamp": 1_700_000_000_000, "registration": {"success": True}, **parts}
 
 
 @dataclass(frozen=True)
@@ -62,12 +57,6 @@ async def post(
     post = http.post(url, data=data, headers=sent, params=params, allow_redirects=False)
     async with post as response:
         return Answer(response.status, response.headers, await response.read())
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    async with StandIn(KEY) as server:
-        yield server
 
 
 @pytest.fixture
