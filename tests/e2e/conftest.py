@@ -189,26 +189,7 @@ def enqueue(pg: asyncpg.Connection) -> Enqueue:
     return enqueue_updates
 
 
-async def count_by_state(pg: asyncpg.Connection) -> dict[str, int]:
-    """How many rows are in each state (states with no rows are left out)."""
-    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
-    return {r["state"]: r["n"] for r in rows}
-
-
-async def count_leased(pg: asyncpg.Connection) -> int:
-    """How many rows carry a lease token (claimed by some worker right now)."""
-    value: int = await pg.fetchval(
-        "SELECT count(*) FROM outbox.messages WHERE lease_token IS NOT NULL"
-    )
-    return value
-
-
 async def stored_bodies(pg: asyncpg.Connection) -> list[bytes]:
     """Every row's payload as the text the worker sends, encoded."""
     rows = await pg.fetch("SELECT payload::text AS body FROM outbox.messages")
     return [r["body"].encode() for r in rows]
-
-
-async def all_acknowledged(pg: asyncpg.Connection, total: int) -> bool:
-    """True once ``total`` rows are acknowledged."""
-    return (await count_by_state(pg)).get("acknowledged", 0) == total

@@ -19,12 +19,10 @@ from tests.e2e.conftest import (
     REPO,
     Enqueue,
     StartWorker,
-    all_acknowledged,
-    count_by_state,
 )
 from tests.integration.rows import insert_dead_rows
 from tests.pgbouncer import pgbouncer
-from tests.waiting import wait_for
+from tests.waiting import all_acknowledged, count_by_state, wait_for
 
 # Forbidden log events: a statement that failed through the pooler shows up as one of these.
 FAILURES = {
