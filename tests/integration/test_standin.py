@@ -9,13 +9,10 @@ import asyncio
 import io
 import json
 import random
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,7 +26,6 @@ from tests.cases import KEY, update
 from tests.waiting import wait_for
 
 AUTH = {"Authorization": f"token {KEY}"}
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -507,39 +503,6 @@ def test_non_loopback_hosts_are_refused(host: str) -> None:
 def test_loopback_hosts_are_accepted(host: str) -> None:
     """Any loopback address or `localhost` is fine without allow_remote."""
     StandIn(host=host)
-
-
-async def test_module_runs_as_a_process_until_sigterm(
-    tmp_path: Path, http: aiohttp.ClientSession
-) -> None:
-    """`python -m outbox_worker.standin` prints its URL when ready, answers, and exits 0 on TERM."""
-    ready = tmp_path / "ready"
-    args = ["--port", "0", "--api-key", "sk_test_proc", "--ready-file", str(ready)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "outbox_worker.standin",
-        *args,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
-        assert line.startswith("standin listening on http://127.0.0.1:")
-        url = line.split()[-1]
-        assert url.endswith("/v2/registration")
-        assert ready.read_text().strip() == url
-        answer = await post(http, url, headers={"Authorization": "token sk_test_proc"})
-        assert answer.status == 200
-        process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-        assert process.returncode == 0, stderr.decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.communicate()
 
 
 # --- Hostile answers: named script steps ------------------------------------------------------
