@@ -459,6 +459,23 @@ MULTI_FAULT_PATHS: frozenset[str] = frozenset(
 )
 
 
+# --- What Ravelin answers ---------------------------------------------------------------------
+
+# Ravelin's documented 400 body, plus a field it may add: only message, traceId and
+# validationErrors are kept.
+TRACE = "9f641b70-47c6-4c1b-a0f4-5e4b7d5e8c11"
+RAVELIN_400 = json.dumps(
+    {
+        "status": 400,
+        "message": "Customer not found",
+        "traceId": TRACE,
+        "timestamp": 1468222819,
+        "validationErrors": ["customer.email: invalid", "timestamp: required"],
+        "unknownField": {"x": 1},
+    }
+).encode()
+
+
 # --- What the delivery tests send ------------------------------------------------------------
 
 KEY = "sk_test_outbox"  # the API key the stand-in accepts and test workers send
