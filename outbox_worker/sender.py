@@ -68,8 +68,8 @@ async def _read_capped(stream: aiohttp.StreamReader) -> bytes:
     """The body up to MAX_BODY bytes, however many pieces it arrives in; the rest is never read.
 
     Once the status line and headers are in, the endpoint has decided: a body cut short (the
-    connection dropped mid-body) keeps what arrived rather than turning the answer into a
-    transport failure that would resend an update the endpoint already took.
+    connection dropped, or the timeout struck, mid-body) keeps what arrived rather than turning
+    the answer into a transport failure that would resend an update the endpoint already took.
     """
     chunks: list[bytes] = []
     size = 0
@@ -77,7 +77,7 @@ async def _read_capped(stream: aiohttp.StreamReader) -> bytes:
         while size < MAX_BODY and (chunk := await stream.read(MAX_BODY - size)):
             chunks.append(chunk)
             size += len(chunk)
-    except aiohttp.ClientPayloadError:
+    except (aiohttp.ClientPayloadError, TimeoutError):
         pass
     return b"".join(chunks)
 

@@ -263,6 +263,24 @@ async def test_a_non_utf8_body_comes_back_as_the_bytes_sent() -> None:
     assert (answer.status, answer.body, answer.error) == (400, garbage, None)
 
 
+async def test_a_body_still_arriving_at_the_timeout_keeps_the_status() -> None:
+    """A 200 whose body stalls past the timeout is still the endpoint's 200, with what arrived."""
+    released = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b'{"status":200,')
+        await released.wait()
+        return response
+
+    endpoint = Endpoint(stall)
+    async with endpoint.serving():
+        answer = await send(endpoint.url, timeout_s=0.3)
+        released.set()  # so the server's shutdown need not wait out the handler
+    assert (answer.status, answer.body, answer.error) == (200, b'{"status":200,', None)
+
+
 # --- no answer at all -------------------------------------------------------------------------
 
 
