@@ -7,7 +7,7 @@ import asyncpg
 import outbox_worker
 from outbox_worker.standin import StandIn
 from tests.cases import KEY
-from tests.e2e.conftest import StartWorker
+from tests.processes import StartWorker
 from tests.waiting import states_are, wait_for
 
 PII = {

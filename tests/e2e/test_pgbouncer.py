@@ -15,13 +15,13 @@ import pytest
 
 from outbox_worker import enqueue_async
 from tests.cases import registration_update
-from tests.e2e.conftest import (
+from tests.integration.rows import insert_dead_rows
+from tests.pgbouncer import pgbouncer
+from tests.processes import (
     REPO,
     Enqueue,
     StartWorker,
 )
-from tests.integration.rows import insert_dead_rows
-from tests.pgbouncer import pgbouncer
 from tests.waiting import all_acknowledged, count_by_state, wait_for
 
 # Forbidden log events: a statement that failed through the pooler shows up as one of these.

@@ -9,7 +9,7 @@ import sys
 import asyncpg
 
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import Enqueue, StartWorker, worker_env
+from tests.processes import Enqueue, StartWorker, worker_env
 from tests.waiting import count_by_state, wait_for
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.cases import update
-from tests.e2e.conftest import REPO
+from tests.processes import REPO
 
 
 async def test_module_runs_as_a_process_until_sigterm(

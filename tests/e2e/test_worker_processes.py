@@ -26,12 +26,9 @@ import pytest
 from outbox_worker import migrate
 from outbox_worker.standin import StandIn
 from tests.cases import KEY, TS, registration_update
-from tests.e2e.conftest import (
-    Enqueue,
-    StartWorker,
-    stored_bodies,
-)
+from tests.integration.rows import stored_bodies
 from tests.pg import EmbeddedServer, admin_execute, with_database
+from tests.processes import Enqueue, StartWorker
 from tests.waiting import (
     all_acknowledged,
     at_least_in_state,

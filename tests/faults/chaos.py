@@ -20,11 +20,11 @@ import asyncpg
 from outbox_worker import migrate
 from outbox_worker.standin import StandIn
 from tests.cases import KEY
-from tests.e2e.conftest import worker_env
 from tests.faults.driver import Driver, Events
 from tests.faults.ledger import ROWS_QUERY, Ledger, Row, build_ledger
 from tests.faults.plan import Plan, Profile, build_plan
 from tests.pg import EmbeddedServer, admin_execute, with_database
+from tests.processes import worker_env
 
 HTTP_TIMEOUT_S = 1.0
 DATABASE = "outbox_chaos"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncpg
 
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import Enqueue, StartWorker
+from tests.processes import Enqueue, StartWorker
 from tests.waiting import all_acknowledged, count_by_state, wait_for
 
 FAST_GIVE_UP = {
