@@ -12,11 +12,11 @@ Every error this package raises on purpose derives from ``OutboxError``; foreign
     ├── DatabaseUnavailable      the database cannot be reached (transient for the worker)
     │   └── LoginRefused         the server refused the login, or the database does not
     │                            exist: a configuration error at start (exit 2)
-    ├── StatementRejected        the database refused one statement (bad data, a constraint,
-    │                            a timeout); carries the SQLSTATE
-    └── DeliveryError            sending one message failed before an HTTP answer arrived
-        ├── DeliveryTimeout      no answer within the HTTP timeout (ambiguous: may have landed)
-        └── ConnectionFailed     refused, reset or dropped connection, DNS or TLS failure
+    └── StatementRejected        the database refused one statement (bad data, a constraint,
+                                 a timeout); carries the SQLSTATE
+
+A POST that gets no HTTP answer (timeout, refused or dropped connection) raises nothing: the
+sender returns it as an ``Answer`` without a status, which the answer policy classifies.
 """
 
 from __future__ import annotations
@@ -105,20 +105,3 @@ class StatementRejected(OutboxError):
     def __init__(self, reason: str, *, sqlstate: str | None = None) -> None:
         self.sqlstate = sqlstate
         super().__init__(reason)
-
-
-class DeliveryError(OutboxError):
-    """Sending one message failed before any HTTP answer arrived."""
-
-    def __init__(self, reason: str, *, latency_s: float = 0.0) -> None:
-        self.reason = reason
-        self.latency_s = latency_s
-        super().__init__(reason)
-
-
-class DeliveryTimeout(DeliveryError):
-    """No answer within the HTTP timeout; the request may still have been processed."""
-
-
-class ConnectionFailed(DeliveryError):
-    """The connection was refused, reset or dropped, or DNS/TLS failed."""

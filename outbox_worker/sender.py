@@ -1,6 +1,6 @@
 """The HTTP edge: POST stored bytes to the registration endpoint over one keep-alive session.
 
-aiohttp and asyncio errors become ours here, in ``_translate``, and nowhere else. A transport
+aiohttp and asyncio errors become ours here, in ``_failure_reason``, and nowhere else. A transport
 failure comes back as an ``Answer`` with ``status=None`` so the policy sees every result the
 same way.
 """
@@ -19,7 +19,6 @@ import yarl
 from outbox_worker import __version__
 from outbox_worker.answers import parse_http_date, parse_retry_after
 from outbox_worker.config import Secret
-from outbox_worker.errors import ConnectionFailed, DeliveryError, DeliveryTimeout
 from outbox_worker.models import Answer
 
 USER_AGENT = f"outbox-worker/{__version__} (+registration updates)"
@@ -51,19 +50,36 @@ class HttpSender:
             async with self._session.post(
                 self._url, data=body, headers=self._headers, allow_redirects=False
             ) as resp:
-                content = await resp.content.read(MAX_BODY)
+                content = await _read_capped(resp.content)
                 headers = resp.headers
                 status = resp.status
         except _FAILURES as exc:
-            failure = _translate(exc, started)
-            return Answer(status=None, latency_s=failure.latency_s, error=failure.reason)
+            return Answer(status=None, latency_s=_since(started), error=_failure_reason(exc))
         return Answer(
             status=status,
-            latency_s=time.monotonic() - started,
+            latency_s=_since(started),
             body=content,
             retry_after=_retry_after(headers.get("Retry-After"), headers.get("Date")),
             redirect_host=_location_host(headers.get("Location")) if 300 <= status < 400 else None,
         )
+
+
+async def _read_capped(stream: aiohttp.StreamReader) -> bytes:
+    """The body up to MAX_BODY bytes, however many pieces it arrives in; the rest is never read.
+
+    Once the status line and headers are in, the endpoint has decided: a body cut short (the
+    connection dropped, or the timeout struck, mid-body) keeps what arrived rather than turning
+    the answer into a transport failure that would resend an update the endpoint already took.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < MAX_BODY and (chunk := await stream.read(MAX_BODY - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except (aiohttp.ClientPayloadError, TimeoutError):
+        pass
+    return b"".join(chunks)
 
 
 def _retry_after(value: str | None, date: str | None) -> timedelta | None:
@@ -92,25 +108,17 @@ def _printable(text: str) -> str:
 _FAILURES = (TimeoutError, aiohttp.ClientError, OSError, ssl.SSLError)
 
 
-def _translate(exc: Exception, started: float) -> DeliveryError:
-    """Turn an aiohttp/asyncio failure into DeliveryTimeout or ConnectionFailed."""
-    latency = _since(started)
+def _failure_reason(exc: Exception) -> str:
+    """One line saying why an aiohttp/asyncio failure left the POST without an answer."""
     if isinstance(exc, TimeoutError):
-        return DeliveryTimeout("timeout: no answer in time", latency_s=latency)
+        return "timeout: no answer in time"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ConnectionFailed("connection dropped before an answer", latency_s=latency)
+        return "connection dropped before an answer"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return ConnectionFailed(
-            f"TLS certificate rejected: {exc.certificate_error}", latency_s=latency
-        )
+        return f"TLS certificate rejected: {exc.certificate_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return ConnectionFailed(
-            f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc.os_error}",
-            latency_s=latency,
-        )
-    return ConnectionFailed(
-        f"connection failed: {type(exc).__name__}: {exc}"[:300], latency_s=latency
-    )
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc.os_error}"
+    return f"connection failed: {type(exc).__name__}: {exc}"[:300]
 
 
 def _since(started: float) -> float:

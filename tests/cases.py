@@ -457,3 +457,44 @@ MULTI_FAULT_PATHS: frozenset[str] = frozenset(
         "device.location.latitude",
     }
 )
+
+
+# --- What Ravelin answers ---------------------------------------------------------------------
+
+# Ravelin's documented 400 body, plus a field it may add: only message, traceId and
+# validationErrors are kept.
+TRACE = "9f641b70-47c6-4c1b-a0f4-5e4b7d5e8c11"
+RAVELIN_400 = json.dumps(
+    {
+        "status": 400,
+        "message": "Customer not found",
+        "traceId": TRACE,
+        "timestamp": 1468222819,
+        "validationErrors": ["customer.email: invalid", "timestamp: required"],
+        "unknownField": {"x": 1},
+    }
+).encode()
+
+
+# --- What the delivery tests send ------------------------------------------------------------
+
+KEY = "sk_test_outbox"  # the API key the stand-in accepts and test workers send
+
+
+def update(key: str | None = None, **parts: Any) -> dict[str, Any]:
+    """A minimal valid update with customerId ``key`` (the stand-in's message key), plus ``parts``."""
+    body: dict[str, Any] = {"timestamp": 1_764_000_000_000, "registration": {"success": True}}
+    if key is not None:
+        body["customer"] = {"customerId": key}
+    return {**body, **parts}
+
+
+def registration_update(index: int, key: str) -> dict[str, Any]:
+    """A valid update (cycling through VALID_EXAMPLES) whose stand-in message key is ``key``."""
+    _, example = VALID_EXAMPLES[index % len(VALID_EXAMPLES)]
+    body = copy.deepcopy(example)
+    if body.get("supplier") is not None:  # customer and supplier together are refused
+        body["supplier"]["supplierId"] = key
+    else:
+        body["customer"] = {**(body.get("customer") or {}), "customerId": key}
+    return body

@@ -1,14 +1,26 @@
-"""The database fixtures: one migrated template per run, one cloned database per test."""
+"""Fixtures shared by every suite: the databases, the stand-in for Ravelin's endpoint, workers.
+
+One migrated template database per run, cloned for each test; the stand-in accepts tests.cases.KEY.
+``start_worker(env)`` starts ``python -m outbox_worker run`` (tests/processes.py) against this
+test's database and stand-in; ``env`` overrides or (with None) removes OUTBOX_* variables;
+teardown SIGKILLs whatever still runs and prints every worker's log, which pytest shows when the
+test fails.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import asyncpg
 import pytest
 
 from outbox_worker import migrate
+from outbox_worker.standin import StandIn
+from tests.cases import KEY, registration_update
 from tests.pg import admin_execute, server_url, unique_name, with_database
+from tests.processes import Enqueue, StartWorker, WorkerProcess, spawn_worker, worker_env
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +72,49 @@ async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    """The Ravelin stand-in on a loopback port, served by the test's own loop, accepting KEY."""
+    async with StandIn(KEY) as server:
+        yield server
+
+
+@pytest.fixture
+async def start_worker(database_url: str, standin: StandIn) -> AsyncIterator[StartWorker]:
+    """Factory: start a worker on this test's database and stand-in, ``env`` overriding."""
+    workers: list[WorkerProcess] = []
+
+    async def start(env: Mapping[str, str | None] | None = None) -> WorkerProcess:
+        defaults: dict[str, str | None] = {
+            "OUTBOX_DATABASE_URL": database_url,
+            "OUTBOX_ENDPOINT_URL": standin.url,
+        }
+        worker = await spawn_worker(worker_env({**defaults, **(env or {})}))
+        workers.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.process.kill()
+            with contextlib.suppress(TimeoutError):
+                await worker.wait_exit(timeout=10)
+            print(f"--- {worker} exited {worker.returncode}; its log:")
+            print("\n".join(worker.lines))
+
+
+@pytest.fixture
+def enqueue(pg: asyncpg.Connection) -> Enqueue:
+    """Factory: enqueue ``count`` distinct updates with ``outbox.enqueue``; returns their keys."""
+
+    async def enqueue_updates(count: int, *, prefix: str = "c") -> list[str]:
+        keys = [f"{prefix}-{i}" for i in range(count)]
+        bodies = [(json.dumps(registration_update(i, k)),) for i, k in enumerate(keys)]
+        await pg.executemany("SELECT outbox.enqueue($1::jsonb)", bodies)
+        return keys
+
+    return enqueue_updates

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 
 from outbox_worker import migrate
-from tests.e2e.conftest import REPO
 from tests.integration.test_migrations import _schema_diff
+from tests.processes import REPO
 
 ALEMBIC = str(Path(sys.executable).parent / "alembic")
 

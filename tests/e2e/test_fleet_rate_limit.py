@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import Enqueue, StartWorker
+from tests.processes import Enqueue, StartWorker
 from tests.waiting import wait_for
 
 RATE = 20

@@ -9,8 +9,8 @@ import aiohttp
 import asyncpg
 
 from tests.deploy_kit import alert_rules, metric_names, queried_metrics, scraped_names
-from tests.e2e.conftest import StartWorker
 from tests.integration.rows import insert_message
+from tests.processes import StartWorker
 from tests.waiting import wait_for
 
 

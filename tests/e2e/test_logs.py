@@ -6,8 +6,9 @@ import asyncpg
 
 import outbox_worker
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import KEY, StartWorker
-from tests.waiting import wait_for
+from tests.cases import KEY
+from tests.processes import StartWorker
+from tests.waiting import states_are, wait_for
 
 PII = {
     "email": "grace.hopper@example.com",
@@ -45,7 +46,9 @@ async def test_logs_hold_no_key_and_no_pii(
     worker = await start_worker()
     await worker.wait_event("circuit.opened")
     standin.set_api_key(KEY)
-    await wait_for(lambda: _dead_and_acknowledged(pg), timeout=20, message="all settled")
+    await wait_for(
+        lambda: states_are(pg, {"acknowledged": 2, "dead": 1}), timeout=20, message="all settled"
+    )
     assert await worker.terminate() == 0
     output = "\n".join(worker.lines)
     assert "delivery.dead_lettered" in output
@@ -53,9 +56,3 @@ async def test_logs_hold_no_key_and_no_pii(
     assert KEY not in output
     for value in PII.values():
         assert value not in output, value
-
-
-async def _dead_and_acknowledged(pg: asyncpg.Connection) -> bool:
-    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
-    counts = {r["state"]: r["n"] for r in rows}
-    return counts == {"acknowledged": 2, "dead": 1}

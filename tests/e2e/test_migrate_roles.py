@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from outbox_worker import migrate
-from tests.e2e.conftest import REPO
 from tests.pg import EmbeddedServer, admin_execute, with_database
+from tests.processes import REPO
 
 
 @pytest.fixture(scope="module")

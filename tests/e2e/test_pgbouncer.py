@@ -14,17 +14,15 @@ import asyncpg
 import pytest
 
 from outbox_worker import enqueue_async
-from tests.e2e.conftest import (
+from tests.cases import registration_update
+from tests.integration.rows import insert_dead_rows
+from tests.pgbouncer import pgbouncer
+from tests.processes import (
     REPO,
     Enqueue,
     StartWorker,
-    all_acknowledged,
-    count_by_state,
-    registration_update,
 )
-from tests.integration.rows import insert_dead_rows
-from tests.pgbouncer import pgbouncer
-from tests.waiting import wait_for
+from tests.waiting import all_acknowledged, count_by_state, wait_for
 
 # Forbidden log events: a statement that failed through the pooler shows up as one of these.
 FAILURES = {

@@ -9,8 +9,8 @@ import sys
 import asyncpg
 
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import Enqueue, StartWorker, count_by_state, worker_env
-from tests.waiting import wait_for
+from tests.processes import Enqueue, StartWorker, worker_env
+from tests.waiting import count_by_state, wait_for
 
 
 async def _states(pg: asyncpg.Connection, expected: dict[str, int]) -> bool:

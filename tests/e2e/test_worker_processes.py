@@ -9,13 +9,14 @@ bodies, the circuit breaker on a wrong key, poll-only mode, and configuration er
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,18 +25,20 @@ import pytest
 
 from outbox_worker import migrate
 from outbox_worker.standin import StandIn
-from tests.cases import TS
-from tests.e2e.conftest import (
-    Enqueue,
-    StartWorker,
+from tests.cases import KEY, TS, registration_update
+from tests.integration.rows import stored_bodies
+from tests.pg import EmbeddedServer, admin_execute, with_database
+from tests.processes import Enqueue, StartWorker
+from tests.waiting import (
     all_acknowledged,
+    at_least_in_state,
     count_by_state,
     count_leased,
-    registration_update,
-    stored_bodies,
+    in_state,
+    leased_at_least,
+    states_are,
+    wait_for,
 )
-from tests.pg import EmbeddedServer, admin_execute, with_database
-from tests.waiting import wait_for
 
 
 async def test_three_workers_deliver_each_update_exactly_once(
@@ -73,7 +76,11 @@ async def test_sigkilled_workers_rows_are_taken_over_after_the_lease(
     # Kill between waves: the start-up probe and a first wave of sends are written down, the
     # next wave is in flight (the stand-in answers after 1 s). A send that was answered but not
     # yet written down is in flight too, as far as the database knows: it would be resent.
-    await wait_for(_acknowledged_at_least(pg, 1 + concurrency), timeout=15, message="a first wave")
+    await wait_for(
+        lambda: at_least_in_state(pg, "acknowledged", 1 + concurrency),
+        timeout=15,
+        message="a first wave",
+    )
     await wait_for(lambda: count_leased(pg), timeout=5, message="claimed rows")
 
     first.process.kill()
@@ -118,15 +125,6 @@ async def private_server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
         await asyncio.to_thread(server.stop)
 
 
-async def _states(url: str) -> dict[str, int]:
-    """Row counts by state, on a fresh connection (the server may have restarted)."""
-    conn = await asyncpg.connect(url)
-    try:
-        return await count_by_state(conn)
-    finally:
-        await conn.close()
-
-
 async def test_worker_survives_a_postgresql_restart(
     private_server: EmbeddedServer, standin: StandIn, start_worker: StartWorker
 ) -> None:
@@ -151,7 +149,7 @@ async def test_worker_survives_a_postgresql_restart(
     await worker.wait_event("database.unavailable", timeout=10)
     await worker.wait_event("database.reconnected", timeout=20)
     await wait_for(
-        lambda: _all_acknowledged_at(url, total),
+        lambda: states_are(url, {"acknowledged": total}),
         timeout=30,
         interval=0.2,
         message="all acknowledged",
@@ -160,10 +158,6 @@ async def test_worker_survives_a_postgresql_restart(
     assert worker.returncode is None, "the worker exited during the restart"
     assert await worker.terminate() == 0
     assert set(standin.bodies()) == stored
-
-
-async def _all_acknowledged_at(url: str, total: int) -> bool:
-    return await _states(url) == {"acknowledged": total}
 
 
 async def test_sigterm_finishes_in_flight_sends_and_hands_back_the_rest(
@@ -225,7 +219,7 @@ async def test_sigterm_past_the_grace_period_hands_back_unanswered_sends(
     await wait_for(lambda: all_acknowledged(pg, 1), timeout=15, message="the warm-up delivered")
     standin.set_latency(3.0)
     await enqueue(20)
-    await wait_for(lambda: _leased_at_least(pg, 8), timeout=10, message="a full claim")
+    await wait_for(lambda: leased_at_least(pg, 8), timeout=10, message="a full claim")
 
     started = time.monotonic()
     code = await worker.terminate()
@@ -241,10 +235,6 @@ async def test_sigterm_past_the_grace_period_hands_back_unanswered_sends(
     )
     assert len(rows) == 20
     assert {(r["state"], r["attempts"]) for r in rows} == {("pending", 0)}
-
-
-async def _leased_at_least(pg: asyncpg.Connection, count: int) -> bool:
-    return await count_leased(pg) >= count
 
 
 async def test_rejected_raw_sql_rows_are_dead_lettered_and_delivery_goes_on(
@@ -265,7 +255,7 @@ async def test_rejected_raw_sql_rows_are_dead_lettered_and_delivery_goes_on(
         "SELECT outbox.enqueue($1::jsonb)", json.dumps(registration_update(0, "raw-2"))
     )
     worker = await start_worker()
-    await wait_for(lambda: _dead_count(pg, 2), timeout=15, message="two dead letters")
+    await wait_for(lambda: in_state(pg, "dead", 2), timeout=15, message="two dead letters")
     await enqueue(30)
     await wait_for(lambda: all_acknowledged(pg, 30), timeout=15, message="the others delivered")
     assert await worker.terminate() == 0
@@ -289,10 +279,6 @@ async def test_rejected_raw_sql_rows_are_dead_lettered_and_delivery_goes_on(
     assert await count_by_state(pg) == {"acknowledged": 30, "dead": 2}
 
 
-async def _dead_count(pg: asyncpg.Connection, expected: int) -> bool:
-    return (await count_by_state(pg)).get("dead", 0) == expected
-
-
 async def test_wrong_key_pauses_with_one_probe_at_a_time_until_it_is_fixed(
     pg: asyncpg.Connection, standin: StandIn, start_worker: StartWorker, enqueue: Enqueue
 ) -> None:
@@ -311,7 +297,7 @@ async def test_wrong_key_pauses_with_one_probe_at_a_time_until_it_is_fixed(
     assert await count_by_state(pg) == {"pending": 30}
     assert await pg.fetchval("SELECT max(attempts) FROM outbox.messages") == 0
 
-    standin.set_api_key("sk_test_e2e")
+    standin.set_api_key(KEY)
     await wait_for(lambda: all_acknowledged(pg, 30), timeout=15, message="all delivered")
     assert await worker.terminate() == 0
 
@@ -334,7 +320,7 @@ async def test_poll_only_worker_finds_new_rows_within_the_poll_interval(
     for round_ in range(1, 4):
         await enqueue(1, prefix=f"round-{round_}")
         await wait_for(
-            _acknowledged_count(pg, round_ + 1),
+            functools.partial(all_acknowledged, pg, round_ + 1),
             timeout=poll + 0.7,
             message=f"round {round_} delivered within the poll interval",
         )
@@ -344,17 +330,6 @@ async def test_poll_only_worker_finds_new_rows_within_the_poll_interval(
     )
     assert listeners == 0
     assert await worker.terminate() == 0
-
-
-def _acknowledged_at_least(pg: asyncpg.Connection, total: int) -> Callable[[], Awaitable[bool]]:
-    async def reached() -> bool:
-        return (await count_by_state(pg)).get("acknowledged", 0) >= total
-
-    return reached
-
-
-def _acknowledged_count(pg: asyncpg.Connection, total: int) -> Callable[[], Awaitable[bool]]:
-    return lambda: all_acknowledged(pg, total)
 
 
 CONFIG_ERRORS = [

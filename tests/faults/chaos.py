@@ -19,11 +19,12 @@ import asyncpg
 
 from outbox_worker import migrate
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import KEY, worker_env
+from tests.cases import KEY
 from tests.faults.driver import Driver, Events
 from tests.faults.ledger import ROWS_QUERY, Ledger, Row, build_ledger
 from tests.faults.plan import Plan, Profile, build_plan
 from tests.pg import EmbeddedServer, admin_execute, with_database
+from tests.processes import worker_env
 
 HTTP_TIMEOUT_S = 1.0
 DATABASE = "outbox_chaos"

@@ -1,7 +1,6 @@
-"""Chaos fixtures: the seed of the run (CHAOS_SEED, else a fixed one), and the e2e fixtures reused.
+"""Chaos fixtures: the seed of the run (CHAOS_SEED, else a fixed one).
 
-``standin``, ``start_worker`` and ``enqueue`` are tests/e2e/conftest.py's, imported rather than
-copied, for the focused tests here that need one worker and the stand-in in the test's loop.
+The focused tests here use ``standin``, ``start_worker`` and ``enqueue`` from tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -9,10 +8,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from tests.e2e.conftest import enqueue, standin, start_worker
-
-__all__ = ["chaos_seed", "enqueue", "standin", "start_worker"]
 
 DEFAULT_SEED = 20261126
 

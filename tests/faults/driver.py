@@ -1,6 +1,6 @@
 """The chaos driver: carries out a Plan with real processes and writes down what it did.
 
-Worker processes are `python -m outbox_worker run` (started as tests/e2e/conftest.py starts
+Worker processes are `python -m outbox_worker run` (started as tests/processes.py starts
 them), one supervisor task per worker slot: it restarts a worker the driver killed and also one
 that exited by itself, which is recorded as an unexpected exit. Workers are (re)started only
 while PostgreSQL is up (``_db_up`` is held during a restart), so that an exit at start-up while
@@ -27,9 +27,9 @@ import asyncpg
 
 from outbox_worker.standin import StandIn
 from outbox_worker.store.connection import TRANSIENT_ERRORS
-from tests.e2e.conftest import WorkerProcess, spawn_worker
 from tests.faults.plan import Plan, PlantedRow, Window, WindowKind
 from tests.pg import EmbeddedServer
+from tests.processes import WorkerProcess, spawn_worker
 from tests.waiting import wait_for
 
 _T = TypeVar("_T")

@@ -33,7 +33,7 @@ from typing import Any
 
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.standin import Step
-from tests.e2e.conftest import registration_update
+from tests.cases import registration_update
 
 MAX_INT = 2_147_483_647
 ATTEMPTS_BOUND = 1_000_000  # the schema's messages_attempts_bounded

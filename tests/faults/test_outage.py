@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncpg
 
 from outbox_worker.standin import StandIn
-from tests.e2e.conftest import Enqueue, StartWorker, all_acknowledged, count_by_state
-from tests.waiting import wait_for
+from tests.processes import Enqueue, StartWorker
+from tests.waiting import all_acknowledged, count_by_state, wait_for
 
 FAST_GIVE_UP = {
     "OUTBOX_HTTP_TIMEOUT": "1s",

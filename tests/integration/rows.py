@@ -144,3 +144,9 @@ async def drop_row_constraints(pg: asyncpg.Connection) -> None:
     """
     for name in ("messages_history_array", "messages_attempts_bounded", "messages_payload_object"):
         await pg.execute(f"ALTER TABLE outbox.messages DROP CONSTRAINT {name}")
+
+
+async def stored_bodies(pg: asyncpg.Connection) -> list[bytes]:
+    """Every row's payload as the text the worker sends, encoded."""
+    rows = await pg.fetch("SELECT payload::text AS body FROM outbox.messages")
+    return [r["body"].encode() for r in rows]

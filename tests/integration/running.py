@@ -11,8 +11,7 @@ from typing import Any
 from outbox_worker.assemble import opened_worker
 from outbox_worker.config import Secret, Settings
 from outbox_worker.worker import Worker
-
-KEY = "sk_test_worker"
+from tests.cases import KEY
 
 
 @asynccontextmanager

@@ -19,6 +19,7 @@ import pytest
 
 from outbox_worker.cli.commands import COMMAND_MODULES, register
 from outbox_worker.standin import StandIn
+from tests.cases import KEY
 from tests.integration.rows import (
     PII_ERROR,
     PII_PAYLOAD,
@@ -29,7 +30,6 @@ from tests.integration.rows import (
 )
 from tests.waiting import wait_for_sync
 
-KEY = "sk_test_operator"
 UNREACHABLE_URL = "postgresql://outbox@127.0.0.1:1/outbox"
 
 

@@ -15,21 +15,10 @@ from outbox_worker.errors import StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.store.delivery import PostgresStore
+from tests.cases import update
 from tests.integration.rows import drop_row_constraints
 
 LEASE = timedelta(seconds=30)
-
-
-def update(key: str, padding: int = 0) -> dict[str, object]:
-    """A valid update, padded with an unknown field to about ``padding`` bytes."""
-    body: dict[str, object] = {
-        "timestamp": 1_764_000_000_000,
-        "registration": {"success": True},
-        "customer": {"customerId": key},
-    }
-    if padding:
-        body["padding"] = "x" * padding
-    return body
 
 
 def settlement(message: Message, state: State, **changes: object) -> Settlement:
@@ -51,7 +40,7 @@ def settlement(message: Message, state: State, **changes: object) -> Settlement:
 async def test_claim_stops_at_the_byte_budget(pg: asyncpg.Connection, store: PostgresStore) -> None:
     """A claim takes rows in due order while their bodies fit in ``max_bytes``."""
     for i in range(10):
-        await outbox_worker.enqueue_async(pg, update(f"k{i}", padding=100_000))
+        await outbox_worker.enqueue_async(pg, update(f"k{i}", padding="x" * 100_000))
     claimed = await store.claim(10, LEASE, 350_000)
     assert len(claimed) == 3
     assert sum(len(m.body) for m in claimed) <= 350_000
@@ -64,7 +53,7 @@ async def test_unsendable_rows_are_claimed_without_their_body(
     pg: asyncpg.Connection, store: PostgresStore
 ) -> None:
     """Rows that are not an object or are past the size limit come back empty, saying why."""
-    big = json.dumps(update("big", padding=MAX_PAYLOAD_BYTES))
+    big = json.dumps(update("big", padding="x" * MAX_PAYLOAD_BYTES))
     await drop_row_constraints(pg)
     for payload in ('"text"', "[1, 2]", "42", big):
         await pg.execute("INSERT INTO outbox.messages (payload) VALUES ($1::jsonb)", payload)

@@ -20,20 +20,12 @@ import pytest
 import outbox_worker
 from outbox_worker.enqueue import serialize
 from outbox_worker.standin import StandIn
-from tests.integration.running import KEY, running_worker
+from tests.cases import update
+from tests.integration.running import running_worker
 from tests.waiting import wait_for
 
 THROTTLE_MS = 10  # outbox.claim_wakeup's default interval
 SENTINEL = "test-sentinel"
-
-
-def update(customer_id: str) -> dict[str, Any]:
-    """A valid update whose stand-in message key is ``customer_id``."""
-    return {
-        "timestamp": 1_764_000_000_000,
-        "registration": {"success": True, "username": f"{customer_id}@example.com"},
-        "customer": {"customerId": customer_id},
-    }
 
 
 async def _forget_last_wakeup(pg: asyncpg.Connection) -> None:
@@ -168,13 +160,6 @@ async def test_a_producer_role_still_enqueues(database_url: str, pg: asyncpg.Con
 
 
 # --- the worker's side: an idle worker is woken (or polls) within the documented bound ---------
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    """A stand-in for Ravelin on a loopback port, accepting KEY."""
-    async with StandIn(KEY) as server:
-        yield server
 
 
 async def _worker_is_idle(pg: asyncpg.Connection) -> bool:

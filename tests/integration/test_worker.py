@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,25 +21,9 @@ import outbox_worker
 from outbox_worker.config import CircuitSettings
 from outbox_worker.sender import USER_AGENT
 from outbox_worker.standin import StandIn
-from tests.integration.running import KEY, running_worker
-from tests.waiting import wait_for
-
-
-def update(customer_id: str) -> dict[str, Any]:
-    """A valid update whose stand-in message key is ``customer_id``."""
-    return {
-        "timestamp": 1_764_000_000_000,
-        "registration": {"success": True, "username": f"{customer_id}@example.com"},
-        "customer": {"customerId": customer_id, "email": f"{customer_id}@example.com"},
-    }
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    """A stand-in for Ravelin on a loopback port, accepting KEY."""
-    async with StandIn(KEY) as server:
-        yield server
-
+from tests.cases import KEY, update
+from tests.integration.running import running_worker
+from tests.waiting import all_acknowledged, wait_for
 
 RunWorker = Callable[..., Any]
 
@@ -160,7 +144,7 @@ async def test_configuration_faults_pause_without_spending_attempts(
             )
             standin.set_default_status(200)
             await wait_for(
-                lambda: _all_acknowledged(pg, len(ids)), message="all delivered after the fix"
+                lambda: all_acknowledged(pg, len(ids)), message="all delivered after the fix"
             )
     refused = standin.counts()[status]
     # One probe at a time, at growing intervals: never a batch of refused requests.
@@ -175,13 +159,6 @@ def _fast_circuit() -> Any:
 
     return CircuitSettings(
         probe_initial=timedelta(milliseconds=100), probe_cap=timedelta(milliseconds=400)
-    )
-
-
-async def _all_acknowledged(pg: asyncpg.Connection, count: int) -> bool:
-    return bool(
-        await pg.fetchval("SELECT count(*) FROM outbox.messages WHERE state = 'acknowledged'")
-        == count
     )
 
 
@@ -269,7 +246,7 @@ async def test_5xx_storm_backs_off_with_growing_jittered_gaps(
         await pg.executemany(
             "SELECT outbox.enqueue($1::jsonb)", [(json.dumps(update(k)),) for k in keys]
         )
-        await wait_for(lambda: _all_acknowledged(pg, len(keys) + 1), timeout=30)
+        await wait_for(lambda: all_acknowledged(pg, len(keys) + 1), timeout=30)
     gaps: dict[int, list[float]] = {1: [], 2: [], 3: [], 4: []}
     for key in keys:
         times = [r.at for r in standin.received if f'"customerId": "{key}"' in r.body.decode()]

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 import outbox_worker
 from outbox_worker.config import CircuitSettings, RetrySettings
+from tests.cases import update
 from tests.integration.rows import drop_row_constraints
 from tests.integration.running import running_worker
 from tests.waiting import wait_for
@@ -93,15 +94,6 @@ async def endpoint() -> AsyncIterator[Endpoint]:
         yield server
     finally:
         await server.stop()
-
-
-def update(key: str) -> dict[str, Any]:
-    """A valid update whose customerId is ``key``."""
-    return {
-        "timestamp": 1_764_000_000_000,
-        "registration": {"success": True},
-        "customer": {"customerId": key},
-    }
 
 
 async def enqueue(pg: asyncpg.Connection, *keys: str) -> dict[str, int]:

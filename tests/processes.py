@@ -1,35 +1,28 @@
-"""End-to-end fixtures: the stand-in in the test's event loop, workers as real subprocesses.
+"""Workers as real subprocesses (`python -m outbox_worker run`), for the e2e and fault suites.
 
-``start_worker(env)`` starts ``python -m outbox_worker run`` with short timings (poll 200 ms,
-HTTP timeout 2 s, lease 8 s, grace 3 s) against this test's database and stand-in; ``env``
-overrides or (with None) removes OUTBOX_* variables. Each worker's stderr (JSON log lines) is
-read by a background task, so a test can wait for a log event; teardown SIGKILLs whatever still
-runs and prints every worker's log, which pytest shows when the test fails.
+BASE_ENV holds short timings (poll 200 ms, HTTP timeout 2 s, lease 8 s, grace 3 s); each
+worker's stderr (JSON log lines) is read by a background task, so a test can wait for a log
+event. The ``start_worker`` fixture (tests/conftest.py) starts them on the test's database and
+stand-in and kills and prints them at teardown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncpg
-import pytest
-
-from outbox_worker.standin import StandIn
-from tests.cases import VALID_EXAMPLES
+from tests.cases import KEY
 from tests.waiting import wait_for
 
-KEY = "sk_test_e2e"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 # Short timings so every scenario fits in seconds. The lease must exceed the HTTP timeout + 5 s.
 BASE_ENV: dict[str, str] = {
@@ -150,85 +143,3 @@ async def _read_lines(process: asyncio.subprocess.Process, lines: list[str]) -> 
     assert process.stderr is not None
     while line := await process.stderr.readline():
         lines.append(line.decode("utf-8", "replace").rstrip("\n"))
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    """The Ravelin stand-in on a loopback port, served by the test's own event loop."""
-    async with StandIn(KEY) as server:
-        yield server
-
-
-@pytest.fixture
-async def start_worker(database_url: str, standin: StandIn) -> AsyncIterator[StartWorker]:
-    """Factory: start a worker on this test's database and stand-in, ``env`` overriding."""
-    workers: list[WorkerProcess] = []
-
-    async def start(env: Mapping[str, str | None] | None = None) -> WorkerProcess:
-        defaults: dict[str, str | None] = {
-            "OUTBOX_DATABASE_URL": database_url,
-            "OUTBOX_ENDPOINT_URL": standin.url,
-        }
-        worker = await spawn_worker(worker_env({**defaults, **(env or {})}))
-        workers.append(worker)
-        return worker
-
-    try:
-        yield start
-    finally:
-        for worker in workers:
-            if worker.returncode is None:
-                worker.process.kill()
-            with contextlib.suppress(TimeoutError):
-                await worker.wait_exit(timeout=10)
-            print(f"--- {worker} exited {worker.returncode}; its log:")
-            print("\n".join(worker.lines))
-
-
-def registration_update(index: int, key: str) -> dict[str, Any]:
-    """A valid update (cycling through VALID_EXAMPLES) whose stand-in message key is ``key``."""
-    _, example = VALID_EXAMPLES[index % len(VALID_EXAMPLES)]
-    update = copy.deepcopy(example)
-    if update.get("supplier") is not None:  # customer and supplier together are refused
-        update["supplier"]["supplierId"] = key
-    else:
-        update["customer"] = {**(update.get("customer") or {}), "customerId": key}
-    return update
-
-
-@pytest.fixture
-def enqueue(pg: asyncpg.Connection) -> Enqueue:
-    """Factory: enqueue ``count`` distinct updates with ``outbox.enqueue``; returns their keys."""
-
-    async def enqueue_updates(count: int, *, prefix: str = "c") -> list[str]:
-        keys = [f"{prefix}-{i}" for i in range(count)]
-        bodies = [(json.dumps(registration_update(i, k)),) for i, k in enumerate(keys)]
-        await pg.executemany("SELECT outbox.enqueue($1::jsonb)", bodies)
-        return keys
-
-    return enqueue_updates
-
-
-async def count_by_state(pg: asyncpg.Connection) -> dict[str, int]:
-    """How many rows are in each state (states with no rows are left out)."""
-    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
-    return {r["state"]: r["n"] for r in rows}
-
-
-async def count_leased(pg: asyncpg.Connection) -> int:
-    """How many rows carry a lease token (claimed by some worker right now)."""
-    value: int = await pg.fetchval(
-        "SELECT count(*) FROM outbox.messages WHERE lease_token IS NOT NULL"
-    )
-    return value
-
-
-async def stored_bodies(pg: asyncpg.Connection) -> list[bytes]:
-    """Every row's payload as the text the worker sends, encoded."""
-    rows = await pg.fetch("SELECT payload::text AS body FROM outbox.messages")
-    return [r["body"].encode() for r in rows]
-
-
-async def all_acknowledged(pg: asyncpg.Connection, total: int) -> bool:
-    """True once ``total`` rows are acknowledged."""
-    return (await count_by_state(pg)).get("acknowledged", 0) == total

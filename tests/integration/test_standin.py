@@ -9,13 +9,10 @@ import asyncio
 import io
 import json
 import random
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,16 +22,10 @@ from outbox_worker import standin as standin_module
 from outbox_worker.errors import ConfigError
 from outbox_worker.standin import BAD_KEY_MESSAGE, BodyVariant, StandIn, Step
 from outbox_worker.standin.steps import ABSURD_RETRY_AFTER, HUGE_BYTES, REDIRECT_LOCATION
+from tests.cases import KEY, update
 from tests.waiting import wait_for
 
-KEY = "sk_test_standin"
 AUTH = {"Authorization": f"token {KEY}"}
-REPO = Path(__file__).resolve().parents[2]
-
-
-def update(**parts: object) -> dict[str, object]:
-    """A minimal valid /v2/registration body, plus ``parts``."""
-    return {"timestamp": 1_700_000_000_000, "registration": {"success": True}, **parts}
 
 
 @dataclass(frozen=True)
@@ -62,12 +53,6 @@ async def post(
     post = http.post(url, data=data, headers=sent, params=params, allow_redirects=False)
     async with post as response:
         return Answer(response.status, response.headers, await response.read())
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[StandIn]:
-    async with StandIn(KEY) as server:
-        yield server
 
 
 @pytest.fixture
@@ -261,7 +246,7 @@ async def test_scripted_200_still_checks_the_request(
     ids=["customerId", "numeric-customerId", "supplierId", "username"],
 )
 async def test_per_message_script_applies_to_that_message_only(
-    standin: StandIn, http: aiohttp.ClientSession, parts: dict[str, object], key: str
+    standin: StandIn, http: aiohttp.ClientSession, parts: dict[str, Any], key: str
 ) -> None:
     """script_for(key) answers that message's requests in order, then healthy; others unaffected."""
     standin.script_for(key, [400, 503])
@@ -518,55 +503,6 @@ def test_non_loopback_hosts_are_refused(host: str) -> None:
 def test_loopback_hosts_are_accepted(host: str) -> None:
     """Any loopback address or `localhost` is fine without allow_remote."""
     StandIn(host=host)
-
-
-async def test_command_runs_as_a_process_until_sigterm(
-    tmp_path: Path, http: aiohttp.ClientSession
-) -> None:
-    """`outbox-worker standin` prints its URL when ready, answers, and exits 0 on TERM."""
-    ready = tmp_path / "ready"
-    args = ["--port", "0", "--api-key", "sk_test_proc", "--ready-file", str(ready)]
-    process = await _start_command(*args, "--latency", "0.3")
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
-        assert line.startswith("standin listening on http://127.0.0.1:")
-        url = line.split()[-1]
-        assert url.endswith("/v2/registration")
-        assert ready.read_text().strip() == url
-        started = time.monotonic()
-        answer = await post(http, url, headers={"Authorization": "token sk_test_proc"})
-        assert answer.status == 200
-        assert time.monotonic() - started >= 0.3, "--latency 0.3 delays every answer"
-        process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-        assert process.returncode == 0, stderr.decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.communicate()
-
-
-@pytest.mark.parametrize("latency", ["0.2-0.1", "-1", "fast"])
-async def test_command_refuses_a_bad_latency_with_exit_2(latency: str) -> None:
-    """--latency that is not seconds or LOW-HIGH is a usage error naming the option."""
-    process = await _start_command("--port", "0", "--latency", latency)
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 2
-    assert "--latency" in stderr.decode()
-
-
-async def _start_command(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "outbox_worker",
-        "standin",
-        *args,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 # --- Hostile answers: named script steps ------------------------------------------------------
