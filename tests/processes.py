@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -143,3 +144,59 @@ async def _read_lines(process: asyncio.subprocess.Process, lines: list[str]) -> 
     assert process.stderr is not None
     while line := await process.stderr.readline():
         lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+
+# --- one CLI command as a subprocess (operator commands, check, migrate) ------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished command."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        """stdout parsed as JSON."""
+        return json.loads(self.out)
+
+
+def cli_env(database_url: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without OUTBOX_* variables, plus the database URL and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    if database_url is not None:
+        env["OUTBOX_DATABASE_URL"] = database_url
+    env.update(extra or {})
+    return env
+
+
+def cli(*args: str, db: str | None, env: dict[str, str] | None = None) -> Run:
+    """Run `python -m outbox_worker ARGS` with stdin not a terminal."""
+    done = subprocess.run(
+        [sys.executable, "-m", "outbox_worker", *args],
+        env=cli_env(db, env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+async def acli(*args: str, db: str | None, env: dict[str, str] | None = None) -> Run:
+    """Like cli(), without blocking the event loop (a stand-in in this loop keeps serving)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "outbox_worker",
+        *args,
+        env=cli_env(db, env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())

@@ -23,9 +23,8 @@ import asyncpg
 import pytest
 
 from tests.e2e.test_demo import demo_env
-from tests.integration.test_cli_operate import Run, acli
 from tests.integration.test_worker_hostile import Endpoint, raw
-from tests.processes import REPO, worker_env
+from tests.processes import REPO, Run, acli, worker_env
 from tests.waiting import wait_for
 
 API_KEY = "sk_test_CanaryKeyQ7x"

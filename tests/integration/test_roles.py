@@ -17,8 +17,8 @@ from outbox_worker.config import sqlalchemy_url
 from outbox_worker.models import State
 from outbox_worker.store.delivery import PostgresStore
 from tests.integration.rows import SIMPLE_PAYLOAD, insert_message
-from tests.integration.test_cli_operate import cli
 from tests.integration.test_delivery_store import settlement
+from tests.processes import cli
 
 LoginAs = Callable[[str], Awaitable[str]]
 DENIED = asyncpg.InsufficientPrivilegeError

@@ -9,9 +9,7 @@ import pty
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 import click
@@ -28,61 +26,10 @@ from tests.integration.rows import (
     insert_message,
     snapshot,
 )
+from tests.processes import acli, cli, cli_env
 from tests.waiting import wait_for_sync
 
 UNREACHABLE_URL = "postgresql://outbox@127.0.0.1:1/outbox"
-
-
-@dataclass(frozen=True)
-class Run:
-    """A finished command."""
-
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        """stdout parsed as JSON."""
-        return json.loads(self.out)
-
-
-def _env(database_url: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
-    if database_url is not None:
-        env["OUTBOX_DATABASE_URL"] = database_url
-    env.update(extra or {})
-    return env
-
-
-def cli(*args: str, db: str | None, env: dict[str, str] | None = None) -> Run:
-    """Run `python -m outbox_worker ARGS` with stdin not a terminal."""
-    done = subprocess.run(
-        [sys.executable, "-m", "outbox_worker", *args],
-        env=_env(db, env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return Run(done.returncode, done.stdout, done.stderr)
-
-
-async def acli(*args: str, db: str | None, env: dict[str, str] | None = None) -> Run:
-    """Like cli(), without blocking the event loop (a stand-in in this loop keeps serving)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "outbox_worker",
-        *args,
-        env=_env(db, env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
 
 
 # --- dead list / dead show ----------------------------------------------------------------------
@@ -352,7 +299,7 @@ async def test_bulk_change_at_a_terminal_asks_first(
         os.write(leader, f"{answer}\n".encode())
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "outbox_worker", *command,
-            env=_env(database_url), stdin=follower,
+            env=cli_env(database_url), stdin=follower,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
@@ -401,7 +348,7 @@ def test_stats_watch_refreshes_until_ctrl_c(database_url: str) -> None:
     """`stats --watch --json` prints a line per refresh and ends cleanly on SIGINT."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "outbox_worker", "stats", "--watch", "--json", "--interval", "50ms"],
-        env=_env(database_url),
+        env=cli_env(database_url),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
