@@ -97,6 +97,14 @@ class Dispatcher:
                 # slow-down that ended after it): handed back unsent (finally), no send starts.
                 return
             answer = await self._sender.send(message.body)
+            plain = policy.plain_acknowledgement(message, answer)
+            if plain is not None:  # the common answer: nothing to decide beyond the circuit
+                closed = self._circuit.record_success(permit)
+                self._writer.write(plain)
+                written = True
+                if closed:
+                    self._circuit_changed(Outcome(Verdict.ACKNOWLEDGE, plain.status))
+                return
             outcome = policy.classify(answer, self._retry)
             recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
             settlement = policy.settlement(

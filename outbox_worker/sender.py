@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import yarl
+from multidict import CIMultiDict
 
 from outbox_worker import __version__
 from outbox_worker.answers import parse_http_date, parse_retry_after
@@ -33,14 +34,18 @@ class HttpSender:
     def __init__(self, session: aiohttp.ClientSession, endpoint_url: str, api_key: Secret) -> None:
         self._session = session
         self._url = endpoint_url
-        self._headers = {
-            "Authorization": f"token {api_key.reveal()}",
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": USER_AGENT,
-            # Uncompressed answers (they are tiny). Said in a header of our own rather than with
-            # skip_auto_headers, which costs aiohttp about 5 µs a request.
-            "Accept-Encoding": "identity",
-        }
+        # Built once as aiohttp's own multidict, which it then takes without converting a dict
+        # on every request.
+        self._headers = CIMultiDict(
+            {
+                "Authorization": f"token {api_key.reveal()}",
+                "Content-Type": "application/json; charset=utf-8",
+                "User-Agent": USER_AGENT,
+                # Uncompressed answers (they are tiny). Said in a header of our own rather than
+                # with skip_auto_headers, which costs aiohttp about 5 µs a request.
+                "Accept-Encoding": "identity",
+            }
+        )
 
     async def send(self, body: bytes) -> Answer:
         """POST ``body`` unchanged; return the answer, or a status-less Answer on failure."""
@@ -52,11 +57,14 @@ class HttpSender:
                 self._url, data=body, headers=self._headers, allow_redirects=False
             ) as resp:
                 content = await resp.content.read(MAX_BODY)
-                headers = resp.headers
                 status = resp.status
+                # The policy reads no header of a 2xx: the common answer skips their lookups.
+                headers = resp.headers if status >= 300 else None
         except _FAILURES as exc:
             failure = _translate(exc, started)
             return Answer(status=None, latency_s=failure.latency_s, error=failure.reason)
+        if headers is None:
+            return Answer(status, time.monotonic() - started, content)
         return Answer(
             status=status,
             latency_s=time.monotonic() - started,

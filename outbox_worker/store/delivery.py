@@ -16,12 +16,19 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import structlog
 
 from outbox_worker.config import asyncpg_dsn
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.schema import SEND_SCHEDULE
-from outbox_worker.store.connection import POOLER_SAFE, translate_errors
+from outbox_worker.store.connection import (
+    DIRECT_STATEMENT_CACHE,
+    POOLER_SAFE,
+    connect,
+    directly_connected,
+    translate_errors,
+)
 from outbox_worker.store.delivery_queries import (
     ACKNOWLEDGE,
     CLAIM_BATCH,
@@ -33,9 +40,11 @@ from outbox_worker.store.delivery_queries import (
     SETTLE,
 )
 from outbox_worker.store.housekeeping import BACKLOG, PURGE_EXPIRED, RETENTION_LOCK
-from outbox_worker.store.listen import CLOSE_ERRORS, listen
+from outbox_worker.store.listen import CLOSE_ERRORS, close_quietly, listen
 
 __all__ = ["SCHEDULE_HORIZON_S", "PostgresStore"]
+
+log = structlog.get_logger("outbox_worker.store")
 
 
 class PostgresStore:
@@ -56,7 +65,12 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        """Create the connection pool (DatabaseUnavailable if the database is unreachable)."""
+        """Create the connection pool (DatabaseUnavailable if the database is unreachable).
+
+        Statements are prepared once and kept only when a probe connection shows it ends at
+        PostgreSQL itself; behind a pooler (or when that cannot be shown) each is parsed anew.
+        """
+        cache_size = await _statement_cache_size(self._url)
         with translate_errors(self._url):
             self._pool = await asyncpg.create_pool(
                 asyncpg_dsn(self._url),
@@ -65,7 +79,7 @@ class PostgresStore:
                 timeout=10,
                 command_timeout=30,
                 server_settings={"application_name": "outbox-worker"},
-                **POOLER_SAFE,
+                statement_cache_size=cache_size,
             )
 
     async def close(self) -> None:
@@ -189,6 +203,18 @@ class PostgresStore:
 
     async def _notify(self, channel: str) -> None:
         await self._fetch("SELECT pg_notify($1, '')", channel)
+
+
+async def _statement_cache_size(url: str) -> int:
+    """The pool's statement cache: kept on a direct connection, none behind a pooler."""
+    conn = await connect(url, application_name="outbox-worker")
+    try:
+        with translate_errors(url):
+            direct = await directly_connected(conn)
+    finally:
+        await asyncio.shield(close_quietly(conn))
+    log.info("store.opened", direct_connection=direct, statement_cache=direct)
+    return DIRECT_STATEMENT_CACHE if direct else POOLER_SAFE["statement_cache_size"]
 
 
 def _is_plain_ack(s: Settlement) -> bool:
