@@ -101,15 +101,17 @@ class PostgresStore:
         token = LeaseToken(uuid.uuid4())
         rows = await self._fetch(CLAIM_BATCH, limit, token, lease, max_bytes, MAX_PAYLOAD_BYTES)
         return [
-            Message(
-                id=MessageId(r["id"]),
-                body=b"" if r["body"] is None else r["body"].encode(),
-                attempts=r["attempts"],
-                age=timedelta(seconds=r["age_s"]),
-                lease_token=token,
-                unsendable=None if r["body"] is not None else _unsendable(r["kind"], r["bytes"]),
+            Message(MessageId(id_), body, attempts, timedelta(seconds=age_s), token)
+            if body is not None
+            else Message(
+                MessageId(id_),
+                b"",
+                attempts,
+                timedelta(seconds=age_s),
+                token,
+                _unsendable(kind, size),
             )
-            for r in rows
+            for id_, body, size, kind, attempts, age_s in rows
         ]
 
     async def settle(self, settlements: Sequence[Settlement]) -> int:

@@ -13,7 +13,8 @@ from __future__ import annotations
 # side by side without waiting on each other. `sized` keeps rows while their bodies fit in the
 # worker's byte budget ($4); rows that cannot be sent (rows other services wrote: not a JSON
 # object, or past the size limit $5) are claimed without their body, to be dead-lettered unsent.
-# The age is measured on the database's clock, as every due time is.
+# The age is measured on the database's clock, as every due time is. Bodies come back as their
+# UTF-8 bytes (bytea), exactly what is sent, with no decoding and encoding again in the worker.
 CLAIM_BATCH = """
 WITH due AS (
     SELECT id, available_at, payload FROM outbox.messages
@@ -37,7 +38,8 @@ UPDATE outbox.messages AS m
 SET lease_token = $2, claimed_at = now(), available_at = now() + $3::interval
 FROM sized
 WHERE m.id = sized.id AND sized.running <= $4
-RETURNING m.id, CASE WHEN sized.sendable THEN sized.body END AS body, sized.bytes, sized.kind,
+RETURNING m.id, CASE WHEN sized.sendable THEN convert_to(sized.body, 'UTF8') END AS body,
+    sized.bytes, sized.kind,
     m.attempts,
     -- max_age counts from a requeue, or a requeued message would be dead at its first failure
     extract(epoch FROM now() - coalesce(m.requeued_at, m.created_at))::float8 AS age_s
