@@ -20,9 +20,9 @@ from typing import NamedTuple
 import structlog
 
 from outbox_worker import policy
-from outbox_worker.circuit import CircuitBreaker, PauseReason, RateGate
+from outbox_worker.circuit import CircuitBreaker, PauseReason, Permit, RateGate
 from outbox_worker.config import Settings
-from outbox_worker.models import Message, Outcome, Verdict
+from outbox_worker.models import Answer, Message, Outcome, Settlement, Verdict
 from outbox_worker.observability import Metrics
 from outbox_worker.pacing import FleetPacer
 from outbox_worker.ports import Sender
@@ -97,29 +97,11 @@ class Dispatcher:
                 # slow-down that ended after it): handed back unsent (finally), no send starts.
                 return
             answer = await self._sender.send(message.body)
-            plain = policy.plain_acknowledgement(message, answer)
-            if plain is not None:  # the common answer: nothing to decide beyond the circuit
-                closed = self._circuit.record_success(permit)
-                self._writer.write(plain)
-                written = True
-                if closed:
-                    self._circuit_changed(Outcome(Verdict.ACKNOWLEDGE, plain.status))
-                return
-            outcome = policy.classify(answer, self._retry)
-            recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
-            settlement = policy.settlement(
-                message,
-                outcome,
-                latency_s=answer.latency_s,
-                age=self._age(claim),
-                retry=self._retry,
-                rng=self._rng,
-                spend=recorded.spend,
-            )
+            settlement, outcome, changed = self._judge(claim, permit, answer)
             self._writer.write(settlement)
             written = True
-            if recorded.changed or outcome.verdict is not Verdict.ACKNOWLEDGE or outcome.slow_down:
-                self._react(message, outcome, recorded.changed)
+            if outcome is not None:
+                self._react(message, outcome, changed)
         except Exception as exc:  # one message can only fail itself
             log.error("delivery.failed", message_id=message.id, error=type(exc).__name__,
                       note="an attempt is spent; the message is retried later")  # fmt: skip
@@ -140,6 +122,31 @@ class Dispatcher:
             if not written:  # cancelled mid-send (shutdown) or handed back: no attempt spent
                 self._circuit.record_other(permit)
                 self._writer.release(message)
+
+    def _judge(
+        self, claim: Claim, permit: Permit, answer: Answer
+    ) -> tuple[Settlement, Outcome | None, bool]:
+        """The row write for an answer, the outcome to react to (None: nothing beyond the row),
+        and whether the answer opened or closed the circuit."""
+        message = claim.message
+        plain = policy.plain_acknowledgement(message, answer)
+        if plain is not None:  # the common answer: no Outcome to build unless the circuit closed
+            changed = self._circuit.record_success(permit)
+            return plain, Outcome(Verdict.ACKNOWLEDGE, plain.status) if changed else None, changed
+        outcome = policy.classify(answer, self._retry)
+        recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
+        settlement = policy.settlement(
+            message,
+            outcome,
+            latency_s=answer.latency_s,
+            age=self._age(claim),
+            retry=self._retry,
+            rng=self._rng,
+            spend=recorded.spend,
+        )
+        if recorded.changed or outcome.verdict is not Verdict.ACKNOWLEDGE or outcome.slow_down:
+            return settlement, outcome, recorded.changed
+        return settlement, None, False
 
     def _age(self, claim: Claim) -> timedelta:
         """The message's age now: the database's age at the claim plus time elapsed since."""
