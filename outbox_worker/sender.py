@@ -130,9 +130,9 @@ async def http_session(
     *, concurrency: int, timeout_s: float
 ) -> AsyncIterator[aiohttp.ClientSession]:
     """One keep-alive session for the process; TLS verification stays on (aiohttp's default)."""
-    connector = aiohttp.TCPConnector(
-        limit=concurrency, limit_per_host=concurrency, keepalive_timeout=60, ttl_dns_cache=300
-    )
+    # One endpoint host: ``limit`` alone bounds its connections, and a per-host limit as well
+    # would only add bookkeeping to every request.
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(
         connector=connector,
