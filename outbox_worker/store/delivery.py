@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import structlog
@@ -70,7 +71,7 @@ class PostgresStore:
         Statements are prepared once and kept only when a probe connection shows it ends at
         PostgreSQL itself; behind a pooler (or when that cannot be shown) each is parsed anew.
         """
-        cache_size = await _statement_cache_size(self._url)
+        direct = await _direct(self._url)
         with translate_errors(self._url):
             self._pool = await asyncpg.create_pool(
                 asyncpg_dsn(self._url),
@@ -79,8 +80,11 @@ class PostgresStore:
                 timeout=10,
                 command_timeout=30,
                 server_settings={"application_name": "outbox-worker"},
-                statement_cache_size=cache_size,
+                statement_cache_size=(
+                    DIRECT_STATEMENT_CACHE if direct else POOLER_SAFE["statement_cache_size"]
+                ),
             )
+        log.info("store.opened", direct_connection=direct, statement_cache=direct)
 
     async def close(self) -> None:
         """Close the pool, waiting briefly for statements in progress."""
@@ -207,16 +211,21 @@ class PostgresStore:
         await self._fetch("SELECT pg_notify($1, '')", channel)
 
 
-async def _statement_cache_size(url: str) -> int:
-    """The pool's statement cache: kept on a direct connection, none behind a pooler."""
+async def _direct(url: str) -> bool:
+    """Whether a connection to ``url`` ends at PostgreSQL itself (a probe connection shows it).
+
+    A URL naming several hosts is never taken as direct: the pool's connections might not take
+    the probe's route.
+    """
+    parts = urlsplit(url)
+    if "," in parts.netloc or "," in "".join(parse_qs(parts.query).get("host", [])):
+        return False
     conn = await connect(url, application_name="outbox-worker")
     try:
         with translate_errors(url):
-            direct = await directly_connected(conn)
+            return await directly_connected(conn)
     finally:
         await asyncio.shield(close_quietly(conn))
-    log.info("store.opened", direct_connection=direct, statement_cache=direct)
-    return DIRECT_STATEMENT_CACHE if direct else POOLER_SAFE["statement_cache_size"]
 
 
 def _is_plain_ack(s: Settlement) -> bool:

@@ -7,7 +7,7 @@ import json
 from collections.abc import MutableMapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -234,6 +234,21 @@ async def test_a_tcp_connection_straight_to_postgresql_keeps_prepared_statements
         await conn.close()
     opened = await _opened_event(database_url)
     assert (opened["direct_connection"], opened["statement_cache"]) == (direct, direct)
+
+
+async def test_a_url_naming_several_hosts_keeps_statements_unprepared(database_url: str) -> None:
+    """A URL naming several hosts is never taken as direct: the pool might not take the probe's
+    route."""
+    parts = urlsplit(database_url)
+    if _over_unix_socket(database_url):
+        hosts = parse_qs(parts.query)["host"][0]
+        query = urlencode({**parse_qs(parts.query), "host": f"{hosts},{hosts}"}, doseq=True)
+        several = urlunsplit(parts._replace(query=query))
+    else:
+        server = parts.netloc.rsplit("@", 1)[-1]
+        several = urlunsplit(parts._replace(netloc=f"{parts.netloc},{server}"))
+    opened = await _opened_event(several)
+    assert (opened["direct_connection"], opened["statement_cache"]) == (False, False)
 
 
 async def test_through_pgbouncer_the_store_prepares_nothing_and_keeps_working(
