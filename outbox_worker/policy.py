@@ -8,6 +8,7 @@ here: a settlement carries a delay, and the database adds it to its own ``now()`
 host's clock changes nothing.
 
     classify(answer, retry) -> Outcome           the "Answer policy" table of DESIGN.md
+    plain_acknowledgement(message, answer)       the common answer's write, or None: a shortcut
     settlement(message, outcome, ...) -> Settlement  the row write: acknowledged, later, or dead
     unsendable(message) -> Settlement            a stored row that cannot be sent: dead, unsent
     internal_failure(message, exc, ...)          our own failure with one message: a spent attempt
@@ -86,6 +87,22 @@ def classify(answer: Answer, retry: RetrySettings) -> Outcome:
         response=stored,
         transient=True,
     )
+
+
+def plain_acknowledgement(message: Message, answer: Answer) -> Settlement | None:
+    """The row write for a plain 2xx (no warnings to keep), or None for any other answer.
+
+    A shortcut for the common answer: the same write as ``settlement(message, classify(answer,
+    retry), ...)`` gives it, without building the Outcome (an acknowledgement needs no age, no
+    backoff and no retry settings).
+    """
+    status = answer.status
+    if status is None or not 200 <= status < 300 or b"warnings" in answer.body:
+        return None
+    return Settlement(
+        message.id, message.lease_token, State.ACKNOWLEDGED, True, None, status, None,
+        answer.latency_s,
+    )  # fmt: skip
 
 
 def _clamp(value: timedelta | None, retry: RetrySettings) -> timedelta | None:

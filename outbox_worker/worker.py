@@ -8,8 +8,9 @@ The rhythm:
   batches ahead, and at most ``max_claimed_bytes`` of bodies), then sleeps until a NOTIFY, the
   next row's due time, or the next poll: soon while claims find rows, backing off to the poll
   interval when they do not (``rhythm.py``: enqueues notify at most once per 10 ms);
-- ``concurrency`` senders take claimed messages, pace themselves (rate limit, 429 slow-down),
-  POST the stored bytes and turn the answer into a row write with the pure policy;
+- ``concurrency`` senders take claimed messages and hand each to the dispatcher
+  (``dispatch.py``), which paces it (rate limit, 429 slow-down), POSTs the stored bytes and
+  turns the answer into a row write with the pure policy;
 - the writer (``writer.py``) writes those in one statement per flush and hands back claims that
   must not be sent.
 The circuit breaker decides how much is claimed: one probe until an answer shows the endpoint and
@@ -23,22 +24,22 @@ confined to it (an attempt spent with a safe error text), and no task of the wor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 
-from outbox_worker import policy, upkeep
-from outbox_worker.circuit import CircuitBreaker, PauseReason, RateGate
+from outbox_worker import upkeep
+from outbox_worker.circuit import CircuitBreaker
 from outbox_worker.config import WorkerSettings
+from outbox_worker.dispatch import Claim, Dispatcher
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.liveness import ClaimProgress
-from outbox_worker.models import Message, MessageId, Outcome, Verdict
+from outbox_worker.models import Message, MessageId
 from outbox_worker.observability import Metrics
 from outbox_worker.pacing import FleetPacer
 from outbox_worker.ports import Sender, Store
@@ -50,12 +51,6 @@ log = structlog.get_logger("outbox_worker.worker")
 # A send must be able to finish (HTTP timeout) with this much lease to spare, or it is handed
 # back unsent: an answer that lands after the lease ran out could race another worker.
 LEASE_SAFETY = timedelta(seconds=2)
-
-
-class _Claim(NamedTuple):
-    message: Message
-    claimed_at: float  # monotonic time just before the claim statement started
-    send_by: float  # monotonic time after which the lease is too short to start the send
 
 
 class Worker:
@@ -78,27 +73,35 @@ class Worker:
         self._metrics = metrics or Metrics()
         self._clock, self._rng = clock, rng
         self._circuit = CircuitBreaker(settings.circuit, clock)
-        self._gate = RateGate()  # the 429 slow-down; the rate limit is the fleet's (pacing.py)
-        self._fleet = FleetPacer(store, settings.rate_limit, clock) if settings.rate_limit else None
         self._writer = OutcomeWriter(
             store,
             self._metrics,
             flush_interval_s=settings.flush_interval.total_seconds(),
             clock=clock,
         )
-        self._queue: asyncio.Queue[_Claim] = asyncio.Queue()
+        self._dispatcher = Dispatcher(
+            settings,
+            sender,
+            self._writer,
+            self._circuit,
+            self._metrics,
+            fleet=FleetPacer(store, settings.rate_limit, clock) if settings.rate_limit else None,
+            clock=clock,
+            rng=rng,
+            circuit_opened=self._release_queued,
+            circuit_closed=self._circuit_closed,
+        )
+        self._queue: asyncio.Queue[Claim] = asyncio.Queue()
         self._in_flight: dict[MessageId, Message] = {}
         self._held_bytes = 0  # bodies claimed and not yet finished (queued or in flight)
         self._wake = asyncio.Event()  # claim again: NOTIFY, room freed, circuit closed
         self._idle = asyncio.Event()  # nothing in flight
         self._idle.set()
         self._stopping = False
-        self._stop_requested = asyncio.Event()  # set with _stopping: wakes sends being paced
         # Claim whole batches (fewer, fuller statements), keeping up to two batches ahead of the
         # senders so they never wait on a claim's round trip.
         self._capacity = settings.concurrency + 2 * settings.batch_size
         self._low_water = settings.batch_size
-        self._rate_limited = settings.rate_limit > 0
         self._metrics.in_flight.set_function(lambda: len(self._in_flight))
         # What /healthz reads: the claim loop's promises and whether work is due.
         self.progress = progress or ClaimProgress(clock)
@@ -154,7 +157,7 @@ class Worker:
         # Not a cancel: a claim already committed in PostgreSQL must reach this process, or its
         # rows would stay leased (unsent) until the lease ran out.
         self._stopping = True
-        self._stop_requested.set()
+        self._dispatcher.stop()
         self._wake.set()
         try:
             async with asyncio.timeout(self._settings.shutdown_grace.total_seconds()):
@@ -237,7 +240,7 @@ class Worker:
         send_by = started + room.total_seconds()
         for message in claimed:
             self._held_bytes += len(message.body)
-            self._queue.put_nowait(_Claim(message, started, send_by))
+            self._queue.put_nowait(Claim(message, started, send_by))
 
     def _release_queued(self) -> None:
         while not self._queue.empty():
@@ -258,7 +261,7 @@ class Worker:
                 self._idle.clear()
             self._in_flight[message.id] = message
             try:
-                await self._deliver(claim)
+                await self._dispatcher.deliver(claim)
             finally:
                 del self._in_flight[message.id]
                 self._held_bytes -= len(message.body)
@@ -267,119 +270,8 @@ class Worker:
                 if self._queue.qsize() + len(self._in_flight) <= self._capacity - self._low_water:
                     self._wake.set()
 
-    async def _deliver(self, claim: _Claim) -> None:
-        message = claim.message
-        if message.unsendable is not None:
-            self._writer.write(policy.unsendable(message))
-            log.warning("delivery.dead_lettered", message_id=message.id, error=message.unsendable)
-            return
-        permit = self._circuit.acquire()
-        if permit is None:  # the circuit opened after this message was claimed
-            self._release(message)
-            return
-        written = False
-        started = self._clock()
-        try:
-            now = started
-            if self._rate_limited or self._gate.delay(now) > 0:
-                now = await self._pace()
-            if now > claim.send_by or self._stopping:
-                # The lease is too short now, or stop came (a claim that landed after it, a
-                # slow-down that ended after it): handed back unsent (finally), no send starts.
-                return
-            answer = await self._sender.send(message.body)
-            outcome = policy.classify(answer, self._settings.retry)
-            recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
-            settlement = policy.settlement(
-                message,
-                outcome,
-                latency_s=answer.latency_s,
-                age=self._age(claim),
-                retry=self._settings.retry,
-                rng=self._rng,
-                spend=recorded.spend,
-            )
-            self._writer.write(settlement)
-            written = True
-            if recorded.changed or outcome.verdict is not Verdict.ACKNOWLEDGE or outcome.slow_down:
-                self._react(message, outcome, recorded.changed)
-        except Exception as exc:  # one message can only fail itself
-            log.error("delivery.failed", message_id=message.id, error=type(exc).__name__,
-                      note="an attempt is spent; the message is retried later")  # fmt: skip
-            if not written:
-                written = True
-                self._circuit.record_other(permit)
-                self._writer.write(
-                    policy.internal_failure(
-                        message,
-                        exc,
-                        age=self._age(claim),
-                        latency_s=self._clock() - started,
-                        retry=self._settings.retry,
-                        rng=self._rng,
-                    )
-                )
-        finally:
-            if not written:  # cancelled mid-send (shutdown) or handed back: no attempt spent
-                self._circuit.record_other(permit)
-                self._release(message)
-
-    def _age(self, claim: _Claim) -> timedelta:
-        """The message's age now: the database's age at the claim plus time elapsed since."""
-        return claim.message.age + timedelta(seconds=self._clock() - claim.claimed_at)
-
-    async def _pace(self) -> float:
-        # Pacing, not synchronization: wait out a 429 slow-down, then for a slot of the fleet's
-        # rate limit; a slow-down that began meanwhile is waited out too. Stop ends the wait: the
-        # send is then handed back unsent at once, not at the end of the grace.
-        while not self._stopping:
-            while (delay := self._gate.delay(self._clock())) > 0 and not self._stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop_requested.wait(), delay)
-            if self._stopping:
-                break
-            if self._fleet is not None:
-                await self._fleet.acquire()
-            if self._gate.delay(now := self._clock()) == 0:
-                return now
-        return self._clock()
-
-    def _react(self, message: Message, outcome: Outcome, changed: bool) -> None:
-        """Act on an answer beyond its row: the circuit, the global slow-down, loud logs."""
-        if changed:
-            self._circuit_changed(outcome)
-        elif outcome.verdict is Verdict.DEAD_LETTER:
-            log.warning(
-                "delivery.dead_lettered",
-                message_id=message.id,
-                status=outcome.status,
-                error=outcome.error,
-            )
-        if outcome.slow_down is not None:
-            self._gate.pause_until(self._clock() + outcome.slow_down.total_seconds())
-            log.info(
-                "delivery.rate_limited",
-                message_id=message.id,
-                slow_down_s=outcome.slow_down.total_seconds(),
-            )
-
-    def _circuit_changed(self, outcome: Outcome) -> None:
-        reason = self._circuit.reason
-        if reason is None:
-            self._metrics.circuit_open.set(0)
-            self._wake.set()
-            log.info("circuit.closed", status=outcome.status)
-            return
-        self._metrics.circuit_open.set(1)
-        self._release_queued()
-        log.error(
-            "circuit.opened",
-            reason=reason.value,
-            status=outcome.status,
-            error=outcome.error,
-            next_probe_in_s=round(self._circuit.next_probe_in(), 3),
-            hint=_PAUSE_HINTS[reason],
-        )
+    def _circuit_closed(self) -> None:
+        self._wake.set()
 
     async def _finish_in_flight(self, senders: list[asyncio.Task[None]]) -> None:
         grace = self._settings.shutdown_grace.total_seconds()
@@ -391,15 +283,6 @@ class Worker:
         for task in senders:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
-
-
-_PAUSE_HINTS = {
-    PauseReason.STARTING: "probing the endpoint",
-    PauseReason.CONFIGURATION: "the endpoint refused the configuration (key, URL or method) or "
-    "redirected; delivery is paused, no attempts are spent",
-    PauseReason.OUTAGE: "the endpoint failed many sends in a row and answered nothing else; "
-    "delivery is paused and probed, no attempts are spent",
-}
 
 
 async def _shielded(coro: Coroutine[Any, Any, None]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -28,6 +29,9 @@ CONNECT_TIMEOUT_S = 10.0
 # with no setting". Nothing here relies on other session state either (SET, session advisory
 # locks, temporary tables); LISTEN has its own connection (store/delivery.py).
 POOLER_SAFE: Final[dict[str, Any]] = {"statement_cache_size": 0}
+# On a connection shown to end at PostgreSQL itself (``directly_connected``) statements are
+# prepared once and kept, as asyncpg does by default: no parse per statement.
+DIRECT_STATEMENT_CACHE = 100
 # Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OSError,
@@ -117,3 +121,50 @@ async def ensure_schema_ready(conn: asyncpg.Connection, head: str) -> None:
             f"the outbox schema is at revision {revision}, this version needs {head}; "
             "run `outbox-worker migrate`"
         )
+
+
+# How the server sees this connection's two ends (NULL for a Unix socket).
+_ENDS = """
+SELECT host(inet_client_addr()) AS client_host, inet_client_port() AS client_port,
+    host(inet_server_addr()) AS server_host, inet_server_port() AS server_port
+"""
+
+
+async def directly_connected(conn: asyncpg.Connection) -> bool:
+    """Whether ``conn``'s socket ends at the PostgreSQL backend itself: no pooler in between.
+
+    The TCP connection as this process sees it (its local and remote address and port) is
+    compared with the connection the server answers on (``inet_client_*``, ``inet_server_*``):
+    all four agree only when they are one and the same TCP connection. Through PgBouncer, or
+    any proxy, the server sees the pooler's own connection instead. A Unix socket, address
+    translation, or a driver that does not show its socket all answer False, which is safe:
+    False only means statements are parsed each time, as behind a pooler.
+    """
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps its socket's transport here
+    if transport is None:
+        return False
+    local, remote = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+    if not isinstance(local, tuple) or not isinstance(remote, tuple):
+        return False  # a Unix socket (a path) or no socket at all
+    row = await conn.fetchrow(_ENDS)
+    if row is None or None in tuple(row):
+        return False
+    seen_here = (_address(local[0]), local[1], _address(remote[0]), remote[1])
+    seen_there = (
+        _address(row["client_host"]),
+        row["client_port"],
+        _address(row["server_host"]),
+        row["server_port"],
+    )
+    return seen_here == seen_there
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, IPv4-mapped IPv6 as IPv4, so both ends' spellings compare equal."""
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address

@@ -4,19 +4,25 @@ that no row can break, the database's clock, and the row-by-row fallback for a r
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 import outbox_worker
 from outbox_worker.errors import StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.store.connection import connect, directly_connected
 from outbox_worker.store.delivery import PostgresStore
 from tests.cases import update
 from tests.integration.rows import drop_row_constraints
+from tests.pgbouncer import pgbouncer
 
 LEASE = timedelta(seconds=30)
 
@@ -188,3 +194,74 @@ async def test_seconds_until_due_is_none_when_nothing_is_pending(
         pg, {"timestamp": 1_764_000_000_000, "registration": {"success": True}}
     )
     assert await store.seconds_until_due() == 0.0
+
+
+def _over_unix_socket(url: str) -> bool:
+    parts = urlsplit(url)
+    return not parts.hostname or "host=/" in parts.query
+
+
+async def _opened_event(url: str) -> MutableMapping[str, Any]:
+    """Open and close a store on ``url``; the ``store.opened`` event it logged."""
+    store = PostgresStore(url, history_cap=20)
+    with capture_logs() as logs:
+        await store.open()
+    await store.close()
+    [opened] = [e for e in logs if e["event"] == "store.opened"]
+    return opened
+
+
+async def test_a_tcp_connection_straight_to_postgresql_keeps_prepared_statements(
+    database_url: str,
+) -> None:
+    """Straight to the server over TCP the store caches statements; a Unix socket is not shown."""
+    direct = not _over_unix_socket(database_url)
+    conn = await connect(database_url)
+    try:
+        assert await directly_connected(conn) is direct
+    finally:
+        await conn.close()
+    opened = await _opened_event(database_url)
+    assert (opened["direct_connection"], opened["statement_cache"]) == (direct, direct)
+
+
+async def test_a_url_naming_several_hosts_keeps_statements_unprepared(database_url: str) -> None:
+    """A URL naming several hosts is never taken as direct: the pool might not take the probe's
+    route."""
+    parts = urlsplit(database_url)
+    if _over_unix_socket(database_url):
+        hosts = parse_qs(parts.query)["host"][0]
+        query = urlencode({**parse_qs(parts.query), "host": f"{hosts},{hosts}"}, doseq=True)
+        several = urlunsplit(parts._replace(query=query))
+    else:
+        server = parts.netloc.rsplit("@", 1)[-1]
+        several = urlunsplit(parts._replace(netloc=f"{parts.netloc},{server}"))
+    opened = await _opened_event(several)
+    assert (opened["direct_connection"], opened["statement_cache"]) == (False, False)
+
+
+async def test_through_pgbouncer_the_store_prepares_nothing_and_keeps_working(
+    database_url: str, pg: asyncpg.Connection
+) -> None:
+    """Through a transaction-mode PgBouncer the probe sees the pooler: no cache, claims work."""
+    with pgbouncer(database_url, pool_size=2) as bouncer_url:
+        conn = await connect(bouncer_url)
+        try:
+            assert await directly_connected(conn) is False
+        finally:
+            await conn.close()
+        opened = await _opened_event(bouncer_url)
+        assert (opened["direct_connection"], opened["statement_cache"]) == (False, False)
+
+        store = PostgresStore(bouncer_url, history_cap=20)
+        await store.open()
+        try:
+            for i in range(30):
+                await outbox_worker.enqueue_async(pg, update(f"b{i}"))
+            settled = 0
+            for _ in range(10):  # the same statements many times, over shared server connections
+                claimed = await store.claim(3, LEASE, 10 * MAX_PAYLOAD_BYTES)
+                settled += await store.settle([settlement(m, State.ACKNOWLEDGED) for m in claimed])
+        finally:
+            await store.close()
+    assert settled == 30

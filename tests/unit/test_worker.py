@@ -242,6 +242,40 @@ async def test_a_poison_answer_gives_a_storable_settlement(
         text.encode("utf-8")  # no lone surrogate
 
 
+TWO_XX = [
+    pytest.param(Answer(200, 0.002, b'{"status":200,"timestamp":1}'), None, id="200-plain"),
+    pytest.param(Answer(204, 0.002), None, id="204-empty"),
+    pytest.param(Answer(200, 0.002, b"null"), None, id="200-null"),
+    pytest.param(
+        Answer(201, 0.002, b'{"status":201,"warnings":"not in data"}'), None, id="201-stray-word"
+    ),
+    pytest.param(
+        Answer(200, 0.002, b'{"data": {"warnings": [{"class": "email"}]}}'),
+        {"warnings": ["email"]},
+        id="200-warnings",
+    ),
+]
+
+
+@pytest.mark.parametrize(("answer", "response"), TWO_XX)
+async def test_a_2xx_is_acknowledged_with_its_status_latency_and_any_warnings(
+    rig: Rig, answer: Answer, response: dict[str, Any] | None
+) -> None:
+    """Every 2xx writes the same acknowledgement: status, latency, one attempt, warnings kept."""
+    rig.sender.handler = lambda body: answer
+    rig.store.add(message(1, attempts=2, age=timedelta(hours=2)))
+    async with rig.running():
+        await wait_for(lambda: rig.store.settled, message="the settlement")
+    written = rig.store.settlement(1)
+    assert (written.state, written.status, written.latency_s) == (
+        State.ACKNOWLEDGED,
+        answer.status,
+        answer.latency_s,
+    )
+    assert (written.attempt_spent, written.delay, written.error) == (True, None, None)
+    assert written.response == response
+
+
 # --- Failing flushes -----------------------------------------------------------------------
 
 
