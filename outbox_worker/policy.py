@@ -137,11 +137,6 @@ def backoff_delay(attempt: int, retry: RetrySettings, rng: Rng) -> timedelta:
     return timedelta(seconds=min(max(rng(), 0.0), 1.0) * ceiling)
 
 
-def should_give_up(attempts: int, age: timedelta, retry: RetrySettings) -> bool:
-    """True once ``attempts`` reaches max_attempts or the message is ``max_age`` old."""
-    return _give_up_reason(attempts, age, retry) is not None
-
-
 def _give_up_reason(attempts: int, age: timedelta, retry: RetrySettings) -> str | None:
     if attempts >= retry.max_attempts:
         return "max_attempts"

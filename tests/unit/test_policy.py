@@ -27,7 +27,6 @@ from outbox_worker.policy import (
     classify,
     internal_failure,
     settlement,
-    should_give_up,
     unsendable,
 )
 from tests.cases import RAVELIN_400, TRACE
@@ -266,22 +265,27 @@ def test_backoff_follows_configured_base_and_cap() -> None:
 
 
 @pytest.mark.parametrize(
-    ("attempts", "age", "give_up"),
+    ("attempts_before", "age", "give_up"),
     [
-        (1, timedelta(0), False),
-        (24, timedelta(hours=1), False),
-        (25, timedelta(hours=1), True),
-        (30, timedelta(hours=1), True),
-        (3, timedelta(hours=23, minutes=59), False),
-        (3, timedelta(hours=24), True),
-        (3, timedelta(days=3), True),
+        (0, timedelta(0), False),
+        (23, timedelta(hours=1), False),
+        (24, timedelta(hours=1), True),
+        (29, timedelta(hours=1), True),
+        (2, timedelta(hours=23, minutes=59), False),
+        (2, timedelta(hours=24), True),
+        (2, timedelta(days=3), True),
     ],
 )
-def test_should_give_up_at_max_attempts_or_max_age(
-    attempts: int, age: timedelta, give_up: bool
+def test_a_retry_gives_up_at_max_attempts_or_max_age(
+    attempts_before: int, age: timedelta, give_up: bool
 ) -> None:
-    """Giving up applies after max_attempts (25) attempts or at max_age (24 h)."""
-    assert should_give_up(attempts, age, RETRY) is give_up
+    """A retry is dead-lettered on its 25th attempt (max_attempts) or at 24 h old (max_age)."""
+    outcome = classify(answer(503), RETRY)
+    s = settlement(
+        message(attempts=attempts_before), outcome, latency_s=0.1, age=age, retry=RETRY,
+        rng=lambda: 1.0,
+    )  # fmt: skip
+    assert (s.state is State.DEAD) is give_up
 
 
 # --- settle --------------------------------------------------------------------------------
