@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 # The newest revision this package ships, for the worker's start-up check (a test holds it equal
 # to what alembic finds in migrations/versions: bump it with every new revision).
-SCHEMA_HEAD: Final = "0006"
+SCHEMA_HEAD: Final = "0007"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The group roles revision 0004 creates, and the SQL that creates and grants them.
 ROLES = ("outbox_producer", "outbox_worker", "outbox_operator")
