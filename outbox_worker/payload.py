@@ -189,6 +189,12 @@ class RegistrationUpdate(_Part):
 
     def to_json(self) -> str:
         """Return the compact JSON text of ``to_wire()``: the exact bytes Ravelin receives."""
+        # pydantic-core writes the JSON in one pass (about a third of the cost of dump, strip,
+        # dumps). exclude_none drops null fields, not nulls inside unknown members: when the
+        # text still holds "null" anywhere (even inside a string), take the general path.
+        text = self.model_dump_json(by_alias=True, exclude_none=True)
+        if "null" not in text:
+            return text
         return json.dumps(self.to_wire(), separators=(",", ":"), ensure_ascii=False)
 
 
