@@ -1,4 +1,4 @@
-"""A cheaper enqueue: a fast validity check before the detailed one, one SECURITY DEFINER call.
+"""A cheaper enqueue: a fast validity check before the detailed one; no ON CONFLICT without a key.
 
 Revision ID: 0007
 Revises: 0006

@@ -74,7 +74,6 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION outbox.store_message(jsonb, text);
 DROP FUNCTION outbox.validate_update(jsonb);
 ALTER FUNCTION outbox.update_problems(jsonb) RENAME TO validate_update;
 DROP FUNCTION outbox.is_plainly_valid(jsonb);
