@@ -119,7 +119,21 @@ class _Scan:
                 child_path = prefix + name
                 if name == "password" and isinstance(child, str):
                     self.fail(child_path, MSG_PLAINTEXT)
-                size += self.text(name, child_path) + 2 + self.value(child, child_path, level + 1)
+                # The common leaves are measured inline: a method call per member and value would
+                # cost more than its check (escape-free ASCII text is its length plus quotes).
+                if name.isascii() and name.isprintable() and '"' not in name and "\\" not in name:
+                    size += len(name) + 4  # quoted, then ": "
+                else:
+                    size += self.text(name, child_path) + 2
+                kind = type(child)
+                if kind is str and child.isascii() and child.isprintable() and '"' not in child:
+                    size += self.text(child, child_path) if "\\" in child else len(child) + 2
+                elif kind is int and MIN_INT64 <= child <= MAX_INT64:
+                    size += len(str(child))
+                elif kind is bool:
+                    size += 4 if child else 5
+                else:
+                    size += self.value(child, child_path, level + 1)
         else:
             for index, child in enumerate(value):
                 size += self.value(child, f"{path}[{index}]", level + 1)
