@@ -443,7 +443,9 @@ def test_settle_retry_schedules_the_next_attempt() -> None:
 def test_settle_retry_honours_a_5xx_retry_after() -> None:
     """A 503's Retry-After holds the message back at least that long."""
     outcome = classify(answer(503, retry_after=timedelta(seconds=90)), RETRY)
-    s = settlement(message(), outcome, latency_s=0.1, age=timedelta(0), retry=RETRY, rng=lambda: 1.0)
+    s = settlement(
+        message(), outcome, latency_s=0.1, age=timedelta(0), retry=RETRY, rng=lambda: 1.0
+    )
     assert s.delay == timedelta(seconds=90)
 
 
