@@ -13,16 +13,18 @@ NOTIFY) against the plain INSERT, timed inside the transaction.
 
 (b) Transactions/s for ``--seconds`` with 1, 8 and 32 connections, each its own transactions, in
 this one Python process (so with many the client's CPU is part of what is measured), for each way
-of waking the workers, in interleaved rounds (median reported). The designs are the shipped
-``outbox.insert_message`` with three variants of its wake-up created in the bench database only:
+of waking the workers, in interleaved rounds (median reported). The designs are revision 0006's
+``outbox.insert_message`` with variants of its wake-up created in the bench database only:
     NOTIFY every enqueue     revision 0004: pg_notify in every enqueueing transaction
     row throttle (pgmq)      notify_insert_throttle: UPDATE a throttle row found FOR UPDATE SKIP
                              LOCKED when its interval has passed, and notify
     sequence throttle        shipped (revision 0006): the last wake-up's time in a sequence, one
                              notifier elected by pg_try_advisory_xact_lock; at most 1 per 10 ms
     no NOTIFY                the workers only poll (adaptive polling)
-Each runs the Python API's work (validate + serialize in Python, then the SQL function); the SQL
-API ``outbox.enqueue`` (PL/pgSQL validation, shipped throttle) is reported as well.
+Each stores a pre-serialized body, as does the shipped ``outbox.insert_message`` (revision 0007:
+no ON CONFLICT for a keyless update); the Python API ``enqueue_async`` (validate + serialize in
+Python, then insert_message) and the SQL API ``outbox.enqueue`` (fast check in PL/pgSQL, the
+detailed check only for what it does not clear) are reported as well.
 Target: outbox / plain >= 0.9 at every connection count.
 """
 
@@ -132,7 +134,7 @@ $$;
 WAKEUPS = {
     "NOTIFY every enqueue": "true",
     "row throttle (pgmq)": "outbox.bench_row_wakeup()",
-    "sequence throttle (shipped)": "outbox.claim_wakeup()",
+    "sequence throttle (shipped wake-up)": "outbox.claim_wakeup()",
     "no NOTIFY": "false",
 }
 
@@ -169,6 +171,15 @@ def design_txn(index: int) -> Txn:
     return txn
 
 
+async def shipped_insert_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
+    """The shipped outbox.insert_message on a pre-serialized body (what enqueue_async calls)."""
+    async with conn.transaction():
+        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        started = time.perf_counter()
+        await conn.fetchval("SELECT outbox.insert_message($1::jsonb, NULL)", body)
+        return time.perf_counter() - started
+
+
 async def sql_api_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
     """The application transaction through the SQL API, outbox.enqueue (PL/pgSQL validation)."""
     async with conn.transaction():
@@ -188,6 +199,8 @@ ASYNC_PATHS: dict[str, Txn] = {
 SQL_PARTS = {
     "SELECT $1::jsonb (round-trip floor)": "SELECT $1::jsonb IS NOT NULL",
     "SELECT outbox.validate_update($1)": "SELECT outbox.validate_update($1::jsonb)",
+    "  of which the fast check, is_plainly_valid": "SELECT outbox.is_plainly_valid($1::jsonb)",
+    "  the detailed check alone, update_problems": "SELECT outbox.update_problems($1::jsonb)",
     "SELECT outbox.normalize_update($1)": "SELECT outbox.normalize_update($1::jsonb)",
 }
 
@@ -361,6 +374,7 @@ async def throughput_table(args: argparse.Namespace, url: str, updates: list[Upd
     designs: dict[str, Txn] = {"plain INSERT": plain_txn}
     for i, name in enumerate(WAKEUPS):
         designs[f"insert_message, {name}"] = design_txn(i)
+    designs["insert_message (shipped, revision 0007)"] = shipped_insert_txn
     designs["Python API enqueue_async (shipped)"] = outbox_txn
     designs["SQL API outbox.enqueue (shipped)"] = sql_api_txn
     rates: dict[tuple[str, int], list[float]] = {}

@@ -86,6 +86,12 @@ class _Scan:
 
     def value(self, value: object, path: str, level: int) -> int:
         """Check ``value`` at ``path`` (nested ``level`` deep) and return its JSON text size."""
+        # Exact types first: JSON-shaped input is almost all str and dict, and an isinstance
+        # check against the Mapping ABC costs several times a type comparison.
+        if type(value) is str:
+            return self.text(value, path)
+        if type(value) is dict and level < MAX_NESTING_DEPTH:
+            return self.container(value, path, level)
         if isinstance(value, str):
             return self.text(value, path)
         if isinstance(value, Mapping | list | tuple):
@@ -107,12 +113,27 @@ class _Scan:
         """Check every member or element and return the object's or array's JSON text size."""
         size = 2 + 2 * max(len(value) - 1, 0)  # brackets, ", " separators
         if isinstance(value, Mapping):
+            prefix = f"{path}." if path else ""
             for key, child in value.items():
-                name = str(key)
-                child_path = f"{path}.{name}" if path else name
+                name = key if type(key) is str else str(key)
+                child_path = prefix + name
                 if name == "password" and isinstance(child, str):
                     self.fail(child_path, MSG_PLAINTEXT)
-                size += self.text(name, child_path) + 2 + self.value(child, child_path, level + 1)
+                # The common leaves are measured inline: a method call per member and value would
+                # cost more than its check (escape-free ASCII text is its length plus quotes).
+                if name.isascii() and name.isprintable() and '"' not in name and "\\" not in name:
+                    size += len(name) + 4  # quoted, then ": "
+                else:
+                    size += self.text(name, child_path) + 2
+                kind = type(child)
+                if kind is str and child.isascii() and child.isprintable() and '"' not in child:
+                    size += self.text(child, child_path) if "\\" in child else len(child) + 2
+                elif kind is int and MIN_INT64 <= child <= MAX_INT64:
+                    size += len(str(child))
+                elif kind is bool:
+                    size += 4 if child else 5
+                else:
+                    size += self.value(child, child_path, level + 1)
         else:
             for index, child in enumerate(value):
                 size += self.value(child, f"{path}[{index}]", level + 1)
@@ -120,6 +141,8 @@ class _Scan:
 
     def text(self, text: str, path: str) -> int:
         """Check a string or member name at ``path`` and return its quoted JSON size."""
+        if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+            return len(text) + 2  # nothing to escape: the common case, without encoding
         quoted = encode_basestring(text)
         if "\x00" in text:
             self.fail(path, MSG_NUL)

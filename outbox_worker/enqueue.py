@@ -31,15 +31,16 @@ Update: TypeAlias = "RegistrationUpdate | Mapping[str, Any]"
 # double the cost of an enqueue. outbox.insert_message() stores it (dedup rules, and a NOTIFY at
 # commit at most once per 10 ms across all transactions: migration 0006) in one round trip; it
 # is SECURITY DEFINER, so a producer role needs no privilege on the table itself.
-_INSERT_SQL = "SELECT outbox.insert_message({payload}::jsonb, {key})"
-_INSERT_ASYNCPG = _INSERT_SQL.format(payload="$1", key="$2")
+# The same statement in each driver's parameter style, written out rather than built.
+_INSERT_ASYNCPG = "SELECT outbox.insert_message($1::jsonb, $2)"
+_INSERT_SQLALCHEMY = "SELECT outbox.insert_message(CAST(:payload AS jsonb), :dedup_key)"
 
 
 @cache
 def _insert() -> TextClause:
     from sqlalchemy import text
 
-    return text(_INSERT_SQL.format(payload="CAST(:payload AS jsonb)", key=":dedup_key"))
+    return text(_INSERT_SQLALCHEMY)
 
 
 def serialize(update: Update) -> str:

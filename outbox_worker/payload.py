@@ -12,10 +12,10 @@ function ``outbox.validate_update`` applies the same rules with the same paths a
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Self, get_args
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, PlainValidator, StrictBool, StrictStr, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -189,7 +189,14 @@ class RegistrationUpdate(_Part):
 
     def to_json(self) -> str:
         """Return the compact JSON text of ``to_wire()``: the exact bytes Ravelin receives."""
-        return json.dumps(self.to_wire(), separators=(",", ":"), ensure_ascii=False)
+        # pydantic-core writes the JSON in one pass (about a third of the cost of dump, strip,
+        # dumps). exclude_none drops null fields, not nulls inside unknown members: when the
+        # text still holds "null" anywhere (even inside a string), strip them from to_wire().
+        # Both paths write with pydantic-core, so one update always gets the same bytes.
+        text = self.model_dump_json(by_alias=True, exclude_none=True)
+        if "null" not in text:
+            return text
+        return pydantic_core.to_json(self.to_wire()).decode()
 
 
 def parse_update(data: RegistrationUpdate | Mapping[str, Any]) -> RegistrationUpdate:

@@ -118,6 +118,15 @@ async def test_same_dedup_key_returns_first_id(pg: asyncpg.Connection) -> None:
     assert len(await _stored(pg)) == 1
 
 
+async def test_enqueues_without_a_dedup_key_each_store_a_row(pg: asyncpg.Connection) -> None:
+    """The same update twice without a dedup_key, through either API, is two rows with two ids."""
+    first = await outbox_worker.enqueue_async(pg, EXAMPLE)
+    second = await pg.fetchval("SELECT outbox.enqueue($1::jsonb)", json.dumps(EXAMPLE))
+    third = await outbox_worker.enqueue_async(pg, EXAMPLE)
+    assert len({first, second, third}) == 3
+    assert len(await _stored(pg)) == 3
+
+
 async def test_concurrent_enqueues_of_one_dedup_key_store_one_row(
     database_url: str, pg: asyncpg.Connection
 ) -> None:

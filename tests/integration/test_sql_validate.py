@@ -13,6 +13,7 @@ import psycopg
 import pycountry
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from outbox_worker.errors import InvalidUpdate
@@ -96,6 +97,39 @@ def test_invalid_case_names_only_its_path(
     assert problems == python_problems(data)
 
 
+def plainly_valid(db: psycopg.Connection[Any], data: Any) -> bool | None:
+    """outbox.is_plainly_valid's answer for ``data``: the fast check validate_update runs first."""
+    row = db.execute("SELECT outbox.is_plainly_valid(%s)", [Jsonb(data)]).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("case_id", "data"), VALID_EXAMPLES, ids=[c[0] for c in VALID_EXAMPLES])
+def test_fast_check_clears_valid_example(
+    db: psycopg.Connection[Any], case_id: str, data: dict[str, Any]
+) -> None:
+    """Every valid example takes the fast path: the detailed check never runs for it."""
+    assert plainly_valid(db, data) is True
+
+
+@pytest.mark.parametrize(
+    ("case_id", "data", "path"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES]
+)
+def test_fast_check_never_clears_an_invalid_case(
+    db: psycopg.Connection[Any], case_id: str, data: Any, path: str
+) -> None:
+    """The fast check refuses every invalid case, so the detailed check names its problem."""
+    assert plainly_valid(db, data) is not True
+
+
+def test_fast_check_never_clears_many_faults(db: psycopg.Connection[Any]) -> None:
+    """The fast check refuses a payload with many faults, and SQL NULL."""
+    assert plainly_valid(db, MULTI_FAULT) is not True
+    row = db.execute("SELECT outbox.is_plainly_valid(NULL)").fetchone()
+    assert row is not None
+    assert row[0] is not True
+
+
 def test_all_bad_fields_are_reported(db: psycopg.Connection[Any]) -> None:
     """A payload with many faults gets every path reported, exactly as Python reports them."""
     problems = sql_problems(db, MULTI_FAULT)
@@ -142,7 +176,84 @@ def test_generated_updates_validate_and_normalize_like_python(
 ) -> None:
     """For generated valid updates SQL finds no problem and stores what Python would."""
     assert sql_problems(db, data) == []
+    assert plainly_valid(db, data) is True
     assert_normalizes_like_python(db, data)
+
+
+# Values that follow some rule and break another: each is put in place of one member.
+_TRICKY = [
+    None,
+    True,
+    0,
+    -1,
+    1,
+    91,
+    -181,
+    1.5,
+    1512828988826,
+    1512828988826.5,
+    1512828988,
+    10**13,
+    2**63,
+    -(2**63) - 1,
+    "",
+    "1",
+    "x",
+    "GB",
+    "gb",
+    "UK",
+    "+447700900123",
+    "447700900123",
+    "1.2.3.4",
+    "01.2.3.4",
+    "::1",
+    "fe80::1%eth0",
+    "a" * 64,
+    "A" * 64,
+    [],
+    ["a"],
+    [True],
+    {},
+    {"password": "x"},
+    {"a": True},
+    {"a": "yes"},
+]
+
+
+def _member_paths(node: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The path of every member of every object in ``node``."""
+    if not isinstance(node, dict):
+        return []
+    paths = []
+    for key, value in node.items():
+        paths.append((*path, key))
+        paths.extend(_member_paths(value, (*path, key)))
+    return paths
+
+
+@st.composite
+def _one_member_changed(draw: st.DrawFn) -> dict[str, Any]:
+    """A generated valid update with one member (or a new member "password") set to a tricky value."""
+    data = draw(valid_updates())
+    paths = [*_member_paths(data), ("password",), ("customer", "password")]
+    path = draw(st.sampled_from(paths))
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {}) if isinstance(node.get(key), dict | None) else {}
+    node[path[-1]] = draw(st.sampled_from(_TRICKY))
+    return data
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_one_member_changed())
+def test_fast_check_clears_only_what_the_detailed_check_clears(
+    db: psycopg.Connection[Any], data: dict[str, Any]
+) -> None:
+    """Whatever one member is changed to, the fast check never clears an update with a problem."""
+    if plainly_valid(db, data):
+        row = db.execute("SELECT outbox.update_problems(%s)", [Jsonb(data)]).fetchone()
+        assert row == ([],)
+        assert python_problems(data) == []
 
 
 def sql_text_problems(db: psycopg.Connection[Any], text: str) -> list[str]:

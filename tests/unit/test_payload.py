@@ -210,6 +210,22 @@ def test_typed_construction_serializes_to_camel_case() -> None:
     assert parse_update(update) == update
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"note": "null", "n": 1.5e-7, "big": 1e16, "whole": 100.0, "text": "Zoë \u2028 \x1f"},
+        {"nested": {"gone": None, "kept": [None, {"gone": None}]}},
+        {"list": [1, "two", True, {"three": 3.25}]},
+    ],
+    ids=["floats and text", "nulls inside unknown members", "mixed list"],
+)
+def test_json_text_holds_the_wire_object(extra: dict[str, Any]) -> None:
+    """to_json, whichever way it writes the text, parses back to exactly to_wire()."""
+    update = parse_update(MINIMAL | {"customer": {"customerId": 7, "extra": extra}})
+    assert json.loads(update.to_json()) == update.to_wire()
+    assert update.to_wire()["customer"]["customerId"] == "7"
+
+
 def test_snake_case_input_is_accepted_and_faults_use_wire_names() -> None:
     """Python names are accepted as input keys, and their faults are named by wire path."""
     data = {"timestamp": TS, "registration": {"success": True, "guest_account": "no"}}
