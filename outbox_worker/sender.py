@@ -82,6 +82,11 @@ async def _read_capped(stream: aiohttp.StreamReader) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
+        first = await stream.read(MAX_BODY)
+        if stream.at_eof():  # the usual small answer, whole in one piece: no second read
+            return first
+        chunks.append(first)
+        size = len(first)
         while size < MAX_BODY and (chunk := await stream.read(MAX_BODY - size)):
             chunks.append(chunk)
             size += len(chunk)
