@@ -211,29 +211,17 @@ class CircuitBreaker:
 
 
 class RateGate:
-    """Paces sends to ``rate`` per second (0: no limit) and holds them all during a slow-down.
+    """Holds every send of this process during a slow-down (a 429); the rate limit itself is the
+    fleet's (pacing.py). Times are monotonic seconds from the caller's clock."""
 
-    Times are monotonic seconds from the caller's clock. Strict pacing (no burst): after a send
-    at ``t`` the next may start at ``t + 1/rate``; a late send does not earn a catch-up burst.
-    """
+    __slots__ = ("_paused_until",)
 
-    __slots__ = ("_interval", "_next_at", "_paused_until")
-
-    def __init__(self, rate: float = 0.0) -> None:
-        if rate < 0:
-            raise ValueError(f"rate must not be negative, got {rate}")
-        self._interval = 1.0 / rate if rate else 0.0
-        self._next_at = float("-inf")
+    def __init__(self) -> None:
         self._paused_until = float("-inf")
 
     def delay(self, now: float) -> float:
         """Seconds to wait before the next send may start (0.0: send now)."""
-        return max(0.0, self._next_at - now, self._paused_until - now)
-
-    def take(self, now: float) -> None:
-        """Record a send starting at ``now``."""
-        if self._interval:
-            self._next_at = max(self._next_at, now) + self._interval
+        return max(0.0, self._paused_until - now)
 
     def pause_until(self, until: float) -> None:
         """Hold all sending until ``until`` (a 429's slow-down); the later of two pauses wins."""

@@ -56,7 +56,6 @@ class Dispatcher:
         circuit_opened: Callable[[], None],
         circuit_closed: Callable[[], None],
     ) -> None:
-        self._settings = settings
         self._retry = settings.retry
         self._sender = sender
         self._writer = writer
@@ -66,7 +65,6 @@ class Dispatcher:
         self._clock, self._rng = clock, rng
         self._circuit_opened, self._circuit_closed = circuit_opened, circuit_closed
         self._gate = RateGate()  # the 429 slow-down; the rate limit is the fleet's (pacing.py)
-        self._rate_limited = fleet is not None
         self._stopping = False
         self._stop_requested = asyncio.Event()  # wakes sends being paced
 
@@ -90,7 +88,7 @@ class Dispatcher:
         started = self._clock()
         try:
             now = started
-            if self._rate_limited or self._gate.delay(now) > 0:
+            if self._fleet is not None or self._gate.delay(now) > 0:
                 now = await self._pace()
             if now > claim.send_by or self._stopping:
                 # The lease is too short now, or stop came (a claim that landed after it, a

@@ -1,10 +1,11 @@
 """Is the claim loop alive? What /healthz answers, kept by the worker without any HTTP.
 
 Before each wait the claim loop announces how long it means to be away (a poll interval, a
-database backoff, the next circuit probe); before each claim statement it announces the statement's
-bound. It is *stalled* when it is later than announced by more than the liveness timeout while
-work is due. A worker paused by an open circuit or waiting out a database outage is not stalled
-(it keeps its promises), so a restart is never requested for a fault a restart cannot fix.
+database backoff, the next circuit probe); before each claim statement it announces that it is
+back (``next_within=0``), so a statement that hangs counts as lateness. It is *stalled* when it
+is later than announced by more than the liveness timeout while work is due. A worker paused by
+an open circuit or waiting out a database outage is not stalled (it keeps its promises), so a
+restart is never requested for a fault a restart cannot fix.
 """
 
 from __future__ import annotations

@@ -193,14 +193,3 @@ def _leaves(value: Any, key: str) -> Iterator[str]:
         return
     elif isinstance(value, str | int | float):
         yield str(value)
-
-
-def mask_nested(value: Any) -> Any:
-    """Mask free text at any depth of a log value (dicts, lists, tuples and sets included)."""
-    if isinstance(value, str):
-        return mask_text(value)
-    if isinstance(value, dict):
-        return {k: mask_nested(item) for k, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [mask_nested(item) for item in value]
-    return value

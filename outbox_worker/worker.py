@@ -79,6 +79,7 @@ class Worker:
             flush_interval_s=settings.flush_interval.total_seconds(),
             clock=clock,
         )
+        self._wake = asyncio.Event()  # claim again: NOTIFY, room freed, circuit closed
         self._dispatcher = Dispatcher(
             settings,
             sender,
@@ -89,12 +90,11 @@ class Worker:
             clock=clock,
             rng=rng,
             circuit_opened=self._release_queued,
-            circuit_closed=self._circuit_closed,
+            circuit_closed=self._wake.set,
         )
         self._queue: asyncio.Queue[Claim] = asyncio.Queue()
         self._in_flight: dict[MessageId, Message] = {}
         self._held_bytes = 0  # bodies claimed and not yet finished (queued or in flight)
-        self._wake = asyncio.Event()  # claim again: NOTIFY, room freed, circuit closed
         self._idle = asyncio.Event()  # nothing in flight
         self._idle.set()
         self._stopping = False
@@ -246,10 +246,7 @@ class Worker:
         while not self._queue.empty():
             message = self._queue.get_nowait().message
             self._held_bytes -= len(message.body)
-            self._release(message)
-
-    def _release(self, message: Message) -> None:
-        self._writer.release(message)
+            self._writer.release(message)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -269,9 +266,6 @@ class Worker:
                     self._idle.set()
                 if self._queue.qsize() + len(self._in_flight) <= self._capacity - self._low_water:
                     self._wake.set()
-
-    def _circuit_closed(self) -> None:
-        self._wake.set()
 
     async def _finish_in_flight(self, senders: list[asyncio.Task[None]]) -> None:
         grace = self._settings.shutdown_grace.total_seconds()

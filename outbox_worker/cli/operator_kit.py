@@ -21,7 +21,7 @@ import click
 from outbox_worker.cli import display as fmt
 from outbox_worker.config import database_url_from_env, parse_duration
 from outbox_worker.errors import ConfigError
-from outbox_worker.migrate import head_revision
+from outbox_worker.migrate import SCHEMA_HEAD
 from outbox_worker.store import operations as ops
 from outbox_worker.store.connection import connected, ensure_schema_ready, translate_errors
 
@@ -40,7 +40,7 @@ async def ready_connection(database_url: str | None) -> AsyncIterator[asyncpg.Co
     url = database_url_from_env(None, database_url)
     async with connected(url, application_name="outbox-worker operator") as conn:
         with translate_errors(url):
-            await ensure_schema_ready(conn, head_revision())
+            await ensure_schema_ready(conn, SCHEMA_HEAD)
             yield conn
 
 

@@ -162,7 +162,7 @@ async def schema_problem(url: str) -> str | None:
     """None when the database answers and the schema is at head, else why not (for /readyz)."""
     try:
         async with connected(url, application_name="outbox-worker-readyz") as conn:
-            await ensure_schema_ready(conn, migrations.head_revision())
+            await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
     except (DatabaseUnavailable, SchemaNotReady, StatementRejected) as exc:
         return str(exc)
     return None

@@ -277,58 +277,15 @@ def test_a_4xx_to_a_configuration_probe_keeps_probing(
 # --- Rate gate -----------------------------------------------------------------------------
 
 
-def test_rate_gate_without_a_limit_never_waits() -> None:
-    """Rate 0 means no pacing at all."""
-    gate = RateGate(0)
-    for _ in range(1000):
-        assert gate.delay(5.0) == 0.0
-        gate.take(5.0)
-
-
-def test_rate_gate_paces_at_ten_per_second() -> None:
-    """At 10/s each send may start 0.1 s after the previous one."""
-    gate, now, starts = RateGate(10), 100.0, []
-    for _ in range(5):
-        now += gate.delay(now)
-        starts.append(now)
-        gate.take(now)
-    assert [round(t - 100.0, 6) for t in starts] == [0.0, 0.1, 0.2, 0.3, 0.4]
-    assert gate.delay(100.45) == pytest.approx(0.05)
-
-
-def test_rate_gate_earns_no_burst_from_idle_time() -> None:
-    """After a quiet spell, sends are still spaced by the interval."""
-    gate = RateGate(10)
-    gate.take(0.0)
-    gate.take(60.0)
-    assert gate.delay(60.0) == pytest.approx(0.1)
-
-
 def test_rate_gate_pause_until_holds_all_sends_and_keeps_the_later() -> None:
     """A 429 slow-down holds every send; an earlier pause never shortens a later one."""
-    gate = RateGate(0)
+    gate = RateGate()
     gate.pause_until(30.0)
     gate.pause_until(20.0)
     assert gate.delay(10.0) == 20.0
     gate.pause_until(40.0)
     assert gate.delay(10.0) == 30.0
     assert gate.delay(45.0) == 0.0
-
-
-def test_rate_gate_combines_pacing_and_pause() -> None:
-    """The wait is the longer of the pacing interval and the pause."""
-    gate = RateGate(1)
-    gate.take(0.0)
-    gate.pause_until(0.5)
-    assert gate.delay(0.0) == 1.0
-    gate.pause_until(3.0)
-    assert gate.delay(0.0) == 3.0
-
-
-def test_rate_gate_rejects_a_negative_rate() -> None:
-    """A negative rate is a programming error."""
-    with pytest.raises(ValueError, match="negative"):
-        RateGate(-1)
 
 
 def test_send_slots_are_one_interval_apart_in_order() -> None:
