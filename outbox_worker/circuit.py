@@ -3,7 +3,8 @@
 The circuit breaker stops all sending while the configuration is at fault (401/403/404/405/406,
 a redirect) or the endpoint is down (transient failures across many messages), and probes with
 one request at growing intervals; the rate gate holds sends during a 429 slow-down; the send
-slots spend the process's share of the fleet-wide rate limit. None does I/O or reads a clock of its own.
+slots spend the process's share of the fleet-wide rate limit. None does I/O or reads a clock
+of its own.
 """
 
 from __future__ import annotations
