@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from tests.processes import free_port
 from tests.waiting import wait_for_sync
 
 CANDIDATES = ("pgbouncer", "/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
@@ -34,14 +35,6 @@ def pgbouncer_binary() -> str:
         if found:
             return found
     raise AssertionError(INSTALL_HINT)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _server_target(database_url: str) -> tuple[str, int, str]:

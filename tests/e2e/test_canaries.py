@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,7 +23,7 @@ import pytest
 
 from tests.e2e.test_demo import demo_env
 from tests.integration.test_worker_hostile import Endpoint, raw
-from tests.processes import REPO, Run, acli, worker_env
+from tests.processes import REPO, Run, acli, free_port, worker_env
 from tests.waiting import wait_for
 
 API_KEY = "sk_test_CanaryKeyQ7x"
@@ -97,14 +96,6 @@ PAYLOAD_CANARIES = ["canary-dob-q7x", "canary-note-q7x", "canary.email.q7x", "86
 def canaries_in(text: str) -> list[str]:
     """The canaries that appear in ``text``."""
     return [c for c in CANARIES if c in text]
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from tests.integration.rows import (
     snapshot,
 )
 from tests.processes import acli, cli, cli_env
-from tests.waiting import wait_for_sync
+from tests.waiting import count_by_state, wait_for_sync
 
 UNREACHABLE_URL = "postgresql://outbox@127.0.0.1:1/outbox"
 
@@ -309,8 +309,7 @@ async def test_bulk_change_at_a_terminal_asks_first(
     assert proc.returncode == code, err.decode()
     assert "3 messages? [y/N]" in out.decode()
     assert ("aborted" in err.decode()) == (answer == "n")
-    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
-    assert {r["state"]: r["n"] for r in rows} == after
+    assert await count_by_state(pg) == after
 
 
 @pytest.mark.parametrize(

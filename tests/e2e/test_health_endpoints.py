@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import timedelta
 
 import aiohttp
@@ -10,16 +9,8 @@ import asyncpg
 
 from tests.deploy_kit import alert_rules, metric_names, queried_metrics, scraped_names
 from tests.integration.rows import insert_message
-from tests.processes import StartWorker
+from tests.processes import StartWorker, free_port
 from tests.waiting import wait_for
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def get(url: str) -> tuple[int, str]:

@@ -17,17 +17,8 @@ from outbox_worker.liveness import ClaimProgress
 from outbox_worker.models import Answer, Backlog, Message, Settlement, State
 from outbox_worker.observability import Metrics
 from outbox_worker.worker import Worker
+from tests.unit.fakes import ManualClock
 from tests.waiting import wait_for
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def _ready() -> str | None:
@@ -62,7 +53,7 @@ async def get(url: str) -> tuple[int, str]:
 
 async def test_healthz_answers_ok_and_503_when_the_claim_loop_stalls() -> None:
     """/healthz is 200 while the loop keeps its promises and 503 once it is late with work due."""
-    clock = Clock()
+    clock = ManualClock()
     progress = ClaimProgress(clock)
     async with served(progress, liveness_timeout_s=60) as base:
         assert await get(f"{base}/healthz") == (200, "ok\n")

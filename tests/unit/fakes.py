@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from outbox_worker.errors import StatementRejected
@@ -240,3 +241,18 @@ class FakeSender:
             return result if isinstance(result, Answer) else await result
         finally:
             self.in_flight.discard(number)
+
+
+# --- Environment ---------------------------------------------------------------------------
+
+
+class Recording(dict[str, str]):
+    """An environment that remembers every name looked up in it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)

@@ -42,6 +42,7 @@ from outbox_worker.settings_parsing import (
     parse_size,
 )
 from outbox_worker.urls import check_database_url, check_endpoint_url
+from tests.unit.fakes import Recording
 
 KEY = "sk_live_Sup3rS3cretKey"
 PASSWORD = "dbPa55word"
@@ -633,18 +634,6 @@ def setting(built: Settings | WorkerSettings, path: str) -> Any:
     for part in path.split("."):
         value = getattr(value, part)
     return value
-
-
-class Recording(dict[str, str]):
-    """An environment that remembers every name looked up in it."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        super().__init__(values)
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.read.add(key)
-        return super().get(key, default)
 
 
 @pytest.mark.parametrize(("variable", "text", "path", "expected"), EVERY_VARIABLE)

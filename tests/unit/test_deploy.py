@@ -35,6 +35,7 @@ from tests.deploy_kit import (
     metric_names,
     queried_metrics,
 )
+from tests.unit.fakes import Recording
 
 README = DEPLOY.parent / "README.md"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -101,21 +102,9 @@ def test_every_yaml_file_parses(path: Path) -> None:
     assert [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-class _Recording(dict[str, str]):
-    """An environment that remembers every name looked up in it."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        super().__init__(values)
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.read.add(key)
-        return super().get(key, default)
-
-
 def known_variables() -> set[str]:
     """Every OUTBOX_* name the configuration reads, found by recording what it looks up."""
-    env = _Recording({"OUTBOX_DATABASE_URL": "postgresql://db/app", "OUTBOX_API_KEY": "sk_test_x"})
+    env = Recording({"OUTBOX_DATABASE_URL": "postgresql://db/app", "OUTBOX_API_KEY": "sk_test_x"})
     Settings.from_env(env)
     database_url_from_env(env)
     return {name for name in env.read if name.startswith("OUTBOX_")}
