@@ -24,8 +24,7 @@ def migrate_command(database_url: str | None) -> None:
     run_async(lambda: _check_reachable(url))
     migrations.upgrade(url)
     click.echo(f"outbox schema is at revision {migrations.head_revision()} on {redact_url(url)}")
-    missing: list[str] = []
-    run_async(lambda: _missing_roles(url, missing))
+    missing = run_async(lambda: _missing_roles(url))
     if missing:
         click.echo(
             f"roles not created ({', '.join(missing)}): this login may not create roles. "
@@ -39,15 +38,15 @@ async def _check_reachable(url: str) -> None:
         pass
 
 
-async def _missing_roles(url: str, into: list[str]) -> None:
-    """Append the outbox group roles that do not exist on the server to ``into``."""
+async def _missing_roles(url: str) -> list[str]:
+    """The outbox group roles that do not exist on the server, in their order."""
     async with connected(url) as conn:
         rows = await conn.fetch(
             "SELECT name FROM unnest($1::text[]) WITH ORDINALITY AS r(name, position) "
             "WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) ORDER BY position",
             list(migrations.ROLES),
         )
-    into.extend(r["name"] for r in rows)
+    return [r["name"] for r in rows]
 
 
 def register(group: click.Group) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import structlog
@@ -29,17 +29,17 @@ from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.writer import Backoff
 
 log = structlog.get_logger("outbox_worker.cli")
+T = TypeVar("T")
 
 
-def run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a coroutine on uvloop where it is installed, plain asyncio elsewhere."""
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on uvloop where it is installed, plain asyncio elsewhere; its result."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - platforms without uvloop
-        asyncio.run(main())
-        return
+        return asyncio.run(main())
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+        return runner.run(main())
 
 
 _RUN_FLAGS: list[tuple[str, str]] = [

@@ -141,13 +141,7 @@ def _run_with_logs(options: DemoOptions, log_path: Path) -> Report:
     with log_path.open("a", encoding="utf-8") as log_stream:
         configure_logging(level="info", json=True, stream=log_stream)
         with _server(options.server_url, keep=options.keep_database) as (admin_url, kept_dir):
-            result: list[Report] = []
-
-            async def main() -> None:
-                result.append(await run_demo(options, admin_url, log_path, kept_dir))
-
-            run_async(main)
-            return result[0]
+            return run_async(lambda: run_demo(options, admin_url, log_path, kept_dir))
 
 
 @contextlib.contextmanager
