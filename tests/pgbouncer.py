@@ -56,8 +56,13 @@ def _run_as(host: str, port: int) -> str | None:
 
 
 @contextlib.contextmanager
-def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]:
-    """Run PgBouncer (pool_mode = transaction) in front of ``database_url``; yield its URL."""
+def pgbouncer(
+    database_url: str, *, pool_size: int = 4, unix_socket: bool = False
+) -> Iterator[str]:
+    """Run PgBouncer (pool_mode = transaction) in front of ``database_url``; yield its URL.
+
+    With ``unix_socket`` the URL reaches PgBouncer through its Unix socket instead of TCP.
+    """
     binary = pgbouncer_binary()
     host, port, user = _server_target(database_url)
     listen_port = free_port()
@@ -76,6 +81,11 @@ def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]:
         "max_client_conn": "200",
         "server_reset_query": "",
     }
+    socket_dir = workdir / "socket"
+    if unix_socket:
+        socket_dir.mkdir()
+        socket_dir.chmod(0o777)  # PgBouncer creates its socket here as the user it switched to
+        settings["unix_socket_dir"] = str(socket_dir)
     run_as = _run_as(host, port)
     if run_as is not None:
         settings["user"] = run_as
@@ -85,7 +95,8 @@ def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]:
     config_file = workdir / "pgbouncer.ini"
     config_file.write_text(config, encoding="utf-8")
     for path in workdir.iterdir():
-        path.chmod(0o644)
+        if path.is_file():
+            path.chmod(0o644)
     log_file = (workdir / "stderr.log").open("w+b")
     process = subprocess.Popen(
         [binary, str(config_file)], stdout=log_file, stderr=subprocess.STDOUT
@@ -93,7 +104,16 @@ def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]:
     try:
         _wait_listening(listen_port, process, log_file)
         database = urlsplit(database_url).path
-        yield f"postgresql://{user}@127.0.0.1:{listen_port}{database}"
+        if unix_socket:
+            wait_for_sync(
+                (socket_dir / f".s.PGSQL.{listen_port}").exists,
+                timeout=15,
+                interval=0.05,
+                message="pgbouncer's Unix socket",
+            )
+            yield f"postgresql://{user}@{database}?host={socket_dir}&port={listen_port}"
+        else:
+            yield f"postgresql://{user}@127.0.0.1:{listen_port}{database}"
     finally:
         process.terminate()
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+import socket
+import struct
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
@@ -133,19 +135,32 @@ SELECT host(inet_client_addr()) AS client_host, inet_client_port() AS client_por
 async def directly_connected(conn: asyncpg.Connection) -> bool:
     """Whether ``conn``'s socket ends at the PostgreSQL backend itself: no pooler in between.
 
-    The TCP connection as this process sees it (its local and remote address and port) is
+    Over TCP, the connection as this process sees it (its local and remote address and port) is
     compared with the connection the server answers on (``inet_client_*``, ``inet_server_*``):
     all four agree only when they are one and the same TCP connection. Through PgBouncer, or
-    any proxy, the server sees the pooler's own connection instead. A Unix socket, address
-    translation, or a driver that does not show its socket all answer False, which is safe:
-    False only means statements are parsed each time, as behind a pooler.
+    any proxy, the server sees the pooler's own connection instead. Over a Unix socket, the
+    process that listens at the other end (the kernel's peer credentials) must be the parent of
+    the backend serving this session, which only the postmaster is. Address translation, another
+    PID namespace, a /proc this process cannot read, or a driver that does not show its socket
+    all answer False, which is safe: False only means statements are parsed each time, as
+    behind a pooler.
     """
     transport = getattr(conn, "_transport", None)  # asyncpg keeps its socket's transport here
     if transport is None:
         return False
     local, remote = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
-    if not isinstance(local, tuple) or not isinstance(remote, tuple):
-        return False  # a Unix socket (a path) or no socket at all
+    if isinstance(local, tuple) and isinstance(remote, tuple):
+        return await _same_tcp_connection(conn, local, remote)
+    listener = _unix_peer_pid(transport.get_extra_info("socket"))
+    if listener is None:
+        return False
+    backend = await conn.fetchval("SELECT pg_backend_pid()")
+    return isinstance(backend, int) and _parent_pid(backend) == listener
+
+
+async def _same_tcp_connection(
+    conn: asyncpg.Connection, local: tuple[Any, ...], remote: tuple[Any, ...]
+) -> bool:
     row = await conn.fetchrow(_ENDS)
     if row is None or None in tuple(row):
         return False
@@ -157,6 +172,35 @@ async def directly_connected(conn: asyncpg.Connection) -> bool:
         row["server_port"],
     )
     return seen_here == seen_there
+
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _unix_peer_pid(sock: Any) -> int | None:
+    """The PID of the process listening at the other end of a Unix socket (Linux), or None."""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or peercred is None or getattr(sock, "family", None) != socket.AF_UNIX:
+        return None
+    try:
+        pid, _uid, _gid = _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, peercred, _PEERCRED.size)
+        )
+    except (OSError, struct.error):
+        return None
+    return pid or None  # 0: the peer lives in a PID namespace this process cannot see
+
+
+def _parent_pid(pid: int) -> int | None:
+    """The parent of process ``pid`` as this process's /proc shows it, or None if unreadable."""
+    try:
+        with open(f"/proc/{int(pid)}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

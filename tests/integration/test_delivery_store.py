@@ -4,6 +4,7 @@ that no row can break, the database's clock, and the row-by-row fallback for a r
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import MutableMapping
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ import outbox_worker
 from outbox_worker.errors import StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.store import connection
 from outbox_worker.store.connection import connect, directly_connected
 from outbox_worker.store.delivery import PostgresStore
 from tests.cases import update
@@ -211,18 +213,48 @@ async def _opened_event(url: str) -> MutableMapping[str, Any]:
     return opened
 
 
-async def test_a_tcp_connection_straight_to_postgresql_keeps_prepared_statements(
+async def test_a_connection_straight_to_postgresql_keeps_prepared_statements(
     database_url: str,
 ) -> None:
-    """Straight to the server over TCP the store caches statements; a Unix socket is not shown."""
-    direct = not _over_unix_socket(database_url)
+    """Straight to the server, over TCP or its Unix socket, the store caches statements."""
     conn = await connect(database_url)
     try:
-        assert await directly_connected(conn) is direct
+        assert await directly_connected(conn) is True
     finally:
         await conn.close()
     opened = await _opened_event(database_url)
-    assert (opened["direct_connection"], opened["statement_cache"]) == (direct, direct)
+    assert (opened["direct_connection"], opened["statement_cache"]) == (True, True)
+
+
+async def test_the_unix_socket_probe_needs_the_postmaster_at_the_other_end(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Unix socket counts as direct only when its listener is the backend's parent."""
+    if not _over_unix_socket(database_url):
+        pytest.skip("the test database is reached over TCP")
+    conn = await connect(database_url)
+    try:
+        monkeypatch.setattr(connection, "_parent_pid", lambda pid: os.getpid())
+        assert await directly_connected(conn) is False
+        monkeypatch.setattr(connection, "_parent_pid", lambda pid: None)  # /proc unreadable
+        assert await directly_connected(conn) is False
+    finally:
+        await conn.close()
+
+
+async def test_the_unix_socket_of_pgbouncer_is_not_taken_for_postgresql(
+    database_url: str,
+) -> None:
+    """Through PgBouncer's Unix socket the listener is PgBouncer: statements stay unprepared."""
+    with pgbouncer(database_url, pool_size=2, unix_socket=True) as bouncer_url:
+        conn = await connect(bouncer_url)
+        try:
+            assert await conn.fetchval("SELECT 1") == 1
+            assert await directly_connected(conn) is False
+        finally:
+            await conn.close()
+        opened = await _opened_event(bouncer_url)
+        assert (opened["direct_connection"], opened["statement_cache"]) == (False, False)
 
 
 async def test_a_url_naming_several_hosts_keeps_statements_unprepared(database_url: str) -> None:
