@@ -12,7 +12,6 @@ confined to it (an attempt spent with a safe error text).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import NamedTuple
@@ -24,7 +23,7 @@ from outbox_worker.circuit import CircuitBreaker, PauseReason, Permit, RateGate
 from outbox_worker.config import WorkerSettings
 from outbox_worker.models import Answer, Message, Outcome, Settlement, Verdict
 from outbox_worker.observability import Metrics
-from outbox_worker.pacing import FleetPacer
+from outbox_worker.pacing import FleetPacer, stopped_within
 from outbox_worker.ports import Sender
 from outbox_worker.writer import OutcomeWriter
 
@@ -155,13 +154,13 @@ class Dispatcher:
         # rate limit; a slow-down that began meanwhile is waited out too. Stop ends the wait: the
         # send is then handed back unsent at once, not at the end of the grace.
         while not self._stopping:
-            while (delay := self._gate.delay(self._clock())) > 0 and not self._stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop_requested.wait(), delay)
+            while (delay := self._gate.delay(self._clock())) > 0:
+                if await stopped_within(self._stop_requested, delay):
+                    break
             if self._stopping:
                 break
-            if self._fleet is not None:
-                await self._fleet.acquire()
+            if self._fleet is not None and not await self._fleet.acquire(self._stop_requested):
+                break
             if self._gate.delay(now := self._clock()) == 0:
                 return now
         return self._clock()

@@ -8,6 +8,7 @@ through ``Store.reserve_send_time``: one round trip to PostgreSQL per batch, nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from outbox_worker.circuit import SendSlots
@@ -27,40 +28,50 @@ class FleetPacer:
         self._waiting = 0  # senders without a slot
         self._backoff = Backoff()
 
-    async def acquire(self) -> None:
-        """Wait until this process may start one send."""
+    async def acquire(self, stop: asyncio.Event) -> bool:
+        """Wait until this process may start one send; False if ``stop`` was set meanwhile."""
         self._waiting += 1
         try:
-            while True:
+            while not stop.is_set():
                 slot = self._slots.take(self._clock())
                 if slot is None:
-                    await self._reserve()
+                    await self._reserve(stop)
                     continue
                 self._waiting -= 1
                 try:
-                    await asyncio.sleep(max(0.0, slot - self._clock()))
+                    if await stopped_within(stop, slot - self._clock()):
+                        return False
                 finally:
                     self._waiting += 1
                 if self._slots.usable(slot, self._clock()):
-                    return
+                    return True
                 # Woken too late (a busy event loop): sending now could bunch with the slots
                 # after it, so the slot is dropped and the sender takes another.
+            return False
         finally:
             self._waiting -= 1
 
-    async def _reserve(self) -> None:
+    async def _reserve(self, stop: asyncio.Event) -> None:
         async with self._reserving:
-            if len(self._slots):  # another sender reserved while this one waited for the lock
-                return
+            if len(self._slots) or stop.is_set():
+                return  # another sender reserved while this one waited for the lock
             count = self._slots.wanted(self._waiting)
             span = self._slots.span(count)
             try:
                 starts_in = await self._store.reserve_send_time(span)
             except (DatabaseUnavailable, StatementRejected) as exc:
                 # No slot, no send: the messages wait (or go back when their lease runs short).
-                await asyncio.sleep(self._backoff.next("rate_limit", exc))
+                await stopped_within(stop, self._backoff.next("rate_limit", exc))
                 return
             self._backoff.reset()
             # Counted from the answer's arrival, so the slots start no earlier than the
             # database placed them (later by the answer's transit time at most).
             self._slots.add(self._clock() + starts_in, count)
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop`` is set, whichever comes first; whether it was set."""
+    if seconds > 0 and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()

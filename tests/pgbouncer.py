@@ -56,9 +56,7 @@ def _run_as(host: str, port: int) -> str | None:
 
 
 @contextlib.contextmanager
-def pgbouncer(
-    database_url: str, *, pool_size: int = 4, unix_socket: bool = False
-) -> Iterator[str]:
+def pgbouncer(database_url: str, *, pool_size: int = 4, unix_socket: bool = False) -> Iterator[str]:
     """Run PgBouncer (pool_mode = transaction) in front of ``database_url``; yield its URL.
 
     With ``unix_socket`` the URL reaches PgBouncer through its Unix socket instead of TCP.

@@ -100,6 +100,7 @@ class FakeStore:
         self.released: list[Message] = []
         self.unwritable: list[tuple[Settlement, str]] = []
         self.reserved: list[float] = []  # spans of the send schedule asked for
+        self.reserve_answer = 0.0  # seconds until the reserved span starts (0: at once)
         self.failures: Counter[str] = Counter()  # failures raised so far, by method
         # Statements the database refuses: settle (any batch holding the id), dead-lettering.
         self.reject_settle: set[MessageId] = set()
@@ -195,7 +196,7 @@ class FakeStore:
     async def reserve_send_time(self, span_s: float) -> float:
         self._maybe_fail("reserve_send_time")
         self.reserved.append(span_s)
-        return 0.0
+        return self.reserve_answer
 
     async def listen(self, wake: Callable[[], None]) -> None:
         self._wake = wake

@@ -385,6 +385,22 @@ async def test_sends_waiting_out_a_slow_down_at_stop_are_handed_back_unsent(
     assert sorted(rig.store.released_ids()) == [2, 3, 4]
 
 
+async def test_sends_waiting_for_a_fleet_rate_limit_slot_at_stop_are_handed_back_unsent(
+    rig: Rig, logs: Log
+) -> None:
+    """Sends waiting for a slot of the fleet's schedule stop waiting at stop, not at the grace."""
+    rig.store.reserve_answer = 3600.0  # the rest of the fleet has taken the next hour's slots
+    rig.store.add(*(message(n) for n in range(1, 4)))
+    async with rig.running(rate_limit=50.0, shutdown_grace=timedelta(hours=1)) as run:
+        await wait_for(lambda: rig.store.reserved, message="a span of the schedule reserved")
+        run.stop.set()
+        await asyncio.wait_for(run.task, 30)  # the grace (an hour) is not waited out
+    claimed = sorted(rig.store.released_ids())
+    assert claimed
+    assert rig.sender.sent == []
+    assert sorted([*claimed, *(m.id for m in rig.store.due)]) == [1, 2, 3]
+
+
 async def test_sends_outlasting_the_grace_are_handed_back(rig: Rig, logs: Log) -> None:
     """Sends still in flight when the grace period ends are released, and run returns."""
     _, rig.sender = hold(1, 2)
