@@ -130,16 +130,24 @@ def main() -> None:
     parser.add_argument(
         "--pipeline", nargs="+", default=["reference", "worker"], choices=["reference", "worker"]
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the callgrind files in DIR (for callgrind_annotate) instead of deleting them",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
     with (
         process_logs() as logs,
-        tempfile.TemporaryDirectory(prefix="outbox-bench-callgrind-") as outputs,
+        tempfile.TemporaryDirectory(prefix="outbox-bench-callgrind-") as scratch,
         bench_database(args.database_url) as url,
         standin_process() as standin,
     ):
-        run_async(lambda: run(args, Bench(url, standin, logs), Path(outputs)))
+        outputs = args.keep or Path(scratch)
+        outputs.mkdir(parents=True, exist_ok=True)
+        run_async(lambda: run(args, Bench(url, standin, logs), outputs))
 
 
 if __name__ == "__main__":
