@@ -1,6 +1,7 @@
 """History does not slow the claim: drains with and without a million acknowledged rows behind.
 
     python -m bench.history_bench [--rows 20000] [--history 1000000] [--churn 250000] [--repeat 3]
+        [--vacuumed]
 
 Two databases on the same server, migrated to head. "empty" holds nothing but each round's rows.
 "history" first gets ``--history`` acknowledged rows (one INSERT ... SELECT generate_series, with
@@ -8,6 +9,7 @@ realistic bodies and a one-entry history each), then a day of traffic's leftover
 rows enqueued, claimed and acknowledged (one UPDATE each step, as the worker writes them), and
 the oldest half of those deleted (retention), with no VACUUM afterwards: the dead row versions
 and the dead entries in the pending index stay for autovacuum, as the table's settings have it.
+With ``--vacuumed`` a VACUUM follows the churn: the table as autovacuum's next pass leaves it.
 
 Each round, in both databases (alternating which goes first), ``--rows`` fresh pending rows (the
 same bodies) are drained twice:
@@ -147,8 +149,9 @@ def two_databases(database_url: str | None) -> Iterator[tuple[str, str]]:
                 admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def build_history(url: str, history: int, churn: int) -> None:
-    """Acknowledged rows, then a day's churn left for autovacuum (see the module docstring)."""
+async def build_history(url: str, history: int, churn: int, *, vacuumed: bool = False) -> None:
+    """Acknowledged rows, then a day's churn left for autovacuum (see the module docstring);
+    with ``vacuumed``, the churn as autovacuum's next pass leaves it (VACUUM after it)."""
     bodies = sample_bodies(BODY_VARIETY)
     conn = await asyncpg.connect(url)
     try:
@@ -163,6 +166,8 @@ async def build_history(url: str, history: int, churn: int) -> None:
             await conn.execute(CHURN_CLAIM)
             await conn.execute(CHURN_ACK)
             await conn.execute(CHURN_PURGE, ids[0]["id"], churn // 2)
+            if vacuumed:
+                await conn.execute("VACUUM outbox.messages")
         seconds = time.perf_counter() - started
         print(f"history: {history:,} rows, churn {churn:,}: {seconds:.1f} s", flush=True)
     finally:
@@ -258,7 +263,9 @@ async def one_round(bench: Bench, table: str, round_: int, bodies: list[str]) ->
 
 
 async def run(args: argparse.Namespace, benches: dict[str, Bench]) -> None:
-    await build_history(benches["history"].database_url, args.history, args.churn)
+    await build_history(
+        benches["history"].database_url, args.history, args.churn, vacuumed=args.vacuumed
+    )
     bodies = sample_bodies(args.rows)
     rounds: list[Round] = []
     for i in range(args.repeat):
@@ -324,6 +331,12 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=1_000_000, help="acknowledged rows behind")
     parser.add_argument("--churn", type=int, default=250_000, help="a day's rows through the table")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
+    parser.add_argument(
+        "--vacuumed",
+        action="store_true",
+        help="VACUUM after the churn: the table as autovacuum's next pass leaves it "
+        "(default: the churn's dead tuples and index entries all still there)",
+    )
     parser.add_argument("--tiny", action="store_true", help="CI size: a few seconds in all")
     args = parser.parse_args()
     if args.tiny:
