@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from outbox_worker.config import Settings
 from outbox_worker.liveness import ClaimProgress
 from outbox_worker.observability import Metrics
-from outbox_worker.sender import HttpSender, http_session
+from outbox_worker.sender import http_sender
 from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.worker import Worker
 
@@ -46,8 +46,12 @@ async def worker_on(built: Parts) -> AsyncIterator[Worker]:
     settings = built.settings
     try:
         timeout_s = settings.http_timeout.total_seconds()
-        async with http_session(concurrency=settings.concurrency, timeout_s=timeout_s) as session:
-            sender = HttpSender(session, settings.endpoint_url, settings.api_key)
+        async with http_sender(
+            settings.endpoint_url,
+            settings.api_key,
+            concurrency=settings.concurrency,
+            timeout_s=timeout_s,
+        ) as sender:
             yield Worker(
                 settings.worker, built.store, sender, metrics=built.metrics, progress=built.progress
             )

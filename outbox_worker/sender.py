@@ -28,23 +28,16 @@ MAX_BODY = 64 * 1024
 
 
 class HttpSender:
-    """Sends one message body at a time; many may be in flight on the shared session."""
+    """Sends one message body at a time; many may be in flight on the shared session.
 
-    def __init__(self, session: aiohttp.ClientSession, endpoint_url: str, api_key: Secret) -> None:
+    Made by ``http_sender``, whose session carries the request headers: a session's own headers
+    are copied into each request in one step, where headers given per request are merged one by
+    one (about 1.5% of a delivery's instructions).
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint_url: str) -> None:
         self._session = session
         self._url = endpoint_url
-        # Built once as aiohttp's own multidict, which it then takes without converting a dict
-        # on every request.
-        self._headers = CIMultiDict(
-            {
-                "Authorization": f"token {api_key.reveal()}",
-                "Content-Type": "application/json; charset=utf-8",
-                "User-Agent": USER_AGENT,
-                # Uncompressed answers (they are tiny). Said in a header of our own rather than
-                # with skip_auto_headers, which costs aiohttp about 5 µs a request.
-                "Accept-Encoding": "identity",
-            }
-        )
 
     async def send(self, body: bytes) -> Answer:
         """POST ``body`` unchanged; return the answer, or a status-less Answer on failure."""
@@ -52,9 +45,7 @@ class HttpSender:
         try:
             # Never follow a redirect: a 307/308 would re-POST the body, personal data included,
             # to another origin, and a 301/302/303 would turn the update into a lost GET.
-            async with self._session.post(
-                self._url, data=body, headers=self._headers, allow_redirects=False
-            ) as resp:
+            async with self._session.post(self._url, data=body, allow_redirects=False) as resp:
                 content = await _read_capped(resp.content)
                 status = resp.status
                 # The policy reads no header of a 2xx: the common answer skips their lookups.
@@ -138,22 +129,36 @@ def _since(started: float) -> float:
     return time.monotonic() - started
 
 
+def request_headers(api_key: Secret) -> CIMultiDict[str]:
+    """The headers every POST carries (the key among them: never log them)."""
+    return CIMultiDict(
+        {
+            "Authorization": f"token {api_key.reveal()}",
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": USER_AGENT,
+            # Uncompressed answers (they are tiny). Said in a header of our own rather than with
+            # skip_auto_headers, which costs aiohttp about 5 µs a request.
+            "Accept-Encoding": "identity",
+        }
+    )
+
+
 @asynccontextmanager
-async def http_session(
-    *, concurrency: int, timeout_s: float
-) -> AsyncIterator[aiohttp.ClientSession]:
-    """One keep-alive session for the process; TLS verification stays on (aiohttp's default)."""
+async def http_sender(
+    endpoint_url: str, api_key: Secret, *, concurrency: int, timeout_s: float
+) -> AsyncIterator[HttpSender]:
+    """A sender on one keep-alive session for the process; TLS verification stays on."""
     # One endpoint host: ``limit`` alone bounds its connections, and a per-host limit as well
     # would only add bookkeeping to every request.
     connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(
         connector=connector,
-        timeout=timeout,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        headers=request_headers(api_key),
         raise_for_status=False,
         auto_decompress=True,
     ) as session:
-        yield session
+        yield HttpSender(session, endpoint_url)
 
 
 # A body Ravelin refuses for its shape: an accepted key answers 400, a wrong key 401/403 first.
@@ -162,5 +167,5 @@ PROBE_BODY = b"{}"
 
 async def probe(endpoint_url: str, api_key: Secret, *, timeout_s: float = 10.0) -> Answer:
     """Check reachability and key acceptance without sending a registration (used by `check`)."""
-    async with http_session(concurrency=1, timeout_s=timeout_s) as session:
-        return await HttpSender(session, endpoint_url, api_key).send(PROBE_BODY)
+    async with http_sender(endpoint_url, api_key, concurrency=1, timeout_s=timeout_s) as sender:
+        return await sender.send(PROBE_BODY)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from outbox_worker.config import Secret
 from outbox_worker.models import Answer
-from outbox_worker.sender import MAX_BODY, USER_AGENT, HttpSender, http_session
+from outbox_worker.sender import MAX_BODY, USER_AGENT, http_sender
 
 KEY = "sk_test_sender"
 BODY = b'{"timestamp":1764000000000,"registration":{"success":true}}'
@@ -58,8 +58,8 @@ class Endpoint:
 
 async def send(url: str, body: bytes = BODY, *, timeout_s: float = 5.0) -> Answer:
     """POST ``body`` to ``url`` once with the production sender and session settings."""
-    async with http_session(concurrency=2, timeout_s=timeout_s) as session:
-        return await HttpSender(session, url, Secret(KEY)).send(body)
+    async with http_sender(url, Secret(KEY), concurrency=2, timeout_s=timeout_s) as sender:
+        return await sender.send(body)
 
 
 async def answer_from(handler: Handler, *, timeout_s: float = 5.0) -> tuple[Answer, Endpoint]:
