@@ -64,12 +64,10 @@ class Dispatcher:
         self._clock, self._rng = clock, rng
         self._circuit_opened, self._circuit_closed = circuit_opened, circuit_closed
         self._gate = RateGate()  # the 429 slow-down; the rate limit is the fleet's (pacing.py)
-        self._stopping = False
-        self._stop_requested = asyncio.Event()  # wakes sends being paced
+        self._stop_requested = asyncio.Event()  # set by stop(); wakes sends being paced
 
     def stop(self) -> None:
         """Start no more sends: a claim taken from now on is handed back unsent."""
-        self._stopping = True
         self._stop_requested.set()
 
     async def deliver(self, claim: Claim) -> None:
@@ -89,7 +87,7 @@ class Dispatcher:
             now = started
             if self._fleet is not None or self._gate.delay(now) > 0:
                 now = await self._pace()
-            if now > claim.send_by or self._stopping:
+            if now > claim.send_by or self._stop_requested.is_set():
                 # The lease is too short now, or stop came (a claim that landed after it, a
                 # slow-down that ended after it): handed back unsent (finally), no send starts.
                 return
@@ -153,11 +151,11 @@ class Dispatcher:
         # Pacing, not synchronization: wait out a 429 slow-down, then for a slot of the fleet's
         # rate limit; a slow-down that began meanwhile is waited out too. Stop ends the wait: the
         # send is then handed back unsent at once, not at the end of the grace.
-        while not self._stopping:
+        while not self._stop_requested.is_set():
             while (delay := self._gate.delay(self._clock())) > 0:
                 if await stopped_within(self._stop_requested, delay):
                     break
-            if self._stopping:
+            if self._stop_requested.is_set():
                 break
             if self._fleet is not None and not await self._fleet.acquire(self._stop_requested):
                 break

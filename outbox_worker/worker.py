@@ -69,7 +69,6 @@ class Worker:
     ) -> None:
         self._settings = settings
         self._store = store
-        self._sender = sender
         self._metrics = metrics or Metrics()
         self._clock, self._rng = clock, rng
         self._circuit = CircuitBreaker(settings.circuit, clock)

@@ -10,6 +10,7 @@ import struct
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -21,7 +22,7 @@ from outbox_worker.errors import (
     SchemaNotReady,
     StatementRejected,
 )
-from outbox_worker.settings_parsing import hide_url_secrets
+from outbox_worker.urls import hide_url_secrets
 
 CONNECT_TIMEOUT_S = 10.0
 # Behind a transaction-pooling PgBouncer each transaction may run on another server connection,
@@ -29,11 +30,8 @@ CONNECT_TIMEOUT_S = 10.0
 # off asyncpg (>= 0.29) parses, binds and runs each statement in one Sync, which any pooler
 # keeps on one server connection. Costs a parse per statement; buys "works behind PgBouncer
 # with no setting". Nothing here relies on other session state either (SET, session advisory
-# locks, temporary tables); LISTEN has its own connection (store/delivery.py).
+# locks, temporary tables); LISTEN has its own connection (store/listen.py).
 POOLER_SAFE: Final[dict[str, Any]] = {"statement_cache_size": 0}
-# On a connection shown to end at PostgreSQL itself (``directly_connected``) statements are
-# prepared once and kept, as asyncpg does by default: no parse per statement.
-DIRECT_STATEMENT_CACHE = 100
 # Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OSError,
@@ -44,6 +42,8 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
 )
+# What closing a connection may raise when its peer is gone or slow.
+CLOSE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *TRANSIENT_ERRORS, asyncpg.PostgresError)
 
 
 @contextmanager
@@ -104,6 +104,14 @@ async def connected(
         await asyncio.shield(conn.close(timeout=5))
 
 
+async def close_quietly(conn: asyncpg.Connection) -> None:
+    """Close ``conn`` within 2 s, else drop it: a dead peer must not hold the caller."""
+    try:
+        await asyncio.wait_for(conn.close(), timeout=2)
+    except CLOSE_ERRORS:
+        conn.terminate()
+
+
 async def schema_revision(conn: asyncpg.Connection) -> str | None:
     """The alembic revision the outbox schema is at, or None when it was never migrated."""
     exists = await conn.fetchval("SELECT to_regclass('outbox.alembic_version') IS NOT NULL")
@@ -130,6 +138,23 @@ _ENDS = """
 SELECT host(inet_client_addr()) AS client_host, inet_client_port() AS client_port,
     host(inet_server_addr()) AS server_host, inet_server_port() AS server_port
 """
+
+
+async def direct_route(url: str) -> bool:
+    """Whether a connection to ``url`` ends at PostgreSQL itself (a probe connection shows it).
+
+    A URL naming several hosts is never taken as direct: the pool's connections might not take
+    the probe's route.
+    """
+    parts = urlsplit(url)
+    if "," in parts.netloc or "," in "".join(parse_qs(parts.query).get("host", [])):
+        return False
+    conn = await connect(url, application_name="outbox-worker")
+    try:
+        with translate_errors(url):
+            return await directly_connected(conn)
+    finally:
+        await asyncio.shield(close_quietly(conn))
 
 
 async def directly_connected(conn: asyncpg.Connection) -> bool:

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import structlog
@@ -24,10 +23,9 @@ from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.schema import SEND_SCHEDULE
 from outbox_worker.store.connection import (
-    DIRECT_STATEMENT_CACHE,
+    CLOSE_ERRORS,
     POOLER_SAFE,
-    connect,
-    directly_connected,
+    direct_route,
     translate_errors,
 )
 from outbox_worker.store.delivery_queries import (
@@ -41,7 +39,7 @@ from outbox_worker.store.delivery_queries import (
     SETTLE,
 )
 from outbox_worker.store.housekeeping import BACKLOG, PURGE_EXPIRED, RETENTION_LOCK
-from outbox_worker.store.listen import CLOSE_ERRORS, close_quietly, listen
+from outbox_worker.store.listen import listen
 
 __all__ = ["SCHEDULE_HORIZON_S", "PostgresStore"]
 
@@ -71,7 +69,9 @@ class PostgresStore:
         Statements are prepared once and kept only when a probe connection shows it ends at
         PostgreSQL itself; behind a pooler (or when that cannot be shown) each is parsed anew.
         """
-        direct = await _direct(self._url)
+        direct = await direct_route(self._url)
+        # asyncpg's default cache (100 statements) on a direct route, none through a pooler.
+        cache: dict[str, Any] = {} if direct else POOLER_SAFE
         with translate_errors(self._url):
             self._pool = await asyncpg.create_pool(
                 asyncpg_dsn(self._url),
@@ -80,11 +80,9 @@ class PostgresStore:
                 timeout=10,
                 command_timeout=30,
                 server_settings={"application_name": "outbox-worker"},
-                statement_cache_size=(
-                    DIRECT_STATEMENT_CACHE if direct else POOLER_SAFE["statement_cache_size"]
-                ),
+                **cache,
             )
-        log.info("store.opened", direct_connection=direct, statement_cache=direct)
+        log.info("store.opened", direct_connection=direct, statement_cache=not cache)
 
     async def close(self) -> None:
         """Close the pool, waiting briefly for statements in progress."""
@@ -105,15 +103,13 @@ class PostgresStore:
         token = LeaseToken(uuid.uuid4())
         rows = await self._fetch(CLAIM_BATCH, limit, token, lease, max_bytes, MAX_PAYLOAD_BYTES)
         return [
-            Message(MessageId(id_), body, attempts, timedelta(seconds=age_s), token)
-            if body is not None
-            else Message(
+            Message(
                 MessageId(id_),
-                b"",
+                b"" if body is None else body,
                 attempts,
                 timedelta(seconds=age_s),
                 token,
-                _unsendable(kind, size),
+                None if body is not None else _unsendable(kind, size),
             )
             for id_, body, size, kind, attempts, age_s in rows
         ]
@@ -209,23 +205,6 @@ class PostgresStore:
 
     async def _notify(self, channel: str) -> None:
         await self._fetch("SELECT pg_notify($1, '')", channel)
-
-
-async def _direct(url: str) -> bool:
-    """Whether a connection to ``url`` ends at PostgreSQL itself (a probe connection shows it).
-
-    A URL naming several hosts is never taken as direct: the pool's connections might not take
-    the probe's route.
-    """
-    parts = urlsplit(url)
-    if "," in parts.netloc or "," in "".join(parse_qs(parts.query).get("host", [])):
-        return False
-    conn = await connect(url, application_name="outbox-worker")
-    try:
-        with translate_errors(url):
-            return await directly_connected(conn)
-    finally:
-        await asyncio.shield(close_quietly(conn))
 
 
 def _is_plain_ack(s: Settlement) -> bool:

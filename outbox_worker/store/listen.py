@@ -17,7 +17,7 @@ import structlog
 from outbox_worker.config import redact_url
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.schema import NOTIFY_CHANNEL
-from outbox_worker.store.connection import TRANSIENT_ERRORS, connect
+from outbox_worker.store.connection import TRANSIENT_ERRORS, close_quietly, connect
 
 log = structlog.get_logger("outbox_worker.store")
 
@@ -28,7 +28,6 @@ _LISTEN_ERRORS: tuple[type[Exception], ...] = (
     DatabaseUnavailable,
     StatementRejected,
 )
-CLOSE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *_PING_ERRORS)
 # How often a worker whose notifications did not arrive checks again (a NOTIFY round trip).
 LISTEN_RECHECK_S = 60.0
 
@@ -137,11 +136,3 @@ async def _listen_on(
             except _PING_ERRORS:
                 break
     log.warning("listen.lost", reconnecting=True)
-
-
-async def close_quietly(conn: asyncpg.Connection) -> None:
-    """Close ``conn`` within 2 s, else drop it: a dead peer must not hold the caller."""
-    try:
-        await asyncio.wait_for(conn.close(), timeout=2)
-    except CLOSE_ERRORS:
-        conn.terminate()
