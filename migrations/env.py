@@ -19,6 +19,7 @@ from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.schema import CreateSchema
 
 from outbox_worker.config import asyncpg_dsn, database_url_from_env
 from outbox_worker.errors import ConfigError
@@ -50,7 +51,7 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        connection.execute(text("CREATE SCHEMA IF NOT EXISTS outbox"))  # schema.SCHEMA
+        connection.execute(CreateSchema(SCHEMA, if_not_exists=True))
         context.run_migrations()
 
 
@@ -77,13 +78,9 @@ async def _run_async(url: str) -> None:
 
 
 def main() -> None:
-    """Run the migrations on the connection handed in, or on the configured URL."""
+    """Run the migrations on the configured URL (migrate.py's, else OUTBOX_DATABASE_URL)."""
     if context.config.config_file_name is not None:  # plain `alembic`: say what it runs
         logging.config.fileConfig(context.config.config_file_name, disable_existing_loggers=False)
-    connection = context.config.attributes.get("connection")
-    if connection is not None:
-        _run(connection)
-        return
     # alembic.ini holds no URL, so that no password sits in a file: plain `alembic` takes it from
     # OUTBOX_DATABASE_URL, checked as every command checks it.
     try:

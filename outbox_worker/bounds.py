@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, Final
 
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.settings_parsing import check_duration, check_int, parse_number, parse_size
+from outbox_worker.settings_parsing import parse_duration, parse_int, parse_number, parse_size
 
 MS: Final = timedelta(milliseconds=1)
 KIB: Final = 1024
@@ -49,6 +49,8 @@ INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
 }
 CLAIMED_BYTES_BOUNDS: Final = (MAX_PAYLOAD_BYTES, GIB)
 RATE_LIMIT_MAX: Final = 10_000.0  # sends per second, fleet-wide; Ravelin documents 50/s live
+# Every setting with bounds: the ones ``bounded`` parses and checks.
+BOUNDED: Final = frozenset({*DURATION_BOUNDS, *INT_BOUNDS, "max_claimed_bytes", "rate_limit"})
 
 
 def env_name(name: str) -> str:
@@ -56,19 +58,26 @@ def env_name(name: str) -> str:
     return f"OUTBOX_{name.upper()}"
 
 
+def bounded(name: str, value: Any) -> Any:
+    """A setting's text or typed value parsed and checked against its bounds; others unchanged."""
+    # The parsers take typed values as well as text, so the settings' own check (check_bounds)
+    # and the environment's parsing share this table walk and its error messages.
+    variable = env_name(name)
+    if name in DURATION_BOUNDS:
+        low, high = DURATION_BOUNDS[name]
+        return parse_duration(value, name=variable, minimum=low, maximum=high)
+    if name in INT_BOUNDS:
+        low_count, high_count = INT_BOUNDS[name]
+        return parse_int(value, name=variable, minimum=low_count, maximum=high_count)
+    if name == "max_claimed_bytes":
+        low_size, high_size = CLAIMED_BYTES_BOUNDS
+        return parse_size(value, name=variable, minimum=low_size, maximum=high_size)
+    if name == "rate_limit":
+        return parse_number(value, name=variable, minimum=0.0, maximum=RATE_LIMIT_MAX)
+    return value
+
+
 def check_bounds(settings: Any) -> None:
     """Check every duration, count, size and rate of a settings dataclass against its bounds."""
     for item in fields(settings):
-        value = getattr(settings, item.name)
-        name = env_name(item.name)
-        if item.name in DURATION_BOUNDS:
-            low, high = DURATION_BOUNDS[item.name]
-            check_duration(value, name=name, minimum=low, maximum=high)
-        elif item.name in INT_BOUNDS:
-            low_count, high_count = INT_BOUNDS[item.name]
-            check_int(value, name=name, minimum=low_count, maximum=high_count)
-        elif item.name == "max_claimed_bytes":
-            low_size, high_size = CLAIMED_BYTES_BOUNDS
-            parse_size(value, name=name, minimum=low_size, maximum=high_size)
-        elif item.name == "rate_limit":
-            parse_number(value, name=name, minimum=0, maximum=RATE_LIMIT_MAX)
+        bounded(item.name, getattr(settings, item.name))

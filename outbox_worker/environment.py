@@ -18,23 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
-from outbox_worker.bounds import (
-    CLAIMED_BYTES_BOUNDS,
-    DURATION_BOUNDS,
-    INT_BOUNDS,
-    RATE_LIMIT_MAX,
-    env_name,
-)
+from outbox_worker.bounds import BOUNDED, bounded, env_name
 from outbox_worker.config import CircuitSettings, RetrySettings, Settings
 from outbox_worker.errors import ConfigError
 from outbox_worker.settings_parsing import (
     Secret,
     check_api_key,
     parse_bool,
-    parse_duration,
-    parse_int,
-    parse_number,
-    parse_size,
     read_key_file,
 )
 from outbox_worker.urls import check_database_url
@@ -93,20 +83,10 @@ def _take(values: dict[str, Any], kind: type[RetrySettings | CircuitSettings]) -
 
 def _parse(name: str, text: Any) -> Any:
     """One setting's text (or a flag's value) as its field's type, within its bounds."""
-    variable = env_name(name)
-    if name in DURATION_BOUNDS:
-        low, high = DURATION_BOUNDS[name]
-        return parse_duration(text, name=variable, minimum=low, maximum=high)
-    if name in INT_BOUNDS:
-        low_count, high_count = INT_BOUNDS[name]
-        return parse_int(text, name=variable, minimum=low_count, maximum=high_count)
     if name in _BOOLEANS:
-        return parse_bool(text, name=variable)
-    if name == "max_claimed_bytes":
-        low_size, high_size = CLAIMED_BYTES_BOUNDS
-        return parse_size(text, name=variable, minimum=low_size, maximum=high_size)
-    if name == "rate_limit":
-        return parse_number(text, name=variable, minimum=0.0, maximum=RATE_LIMIT_MAX)
+        return parse_bool(text, name=env_name(name))
+    if name in BOUNDED:
+        return bounded(name, text)
     return str(text)  # the URLs: Settings checks them, with the insecure-http allowance
 
 

@@ -32,9 +32,11 @@ def _migrations_dir() -> Path:
 
 
 MIGRATIONS_DIR = _migrations_dir()
+# The SQL files the revisions run (functions, roles): migration_scripts.run_script reads them.
+SQL_DIR = MIGRATIONS_DIR / "versions" / "sql"
 # The group roles revision 0004 creates, and the SQL that creates and grants them.
 ROLES = ("outbox_producer", "outbox_worker", "outbox_operator")
-ROLES_SQL = MIGRATIONS_DIR / "versions" / "sql" / "0004_roles.sql"
+ROLES_SQL = SQL_DIR / "0004_roles.sql"
 
 
 def alembic_config(database_url: str) -> Config:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from alembic import op
 from sqlalchemy.util import await_only
 
-from outbox_worker.migrate import MIGRATIONS_DIR
-
-SQL_DIR = MIGRATIONS_DIR / "versions" / "sql"
+# SQL_DIR re-exported: the benchmarks read the shipped SQL from here.
+from outbox_worker.migrate import SQL_DIR as SQL_DIR
 
 
 def run_script(name: str) -> None:

@@ -17,9 +17,6 @@ from typing import Final
 from outbox_worker.errors import ConfigError
 from outbox_worker.urls import PRINTABLE
 
-# Re-exported: the store hides a URL's secrets in driver errors with it.
-from outbox_worker.urls import hide_url_secrets as hide_url_secrets
-
 # Ceiling for durations that have no tighter bounds (operator filters such as --older-than);
 # it keeps timedelta() and PostgreSQL intervals far from overflowing.
 MAX_DURATION: Final = timedelta(days=36500)
