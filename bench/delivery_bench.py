@@ -160,10 +160,17 @@ class Bench:
 
     @contextmanager
     def processes(
-        self, name: str, commands: list[list[str]], env: Mapping[str, str], *, exit_by_itself: bool
+        self,
+        name: str,
+        commands: list[list[str]],
+        env: Mapping[str, str],
+        *,
+        exit_by_itself: bool,
+        wait_s: float = 10,
+        stop_s: float = 15,
     ) -> Iterator[list[subprocess.Popen[bytes]]]:
-        """Start processes (logs in the log dir); at the end wait for them if they exit by
-        themselves, else SIGTERM them; check they exit 0."""
+        """Start processes (logs in the log dir); at the end wait for them (up to ``wait_s``) if
+        they exit by themselves, else SIGTERM them (SIGKILL after ``stop_s``); check they exit 0."""
         procs: list[subprocess.Popen[bytes]] = []
         logs = []
         try:
@@ -175,8 +182,8 @@ class Bench:
         finally:
             if exit_by_itself:
                 for proc in procs:
-                    _wait_quietly(proc, 10)
-            codes = [stop_process(proc) for proc in procs]
+                    _wait_quietly(proc, wait_s)
+            codes = [stop_process(proc, stop_s) for proc in procs]
             for log in logs:
                 log.close()
         if any(codes):
@@ -216,17 +223,26 @@ async def drain(
     *,
     exit_by_itself: bool = False,
     env: Mapping[str, str] | None = None,
+    deadline_s: float | None = None,
+    wait_s: float = 10,
+    stop_s: float = 15,
 ) -> Drain:
-    """Start the processes on reset rows; wait for every row to be settled; measure."""
+    """Start the processes on reset rows; wait for every row to be settled; measure.
+
+    ``deadline_s`` (default 60 s + 5 ms a row) bounds the drain; ``wait_s`` and ``stop_s`` are
+    passed to ``Bench.processes``.
+    """
     await reset(bench.database_url)
     standin_control(bench.endpoint_url, "reset", post=True)
     conn = await asyncpg.connect(bench.database_url)
     try:
         started = time.time()
         env = env or bench.worker_env()
-        with bench.processes(name, commands, env, exit_by_itself=exit_by_itself) as procs:
+        with bench.processes(
+            name, commands, env, exit_by_itself=exit_by_itself, wait_s=wait_s, stop_s=stop_s
+        ) as procs:
             first: _CpuSample | None = None
-            deadline = time.monotonic() + 60 + rows / 200
+            deadline = time.monotonic() + (60 + rows / 200 if deadline_s is None else deadline_s)
             while (pending := await conn.fetchval(PENDING)) > 0:
                 if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
                     raise RuntimeError(f"{name}: {pending} rows still pending; see {bench.logs}")

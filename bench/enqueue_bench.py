@@ -97,13 +97,21 @@ async def outbox_txn(conn: asyncpg.Connection, update: Update, body: str) -> flo
         return time.perf_counter() - started
 
 
-async def outbox_sql_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
-    """The outbox transaction minus the Python side: the body is serialized beforehand."""
-    async with conn.transaction():
-        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
-        started = time.perf_counter()
-        await conn.fetchval(ENQUEUE_SQL, body)
-        return time.perf_counter() - started
+def _one_call_txn(sql: str) -> Txn:
+    """The application transaction whose second statement is ``sql`` on the pre-serialized body."""
+
+    async def txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
+        async with conn.transaction():
+            await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+            started = time.perf_counter()
+            await conn.fetchval(sql, body)
+            return time.perf_counter() - started
+
+    return txn
+
+
+# The outbox transaction minus the Python side: the body is serialized beforehand.
+outbox_sql_txn = _one_call_txn(ENQUEUE_SQL)
 
 
 async def plain_notify_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
@@ -159,25 +167,11 @@ def design_txn(index: int) -> Txn:
     in what the database does: with 8 and 32 connections in one Python process, the client's
     CPU (validation is ~30 µs an update) would otherwise cap every outbox row alike.
     """
-    sql = f"SELECT outbox.bench_insert_{index}($1::jsonb, NULL)"
-
-    async def txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
-        async with conn.transaction():
-            await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
-            started = time.perf_counter()
-            await conn.fetchval(sql, body)
-            return time.perf_counter() - started
-
-    return txn
+    return _one_call_txn(f"SELECT outbox.bench_insert_{index}($1::jsonb, NULL)")
 
 
-async def shipped_insert_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
-    """The shipped outbox.insert_message on a pre-serialized body (what enqueue_async calls)."""
-    async with conn.transaction():
-        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
-        started = time.perf_counter()
-        await conn.fetchval("SELECT outbox.insert_message($1::jsonb, NULL)", body)
-        return time.perf_counter() - started
+# The shipped outbox.insert_message on a pre-serialized body (what enqueue_async calls).
+shipped_insert_txn = _one_call_txn("SELECT outbox.insert_message($1::jsonb, NULL)")
 
 
 async def sql_api_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:

@@ -14,18 +14,15 @@ batches up: claim and flush sizes). Needs ``valgrind`` (the Debian package) on P
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import IO
 
 import asyncpg
 
-from bench.delivery_bench import PENDING, Bench, fill, reset
+from bench.delivery_bench import Bench, drain, fill
 from bench.harness import (
     API_KEY,
     add_database_option,
@@ -35,10 +32,7 @@ from bench.harness import (
     process_logs,
     python_command,
     run_async,
-    standin_control,
     standin_process,
-    stop_process,
-    tail,
 )
 
 TOTALS = re.compile(r"([\d,]+)\s+(?:\(100\.0%\)\s+)?PROGRAM TOTALS")
@@ -56,33 +50,21 @@ def command(bench: Bench, pipeline: str, rows: int) -> list[str]:
 
 async def count(bench: Bench, pipeline: str, rows: int, out: Path) -> int:
     """Drain ``rows`` reset rows with ``pipeline`` under callgrind; its total instructions."""
-    await reset(bench.database_url)
-    standin_control(bench.endpoint_url, "reset", post=True)
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-    log_path = bench.logs / f"{pipeline}-{rows}.log"
-    conn = await asyncpg.connect(bench.database_url)
-    try:
-        with log_path.open("wb") as log:
-            proc = _start([*valgrind, *command(bench, pipeline, rows)], bench, log)
-            try:
-                deadline = time.monotonic() + 120 + rows / 5  # ~50x slower than a plain run
-                while await conn.fetchval(PENDING) > 0:
-                    if time.monotonic() > deadline or proc.poll() not in (None, 0):
-                        raise RuntimeError(f"{pipeline} did not drain:\n{tail(str(log_path))}")
-                    await asyncio.sleep(0.2)
-            finally:
-                if pipeline == "reference":  # exits by itself once its total is acknowledged
-                    await asyncio.to_thread(proc.wait, 120)
-                code = await asyncio.to_thread(stop_process, proc, 120)
-        if code != 0:
-            raise RuntimeError(f"{pipeline} exited {code}:\n{tail(str(log_path))}")
-    finally:
-        await conn.close()
+    # Under callgrind a pipeline runs ~50x slower than a plain run: allow it that much longer,
+    # and time to write its callgrind file on exit. The reference exits once its total is
+    # acknowledged; the worker is stopped.
+    await drain(
+        bench,
+        f"{pipeline}-{rows}",
+        [[*valgrind, *command(bench, pipeline, rows)]],
+        rows,
+        exit_by_itself=pipeline == "reference",
+        deadline_s=120 + rows / 5,
+        wait_s=120,
+        stop_s=120,
+    )
     return _total_instructions(out)
-
-
-def _start(args: list[str], bench: Bench, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, env=bench.worker_env(), stdout=log, stderr=log)
 
 
 def _total_instructions(out: Path) -> int:

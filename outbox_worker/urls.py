@@ -36,6 +36,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def with_database(url: str, name: str) -> str:
+    """The same server URL (user, host, port, query) pointing at another database."""
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
 def asyncpg_dsn(url: str) -> str:
     """Turn any postgresql URL (with or without a +driver suffix) into one asyncpg accepts."""
     scheme, sep, rest = url.partition("://")

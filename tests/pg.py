@@ -10,17 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 
+# Re-exported: the tests and bench/ take it from here with the other database helpers.
+from outbox_worker.urls import with_database as with_database
+
 # A postgresql:// URL of a server where the tests may create and drop databases.
 ENV_VAR = "OUTBOX_TEST_DATABASE_URL"
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL pointing at another database."""
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
 def admin_execute(url: str, sql: str, params: Any = None) -> None:

@@ -74,18 +74,15 @@ def standin_command(
         OUTBOX_API_KEY=sk_test_standin outbox-worker run
       outbox-worker standin --port 0 --latency 0.03-0.12 --seed 7 --ready-file /tmp/url
     """
-    from outbox_worker.standin import serve
+    # Imported here: the stand-in (aiohttp) loads only when this command runs.
+    from outbox_worker.cli.run import run_async
+    from outbox_worker.standin import StandIn, serve
 
+    standin = StandIn(
+        api_key, host=host, port=port, allow_remote=allow_remote, latency=latency, seed=seed
+    )
     try:
-        serve(
-            host,
-            port,
-            api_key,
-            ready_file=ready_file,
-            allow_remote=allow_remote,
-            latency=latency,
-            seed=seed,
-        )
+        run_async(lambda: serve(standin, ready_file))
     except OSError as exc:  # the port is taken, the address is not this host's
         raise click.ClickException(f"the stand-in cannot listen on {host}:{port}: {exc}") from None
 

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from outbox_worker.config import redact_url
 from outbox_worker.demo.queries import Latency, Tally
 from outbox_worker.demo.scenario import Scenario
+from outbox_worker.urls import with_database
 
 PLAIN_EVERY_S = 1.0
 _FIELDS = (
@@ -195,7 +196,7 @@ def next_steps(report: Report) -> list[str]:
             )
         else:
             steps.append(
-                f"Drop the database when done: psql '{_with_database(url, 'postgres')}' "
+                f"Drop the database when done: psql '{with_database(url, 'postgres')}' "
                 f"-c 'DROP DATABASE {_database(url)}'"
             )
     else:
@@ -249,9 +250,3 @@ def _database(url: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).path.lstrip("/")
-
-
-def _with_database(url: str, name: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url)._replace(path=f"/{name}").geturl()

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import click
 
@@ -27,6 +26,7 @@ from outbox_worker.enqueue import enqueue_async
 from outbox_worker.errors import OutboxError
 from outbox_worker.standin import StandIn
 from outbox_worker.store.connection import connected
+from outbox_worker.urls import with_database
 
 if TYPE_CHECKING:
     import asyncpg
@@ -70,7 +70,7 @@ def demo_settings(database_url: str, endpoint_url: str) -> Settings:
 
 
 async def run_demo(
-    options: DemoOptions, admin_url: str, log_path: Path, kept_dir: Path | None = None
+    options: DemoOptions, admin_url: str, log_path: Path, kept_dir: Path | None
 ) -> Report:
     """Migrate a throwaway database, start the stand-in, deliver the scenario, read the table."""
     interrupted = asyncio.Event()
@@ -117,7 +117,7 @@ async def _throwaway_database(admin_url: str, *, keep: bool) -> AsyncIterator[st
     async with connected(admin_url, application_name="outbox-worker-demo") as admin:
         await tallies.create_database(admin, name)
         try:
-            yield urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+            yield with_database(admin_url, name)
         finally:
             if not keep:
                 await asyncio.shield(tallies.drop_database(admin, name))

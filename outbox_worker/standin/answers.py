@@ -19,8 +19,8 @@ PATH: Final = "/v2/registration"
 BAD_KEY_MESSAGE: Final = (
     "Invalid Request: API Key Incorrect. Please check your credentials and try again"
 )
-NOT_JSON: Final = object()
-"""What ``parse_body`` returns for a body that is not JSON text."""
+# What ``parse_body`` returns for a body that is not JSON text: no update shape matches it.
+_NOT_JSON: Final = object()
 # Where a message's key is, in order of preference.
 _KEY_FIELDS: Final = (
     ("customer", "customerId"),
@@ -31,7 +31,7 @@ _KEY_FIELDS: Final = (
 INJECTED_MESSAGE: Final = {
     400: "Invalid Request: registration rejected (injected by the stand-in)",
     401: BAD_KEY_MESSAGE,
-    403: "Invalid Request: API Key Incorrect. Please check your credentials and try again",
+    403: BAD_KEY_MESSAGE,
     413: "Request Entity Too Large",
     422: "Unprocessable Entity: registration rejected (injected by the stand-in)",
 }
@@ -48,11 +48,11 @@ class BodyVariant(StrEnum):
 
 
 def parse_body(body: bytes) -> object:
-    """The request body as JSON, or NOT_JSON."""
+    """The request body as JSON, or a sentinel no update shape matches."""
     try:
         return json.loads(body)
     except ValueError:  # also UnicodeDecodeError
-        return NOT_JSON
+        return _NOT_JSON
 
 
 def message_key(update: object) -> str | None:

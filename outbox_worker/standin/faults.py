@@ -21,14 +21,14 @@ if TYPE_CHECKING:
 Latency: TypeAlias = float | tuple[float, float]
 """Seconds added to every answer: fixed, or (low, high) drawn uniformly."""
 _T = TypeVar("_T")
-HEALTHY: Final = reply(200)
+_HEALTHY: Final = reply(200)
 
 
 @dataclass(slots=True)
 class Faults:
     """What the stand-in injects; a fresh one is a healthy Ravelin."""
 
-    default_status: Reply = HEALTHY
+    default_status: Reply = _HEALTHY
     script: deque[Reply] = field(default_factory=deque)
     scripts: dict[str, deque[Reply]] = field(default_factory=dict)
     retry_after: dict[int, str] = field(default_factory=dict)

@@ -6,34 +6,11 @@ import asyncio
 import signal
 from pathlib import Path
 
-from outbox_worker.standin.faults import Latency
 from outbox_worker.standin.server import StandIn
 
 
-def serve(
-    host: str,
-    port: int,
-    api_key: str,
-    *,
-    ready_file: str | None = None,
-    allow_remote: bool = False,
-    latency: Latency = 0.0,
-    seed: int | None = None,
-) -> None:
+async def serve(standin: StandIn, ready_file: str | None = None) -> None:
     """Run a stand-in until SIGTERM or SIGINT; print its URL (and write ready_file) when ready."""
-    standin = StandIn(
-        api_key, host=host, port=port, allow_remote=allow_remote, latency=latency, seed=seed
-    )
-    running = _serve(standin, ready_file)
-    try:
-        import uvloop
-    except ImportError:  # not built for this platform: plain asyncio is fine
-        asyncio.run(running)
-    else:
-        uvloop.run(running)
-
-
-async def _serve(standin: StandIn, ready_file: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
