@@ -108,9 +108,15 @@ class Enqueue(Protocol):
     async def __call__(self, count: int, *, prefix: str = ...) -> list[str]: ...
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without OUTBOX_* variables."""
+    # A developer's own OUTBOX_* settings must not leak into a child the test configures.
+    return {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+
+
 def worker_env(overrides: Mapping[str, str | None]) -> dict[str, str]:
     """This process's environment without OUTBOX_* variables, plus BASE_ENV and ``overrides``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    env = clean_env()
     env.update(BASE_ENV)
     env["PYTHONUNBUFFERED"] = "1"
     for name, value in overrides.items():
@@ -165,7 +171,7 @@ class Run:
 
 def cli_env(database_url: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment without OUTBOX_* variables, plus the database URL and ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    env = clean_env()
     if database_url is not None:
         env["OUTBOX_DATABASE_URL"] = database_url
     env.update(extra or {})

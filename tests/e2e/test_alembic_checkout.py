@@ -3,7 +3,6 @@ with the database URL from OUTBOX_DATABASE_URL (alembic.ini holds none)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,20 +10,22 @@ from pathlib import Path
 import psycopg
 
 from outbox_worker import migrate
-from tests.integration.test_migrations import _schema_diff
-from tests.processes import REPO
+from tests.processes import REPO, cli_env
+from tests.schemas import schema_diff
 
 ALEMBIC = str(Path(sys.executable).parent / "alembic")
 
 
 def _alembic(*args: str, database_url: str | None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
-    if database_url is not None:
-        env["OUTBOX_DATABASE_URL"] = database_url
     return subprocess.run(
-        [ALEMBIC, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        [ALEMBIC, *args],
+        cwd=REPO,
+        env=cli_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
 
 
 def test_plain_alembic_upgrade_head_builds_the_schema(empty_database_url: str) -> None:
@@ -36,7 +37,7 @@ def test_plain_alembic_upgrade_head_builds_the_schema(empty_database_url: str) -
     with psycopg.connect(empty_database_url) as conn:
         versions = conn.execute("SELECT version_num FROM outbox.alembic_version").fetchall()
     assert versions == [(migrate.SCHEMA_HEAD,)]
-    assert _schema_diff(empty_database_url) == []
+    assert schema_diff(empty_database_url) == []
     current = _alembic("current", database_url=empty_database_url)
     assert current.returncode == 0, current.stderr
     assert f"{migrate.SCHEMA_HEAD} (head)" in current.stdout

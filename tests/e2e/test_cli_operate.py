@@ -238,8 +238,7 @@ async def test_requeue_with_filters_moves_only_matches(
     run = cli("requeue", "--status-code", "503", "--yes", "--batch-size", "50", db=database_url)
     assert run.code == 0, run.err
     assert "requeued 120 message(s)" in run.out
-    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
-    assert {r["state"]: r["n"] for r in rows} == {"pending": 120, "dead": 1}
+    assert await count_by_state(pg) == {"pending": 120, "dead": 1}
     assert await pg.fetchval("SELECT state FROM outbox.messages WHERE id = $1", other) == "dead"
 
 

@@ -7,13 +7,14 @@ case must be refused while reading the configuration, before any connection is t
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.processes import clean_env
 
 KEY = "sk_live_Sup3rS3cretKey"
 PASSWORD = "dbPa55word"
@@ -36,7 +37,7 @@ def outbox_worker(
     """Run ``python -m outbox_worker args`` with only these OUTBOX_* variables set."""
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    clean = clean_env()
     clean |= {"OUTBOX_DATABASE_URL": DATABASE_URL, "OUTBOX_API_KEY": KEY}
     for name, value in env.items():
         clean.pop(name, None)

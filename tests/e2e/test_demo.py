@@ -4,7 +4,6 @@ it leaves nothing behind (no database, no PostgreSQL process), even when interru
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,13 +15,14 @@ import psutil  # type: ignore[import-untyped]
 import psycopg
 
 from tests.pg import admin_execute
+from tests.processes import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def demo_env(tmp_path: Path) -> dict[str, str]:
     """This environment without OUTBOX_* variables; temporary files (PGDATA, log) in tmp_path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    env = clean_env()
     env.update(TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")
     env.pop("XDG_RUNTIME_DIR", None)
     return env

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import aiohttp
 import asyncpg
 
 from tests.deploy_kit import alert_rules, metric_names, queried_metrics, scraped_names
 from tests.integration.rows import insert_message
+from tests.probes import get, status_is
 from tests.processes import StartWorker, free_port
 from tests.waiting import wait_for
-
-
-async def get(url: str) -> tuple[int, str]:
-    """GET ``url``: status and body, or (0, error) while nothing listens yet."""
-    try:
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
-            return response.status, await response.text()
-    except aiohttp.ClientConnectionError as exc:
-        return 0, type(exc).__name__
 
 
 async def test_a_running_worker_serves_probes_and_every_alerted_metric(
@@ -52,13 +43,9 @@ async def test_readyz_fails_when_the_schema_is_no_longer_at_head(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     await start_worker({"OUTBOX_METRICS_PORT": str(port)})
-    await wait_for(lambda: _status_is(f"{base}/readyz", 200), timeout=20, message="ready")
+    await wait_for(lambda: status_is(f"{base}/readyz", 200), timeout=20, message="ready")
     await pg.execute("UPDATE outbox.alembic_version SET version_num = '0001'")
     status, text = await get(f"{base}/readyz")
     assert status == 503
     assert "the outbox schema is at revision 0001" in text
     assert await get(f"{base}/healthz") == (200, "ok\n")  # alive: a restart would not help
-
-
-async def _status_is(url: str, status: int) -> bool:
-    return (await get(url))[0] == status

@@ -5,8 +5,6 @@ producer role enqueues."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 
 from outbox_worker import migrate
 from tests.pg import EmbeddedServer, admin_execute, with_database
-from tests.processes import REPO
+from tests.processes import cli
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +36,13 @@ def test_migrate_without_createrole_prints_the_roles_sql(fresh_server: str) -> N
     admin_execute(fresh_server, "CREATE DATABASE app OWNER migrator")
     admin = with_database(fresh_server, "app")
     as_migrator = admin.replace("://postgres", "://migrator", 1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
-    env["OUTBOX_DATABASE_URL"] = as_migrator
-    done = subprocess.run(
-        [sys.executable, "-m", "outbox_worker", "migrate"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = cli("migrate", db=as_migrator)
+    assert done.code == 0, done.err
     assert (
         "roles not created (outbox_producer, outbox_worker, outbox_operator): "
-        "this login may not create roles" in done.stdout
+        "this login may not create roles" in done.out
     )
-    printed = done.stdout.split("CREATEROLE login:\n", 1)[1]
+    printed = done.out.split("CREATEROLE login:\n", 1)[1]
     assert printed.strip() == migrate.roles_sql().strip()
     with psycopg.connect(admin, autocommit=True) as conn:
         assert conn.execute(

@@ -3,11 +3,6 @@ setting, the worker polls and says so, and OUTBOX_LISTEN_DATABASE_URL brings LIS
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -17,11 +12,7 @@ from outbox_worker import enqueue_async
 from tests.cases import registration_update
 from tests.integration.rows import insert_dead_rows
 from tests.pgbouncer import pgbouncer
-from tests.processes import (
-    REPO,
-    Enqueue,
-    StartWorker,
-)
+from tests.processes import Enqueue, StartWorker, acli
 from tests.waiting import all_acknowledged, count_by_state, wait_for
 
 # Forbidden log events: a statement that failed through the pooler shows up as one of these.
@@ -48,21 +39,6 @@ async def bouncer_pg(bouncer_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
-
-
-def cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m outbox_worker ARGS` against ``database_url``; return the finished process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
-    env["OUTBOX_DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "outbox_worker", *args],
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_worker_behind_pgbouncer_delivers_and_says_it_polls(
@@ -120,23 +96,17 @@ async def test_operator_commands_work_through_pgbouncer(
     first = await pg.fetchval("SELECT min(id) FROM outbox.messages")
 
     runs = {
-        "migrate": await asyncio.to_thread(cli, "migrate", database_url=bouncer_url),
-        "stats": await asyncio.to_thread(cli, "stats", "--json", database_url=bouncer_url),
-        "list": await asyncio.to_thread(cli, "dead", "list", "--json", database_url=bouncer_url),
-        "show": await asyncio.to_thread(cli, "dead", "show", str(first), database_url=bouncer_url),
-        "dry": await asyncio.to_thread(
-            cli, "requeue", "--all", "--dry-run", database_url=bouncer_url
-        ),
-        "requeue": await asyncio.to_thread(
-            cli, "requeue", "--id", str(first), database_url=bouncer_url
-        ),
-        "purge": await asyncio.to_thread(
-            cli, "purge", "--older-than", "1d", "--yes", database_url=bouncer_url
-        ),
+        "migrate": await acli("migrate", db=bouncer_url),
+        "stats": await acli("stats", "--json", db=bouncer_url),
+        "list": await acli("dead", "list", "--json", db=bouncer_url),
+        "show": await acli("dead", "show", str(first), db=bouncer_url),
+        "dry": await acli("requeue", "--all", "--dry-run", db=bouncer_url),
+        "requeue": await acli("requeue", "--id", str(first), db=bouncer_url),
+        "purge": await acli("purge", "--older-than", "1d", "--yes", db=bouncer_url),
     }
 
-    failed = {name: run.stderr for name, run in runs.items() if run.returncode != 0}
+    failed = {name: run.err for name, run in runs.items() if run.code != 0}
     assert failed == {}
-    assert json.loads(runs["stats"].stdout)["dead"] == 3
-    assert json.loads(runs["list"].stdout)["total_matching"] == 3
+    assert runs["stats"].json()["dead"] == 3
+    assert runs["list"].json()["total_matching"] == 3
     assert await count_by_state(pg) == {"dead": 2, "pending": 1}

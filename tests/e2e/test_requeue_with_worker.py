@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
-
 import asyncpg
 
 from outbox_worker.standin import StandIn
-from tests.processes import Enqueue, StartWorker, worker_env
-from tests.waiting import count_by_state, wait_for
-
-
-async def _states(pg: asyncpg.Connection, expected: dict[str, int]) -> bool:
-    return await count_by_state(pg) == expected
+from tests.processes import Enqueue, StartWorker, acli
+from tests.waiting import states_are, wait_for
 
 
 async def test_requeued_dead_letters_are_delivered_promptly_by_a_running_worker(
@@ -30,19 +22,16 @@ async def test_requeued_dead_letters_are_delivered_promptly_by_a_running_worker(
     worker = await start_worker({"OUTBOX_POLL_INTERVAL": "60s"})
     await worker.wait_event("worker.started")
     await enqueue(20)
-    await wait_for(lambda: _states(pg, {"dead": 20}), timeout=15, message="20 dead letters")
+    await wait_for(lambda: states_are(pg, {"dead": 20}), timeout=15, message="20 dead letters")
 
     standin.set_default_status(200)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "outbox_worker", "requeue", "--all", "--yes", "--json",
-        env=worker_env({"OUTBOX_DATABASE_URL": database_url}),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, err.decode()
-    assert b'"requeued": 20' in out
+    run = await acli("requeue", "--all", "--yes", "--json", db=database_url)
+    assert run.code == 0, run.err
+    assert run.json()["requeued"] == 20
 
-    await wait_for(lambda: _states(pg, {"acknowledged": 20}), timeout=10, message="20 acknowledged")
+    await wait_for(
+        lambda: states_are(pg, {"acknowledged": 20}), timeout=10, message="20 acknowledged"
+    )
     assert await worker.terminate() == 0
     rows = await pg.fetch(
         "SELECT requeue_count, jsonb_array_length(history) AS n FROM outbox.messages"

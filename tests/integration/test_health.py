@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import aiohttp
 import pytest
 
 from outbox_worker.config import Secret, Settings
@@ -17,6 +16,7 @@ from outbox_worker.liveness import ClaimProgress
 from outbox_worker.models import Answer, Backlog, Message, Settlement, State
 from outbox_worker.observability import Metrics
 from outbox_worker.worker import Worker
+from tests.probes import get, status_is
 from tests.unit.fakes import ManualClock
 from tests.waiting import wait_for
 
@@ -43,12 +43,6 @@ async def served(
     )
     async with serving(app, 0, host="127.0.0.1") as port:
         yield f"http://127.0.0.1:{port}"
-
-
-async def get(url: str) -> tuple[int, str]:
-    """GET ``url``: status and body text."""
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        return response.status, await response.text()
 
 
 async def test_healthz_answers_ok_and_503_when_the_claim_loop_stalls() -> None:
@@ -173,14 +167,12 @@ async def worker_with_health(store: StuckStore) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 5)
 
 
-async def _status(url: str) -> int:
-    return (await get(url))[0]
-
-
 async def test_a_wedged_claim_statement_fails_liveness() -> None:
     """A worker whose claim never returns while work is due turns /healthz to 503."""
     async with worker_with_health(StuckStore(claim_hangs=True)) as base:
-        await wait_for(lambda: _is(503, f"{base}/healthz"), timeout=10, message="/healthz to fail")
+        await wait_for(
+            lambda: status_is(f"{base}/healthz", 503), timeout=10, message="/healthz to fail"
+        )
 
 
 async def test_an_idle_loop_that_finds_nothing_to_claim_stays_alive() -> None:
@@ -189,7 +181,3 @@ async def test_an_idle_loop_that_finds_nothing_to_claim_stays_alive() -> None:
     async with worker_with_health(store) as base:
         await wait_for(lambda: store.claims >= 20, timeout=10, message="20 claims")
         assert await get(f"{base}/healthz") == (200, "ok\n")
-
-
-async def _is(status: int, url: str) -> bool:
-    return await _status(url) == status

@@ -8,30 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
 
 from outbox_worker import migrate
-from outbox_worker.config import sqlalchemy_url
-from outbox_worker.schema import SCHEMA, include_name, metadata
-
-
-def _schema_diff(url: str) -> list[object]:
-    engine = create_engine(sqlalchemy_url(url, "psycopg"))
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn,
-                opts={
-                    "include_schemas": True,
-                    "include_name": include_name,
-                    "version_table_schema": SCHEMA,
-                },
-            )
-            return list(compare_metadata(context, metadata))
-    finally:
-        engine.dispose()
+from tests.schemas import schema_diff
 
 
 def _tables_and_functions(url: str) -> tuple[list[str], list[str]]:
@@ -55,7 +34,7 @@ def _tables_and_functions(url: str) -> tuple[list[str], list[str]]:
 def test_upgrade_matches_schema_metadata(empty_database_url: str) -> None:
     """After upgrade to head the database has exactly what schema.py declares."""
     migrate.upgrade(empty_database_url)
-    assert _schema_diff(empty_database_url) == []
+    assert schema_diff(empty_database_url) == []
 
 
 def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
@@ -73,7 +52,7 @@ def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
         "normalize_update",
         "history_push",
     } <= set(functions)
-    assert _schema_diff(empty_database_url) == []
+    assert schema_diff(empty_database_url) == []
 
 
 def test_upgrade_twice_is_a_no_op(empty_database_url: str) -> None:
@@ -104,7 +83,7 @@ def test_concurrent_migrations_leave_one_clean_schema(empty_database_url: str) -
             )
         )
     assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
-    assert _schema_diff(empty_database_url) == []
+    assert schema_diff(empty_database_url) == []
     with psycopg.connect(empty_database_url) as conn:
         versions = conn.execute("SELECT version_num FROM outbox.alembic_version").fetchall()
     assert versions == [(migrate.head_revision(),)]
@@ -134,7 +113,7 @@ def test_downgrade_to_0001_restores_its_validator(empty_database_url: str) -> No
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute(query, [big]).fetchone() == ([],)
     migrate.upgrade(empty_database_url)
-    assert _schema_diff(empty_database_url) == []
+    assert schema_diff(empty_database_url) == []
 
 
 def test_upgrade_to_0004_repairs_rows_it_would_refuse(empty_database_url: str) -> None:
@@ -174,4 +153,4 @@ def test_downgrade_to_0003_restores_invoker_functions_and_public_execute(
         ).fetchone()
     assert (definers, public) == ((0,), (True,))
     migrate.upgrade(empty_database_url)
-    assert _schema_diff(empty_database_url) == []
+    assert schema_diff(empty_database_url) == []

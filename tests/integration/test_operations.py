@@ -13,7 +13,7 @@ from outbox_worker.errors import MessageNotFound
 from outbox_worker.models import State
 from outbox_worker.store import operations as ops
 from tests.integration.rows import insert_dead_rows, insert_message, snapshot
-from tests.waiting import wait_for
+from tests.waiting import count_by_state, wait_for
 
 
 async def test_list_dead_is_newest_first_and_skips_other_states(pg: asyncpg.Connection) -> None:
@@ -193,9 +193,7 @@ async def test_requeue_dead_works_in_batches_with_progress(pg: asyncpg.Connectio
     )
     assert moved == 1_050
     assert batches == [100] * 10 + [50]
-    rows = await pg.fetch("SELECT state, count(*) AS n FROM outbox.messages GROUP BY state")
-    counts = {r["state"]: r["n"] for r in rows}
-    assert counts == {"pending": 1_050, "dead": 1}
+    assert await count_by_state(pg) == {"pending": 1_050, "dead": 1}
     assert (await ops.get_message(pg, other)).state is State.DEAD
 
 

@@ -20,8 +20,8 @@ from aiohttp import web
 from outbox_worker.config import Secret
 from outbox_worker.models import Answer
 from outbox_worker.sender import MAX_BODY, USER_AGENT, http_sender
+from tests.cases import KEY
 
-KEY = "sk_test_sender"
 BODY = b'{"timestamp":1764000000000,"registration":{"success":true}}'
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

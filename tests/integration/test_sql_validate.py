@@ -239,7 +239,7 @@ def _one_member_changed(draw: st.DrawFn) -> dict[str, Any]:
     path = draw(st.sampled_from(paths))
     node = data
     for key in path[:-1]:
-        node = node.setdefault(key, {}) if isinstance(node.get(key), dict | None) else {}
+        node = node.setdefault(key, {})  # only dicts are walked into: anything else raises below
     node[path[-1]] = draw(st.sampled_from(_TRICKY))
     return data
 

@@ -22,7 +22,7 @@ from outbox_worker.config import CircuitSettings, RetrySettings
 from tests.cases import update
 from tests.integration.rows import drop_row_constraints
 from tests.integration.running import running_worker
-from tests.waiting import wait_for
+from tests.waiting import all_acknowledged, wait_for
 
 Reply = Callable[[web.Request], web.StreamResponse]
 ABSURD_DATE = "Mon, 01 Jan 99999999999 00:00:00 GMT"
@@ -264,9 +264,7 @@ async def test_an_outage_pauses_delivery_and_spends_no_attempts(
                 await endpoint.start()
             endpoint.default = ok
             await wait_for(
-                lambda: pg.fetchval(
-                    "SELECT count(*) = 60 FROM outbox.messages WHERE state = 'acknowledged'"
-                ),
+                lambda: all_acknowledged(pg, 60),
                 timeout=30,
                 message="everything delivered after the outage",
             )
@@ -354,9 +352,7 @@ async def test_a_skewed_host_clock_changes_nothing(
                 " AND lease_token IS NULL"
             )
             await wait_for(
-                lambda: pg.fetchval(
-                    "SELECT count(*) = 6 FROM outbox.messages WHERE state = 'acknowledged'"
-                ),
+                lambda: all_acknowledged(pg, 6),
                 timeout=30,
                 message="all delivered on their third attempt",
             )
