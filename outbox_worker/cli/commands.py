@@ -18,6 +18,8 @@ COMMAND_MODULES = {
     "purge": "outbox_worker.cli.purge",
     "requeue": "outbox_worker.cli.requeue",
     "check": "outbox_worker.cli.check",
+    "console": "outbox_worker.cli.console",
+    "console-token": "outbox_worker.cli.console",
     "demo": "outbox_worker.demo.command",
 }
 
