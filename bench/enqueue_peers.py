@@ -218,18 +218,18 @@ async def paths(url: str, updates: list[Update]) -> list[Path]:
         found.append(Path(f"{PGQUEUER} enqueue", ASYNCPG, _pgqueuer_client, _pgqueuer_txn))
     else:
         print(f"pgqueuer: skipped (not installed; {INSTALL})", flush=True)
+    if not have("procrastinate"):
+        print(f"procrastinate: skipped (not installed; {INSTALL})", flush=True)
+        return found
+    # psycopg 3's rows: procrastinate's floor and, where enqueue_async takes psycopg, its rival.
+    await install_procrastinate(url)
     found.append(Path(f"{PLAIN} ({PSYCOPG})", PSYCOPG, _psycopg_client, _psycopg_plain))
     if await psycopg_api_supported(url, updates[0]):
-        found.append(
-            Path(f"{API} enqueue_async ({PSYCOPG})", PSYCOPG, _psycopg_client, _psycopg_api)
-        )
+        name = f"{API} enqueue_async ({PSYCOPG})"
+        found.append(Path(name, PSYCOPG, _psycopg_client, _psycopg_api))
     else:
-        print("Python API on psycopg: not supported by this checkout; asyncpg's stands in")
-    if have("procrastinate"):
-        await install_procrastinate(url)
-        found.append(_procrastinate_path(url))
-    else:
-        print(f"procrastinate: skipped (not installed; {INSTALL})", flush=True)
+        print("Python API on psycopg: not accepted by this checkout; asyncpg's stands in")
+    found.append(_procrastinate_path(url))
     return found
 
 
