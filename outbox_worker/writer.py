@@ -48,6 +48,8 @@ class OutcomeWriter:
         self._writes: list[Settlement] = []
         self._releases: list[Message] = []
         self._dirty = asyncio.Event()  # something waits to be written
+        self._answered = asyncio.Event()  # the database answered another statement: retry now
+        self._database_down = False
 
     def write(self, settlement: Settlement) -> None:
         """Queue one row write."""
@@ -58,6 +60,15 @@ class OutcomeWriter:
         """Queue one claim to hand back unsent."""
         self._releases.append(message)
         self._dirty.set()
+
+    @property
+    def database_down(self) -> bool:
+        """True while outcomes wait because the last flush found the database unavailable."""
+        return self._database_down
+
+    def database_answered(self) -> None:
+        """The database answered another statement (a claim): retry a failed flush at once."""
+        self._answered.set()
 
     @property
     def backlog(self) -> int:
@@ -73,13 +84,24 @@ class OutcomeWriter:
             try:
                 await self.flush()
             except DatabaseUnavailable as exc:
+                self._database_down = True
                 self._metrics.db_errors.inc()
-                await asyncio.sleep(backoff.next("flush", exc))
+                await self._retry_after(backoff.next("flush", exc))
             except Exception as exc:  # a bug must not stop every later write
                 log.error("worker.unexpected_error", during="flush", error=_kind(exc))
                 await asyncio.sleep(backoff.next("flush", exc))
             else:
+                self._database_down = False
                 backoff.reset()
+
+    async def _retry_after(self, seconds: float) -> None:
+        """Wait ``seconds`` before the next flush, or less if the database answers meanwhile."""
+        self._answered.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._answered.wait()
+        except TimeoutError:
+            pass
 
     async def flush(self) -> None:
         """Write gathered outcomes and releases; on failure they stay queued for the next try."""
