@@ -19,7 +19,7 @@ COMMAND_MODULES = {
     "requeue": "outbox_worker.cli.requeue",
     "check": "outbox_worker.cli.check",
     "console": "outbox_worker.cli.console",
-    "console-token": "outbox_worker.cli.console",
+    "console-token": "outbox_worker.cli.console_token",
     "demo": "outbox_worker.demo.command",
 }
 
