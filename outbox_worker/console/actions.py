@@ -16,17 +16,22 @@ from multidict import MultiDictProxy
 
 from outbox_worker.config import parse_duration
 from outbox_worker.console.filters import FILTER_FIELDS, parse_dead_query, parse_ids
-from outbox_worker.console.guard import ACCESS, require_admin
+from outbox_worker.console.guard import ACCESS, Visitor, require_admin
 from outbox_worker.console.pages.confirm import confirm_page
 from outbox_worker.console.routes import show_message
 from outbox_worker.console.state import POOL, signed_in_page
 from outbox_worker.errors import ConfigError
 from outbox_worker.models import State
 from outbox_worker.store import operations as ops
+from outbox_worker.store.audit import Actor
 from outbox_worker.store.connection import pooled
 
 log = structlog.get_logger("outbox_worker.console")
 routes = web.RouteTableDef()
+
+
+def _actor(visitor: Visitor) -> Actor:
+    return Actor.console(visitor.operator.name)
 
 
 def _confirmed(form: MultiDictProxy[Any]) -> bool:
@@ -55,7 +60,7 @@ async def requeue_selected(request: web.Request) -> web.Response:
         raise _done(request, visitor.csrf, "Nothing was selected.", "/dead")
     async with pooled(request.app[POOL]) as conn:
         if _confirmed(form):
-            result = await ops.requeue_ids(conn, ids)
+            result = await ops.requeue_ids(conn, ids, actor=_actor(visitor))
             log.info("console.requeued", user=visitor.operator.name, count=result.requeued)
             raise _done(request, visitor.csrf, f"Requeued {_plural(result.requeued)}.", "/dead")
         states = await ops.message_states(conn, ids)
@@ -106,7 +111,7 @@ async def requeue_matching(request: web.Request) -> web.Response:
     if query.problems or not _confirmed(form):
         raise web.HTTPBadRequest(text="confirm the requeue from its page\n")
     async with pooled(request.app[POOL]) as conn:
-        moved = await ops.requeue_dead(conn, query.filters)
+        moved = await ops.requeue_dead(conn, query.filters, actor=_actor(visitor))
     log.info("console.requeued", user=visitor.operator.name, count=moved, filters=query.described)
     raise _done(request, visitor.csrf, f"Requeued {_plural(moved)}.", "/dead" + query.link())
 
@@ -154,7 +159,7 @@ async def purge(request: web.Request) -> web.Response:
     if form.get("confirmed") != "yes":
         raise web.HTTPBadRequest(text="confirm the purge from its page\n")
     async with pooled(request.app[POOL]) as conn:
-        counts = await ops.purge(conn, older, include_dead=include_dead)
+        counts = await ops.purge(conn, older, include_dead=include_dead, actor=_actor(visitor))
     total = counts.acknowledged + counts.dead
     log.info("console.purged", user=visitor.operator.name, count=total)
     raise _done(request, visitor.csrf, f"Deleted {_plural(total)}.", "/")

@@ -20,8 +20,10 @@ import asyncpg
 import structlog
 
 from outbox_worker.models import Stats
+from outbox_worker.store import fleet
 from outbox_worker.store import operations as ops
 from outbox_worker.store.connection import pooled
+from outbox_worker.store.fleet import FleetSummary, WorkerInfo
 from outbox_worker.store.throughput import Throughput, throughput
 
 log = structlog.get_logger("outbox_worker.console")
@@ -54,6 +56,11 @@ class CachedLoad(Generic[T]):
             return self._value
         return await asyncio.shield(self._loading)
 
+    def invalidate(self) -> None:
+        """Load afresh on the next get (after an action changed what the value shows)."""
+        self._at = float("-inf")
+        self._value = None
+
     async def _reload(self) -> T:
         try:
             value = await self.load()
@@ -77,13 +84,20 @@ def _retrieve(task: asyncio.Task[T]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Overview:
-    """What the overview page shows, loaded together."""
+    """What the overview page shows, loaded together (and the pause every page's banner shows)."""
 
     stats: Stats
     throughput: Throughput
+    fleet: FleetSummary
+    workers: list[WorkerInfo]
 
 
 async def load_overview(pool: asyncpg.Pool) -> Overview:
     """Counts, charts and the fleet, read in one connection's visit."""
     async with pooled(pool) as conn:
-        return Overview(stats=await ops.stats(conn), throughput=await throughput(conn))
+        return Overview(
+            stats=await ops.stats(conn),
+            throughput=await throughput(conn),
+            fleet=await fleet.fleet_summary(conn),
+            workers=await fleet.list_workers(conn),
+        )

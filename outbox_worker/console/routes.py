@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -13,15 +14,20 @@ from outbox_worker.console.filters import PAGE_SIZE, parse_dead_query
 from outbox_worker.console.guard import ACCESS, SESSION_COOKIE, SIGN_IN_COOKIE, is_tls, visitor_of
 from outbox_worker.console.html import Frame, page
 from outbox_worker.console.masking import shown_detail
+from outbox_worker.console.pages.audit import audit_page
 from outbox_worker.console.pages.dead import dead_page
 from outbox_worker.console.pages.detail import detail_page
 from outbox_worker.console.pages.overview import overview_page
 from outbox_worker.console.pages.signin import signin_page
 from outbox_worker.console.state import OVERVIEW, POOL, html_response, signed_in_page
+from outbox_worker.store import audit
 from outbox_worker.store import operations as ops
+from outbox_worker.store.audit import Actor
 from outbox_worker.store.connection import pooled
 
 log = structlog.get_logger("outbox_worker.console")
+AUDIT_WINDOW: Final = timedelta(days=7)
+AUDIT_ROWS: Final = 500
 routes = web.RouteTableDef()
 
 
@@ -128,9 +134,10 @@ async def signin(request: web.Request) -> web.Response:
     if operator is None:
         log.warning("console.sign_in_refused")
         return _signin_form(request, "That token is not valid.", 401)
+    async with pooled(request.app[POOL]) as conn:
+        await audit.record(conn, audit.AuditAction.SIGN_IN, Actor.console(operator.name))
     session = access.sessions.open(operator)
     log.info("console.signed_in", user=operator.name, role=str(operator.role))
-    await on_sign_in(request, operator.name)
     response = web.HTTPSeeOther("/")
     response.set_cookie(
         SESSION_COOKIE,
@@ -145,16 +152,23 @@ async def signin(request: web.Request) -> web.Response:
     raise response
 
 
-async def on_sign_in(request: web.Request, user: str) -> None:
-    """Leave the sign-in in the audit trail (fleet's audit log)."""
-
-
 @routes.post("/signout")
 async def signout(request: web.Request) -> web.Response:
     """End the session and forget the cookie."""
     visitor = visitor_of(request)
     request.app[ACCESS].sessions.close(visitor.session_id)
+    async with pooled(request.app[POOL]) as conn:
+        await audit.record(conn, audit.AuditAction.SIGN_OUT, Actor.console(visitor.operator.name))
     log.info("console.signed_out", user=visitor.operator.name)
     response = web.HTTPSeeOther("/signin")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
+
+
+@routes.get("/audit")
+async def audit_trail(request: web.Request) -> web.Response:
+    """The audit trail of the last week, newest first."""
+    async with pooled(request.app[POOL]) as conn:
+        entries = await audit.audit_log(conn, since=AUDIT_WINDOW, limit=AUDIT_ROWS)
+    body = audit_page(entries, AUDIT_WINDOW)
+    return await signed_in_page(request, "Audit trail", body, current="/audit")

@@ -10,6 +10,7 @@ from aiohttp import web
 from outbox_worker.console.guard import ACCESS, visitor_of
 from outbox_worker.console.html import Frame, Html, page
 from outbox_worker.console.overview import CachedLoad, Overview
+from outbox_worker.console.pages.fleet import pause_banner
 
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
 OVERVIEW: Final = web.AppKey("overview", CachedLoad[Overview])
@@ -25,11 +26,13 @@ async def frame_for(request: web.Request, current: str) -> Frame:
     """The frame of a signed-in page: who, the pause banner, and a waiting notice."""
     visitor = visitor_of(request)
     notice = request.app[ACCESS].notices.take(visitor.csrf)
+    overview = await request.app[OVERVIEW].get()  # cached: the banner costs no query
     return Frame(
         user=visitor.operator.name,
         role=str(visitor.operator.role),
         csrf=visitor.csrf,
         current=current,
+        banner=pause_banner(overview.fleet.pause),
         notice=notice,
     )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from outbox_worker.console.charts import bar_chart
-from outbox_worker.console.html import Html, age, csrf_field, join, render
+from outbox_worker.console.html import Html, age, join, render
 from outbox_worker.console.overview import Overview
+from outbox_worker.console.pages.fleet import pause_form, workers_table
+from outbox_worker.models import WorkerState
 from outbox_worker.pii import mask_text
 
 
@@ -25,6 +27,8 @@ def counts_table(o: Overview) -> Html:
         _row("Dead, last day", s.dead_last_day),
         _row("Delivered, last minute", s.delivered_last_minute),
         _row("Delivered, last hour", s.delivered_last_hour),
+        _row("Workers delivering", o.fleet.workers.get(WorkerState.DELIVERING, 0)),
+        _row("Workers paused", o.fleet.workers.get(WorkerState.PAUSED, 0)),
     ]
     return render(
         '<table class="facts"><caption>Messages by state</caption><tbody>{rows}</tbody></table>',
@@ -66,16 +70,20 @@ def overview_page(o: Overview, *, admin: bool, csrf: str) -> Html:
             bar_chart("Per hour, last day", t.hours, "%d %b %H:00"),
         ]
     )
-    actions = render('<section aria-label="Actions">{purge}</section>', purge=_purge_form())
+    actions = render(
+        '<section aria-label="Actions">{pause}{purge}</section>',
+        pause=pause_form(o.fleet.pause, csrf),
+        purge=_purge_form(),
+    )
     return render(
         '<div class="grid"><section aria-label="Counts">{counts}</section>'
         '<section aria-labelledby="charts-h"><h2 id="charts-h">Deliveries and dead letters</h2>'
         '<p class="legend"><span class="key key-delivered"></span>delivered '
         '<span class="key key-dead"></span>dead</p>{charts}</section></div>'
-        "{reasons}{actions}",
+        "{workers}{reasons}{actions}",
+        workers=workers_table(o.workers),
         counts=counts_table(o),
         charts=charts,
         reasons=_reasons(o),
         actions=actions if admin else Html(""),
-        csrf=csrf_field(csrf),
     )
