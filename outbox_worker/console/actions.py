@@ -1,4 +1,4 @@
-"""The pages that act (admins only): requeue, purge, reveal; pause and resume with fleet.
+"""The pages that act on messages (admins only): requeue, purge, reveal (fleet_actions: pause).
 
 Each action is asked for twice: the first request shows the exact number of rows it would
 change and a confirm button; only the second (``confirmed=yes``) changes anything, through the
@@ -22,6 +22,7 @@ from outbox_worker.console.routes import show_message
 from outbox_worker.console.state import POOL, signed_in_page
 from outbox_worker.errors import ConfigError
 from outbox_worker.models import State
+from outbox_worker.store import audit
 from outbox_worker.store import operations as ops
 from outbox_worker.store.audit import Actor
 from outbox_worker.store.connection import pooled
@@ -30,20 +31,24 @@ log = structlog.get_logger("outbox_worker.console")
 routes = web.RouteTableDef()
 
 
-def _actor(visitor: Visitor) -> Actor:
+def actor_of(visitor: Visitor) -> Actor:
+    """Who acts, for the audit trail: the signed-in user, through the console."""
     return Actor.console(visitor.operator.name)
 
 
-def _confirmed(form: MultiDictProxy[Any]) -> bool:
+def confirmed(form: MultiDictProxy[Any]) -> bool:
+    """Whether this is the second, confirming request of an action."""
     return form.get("confirmed") == "yes"
 
 
-def _done(request: web.Request, csrf: str, text: str, to: str) -> web.HTTPSeeOther:
+def done(request: web.Request, csrf: str, text: str, to: str) -> web.HTTPSeeOther:
+    """Redirect (to raise) to ``to``, where ``text`` shows once as a notice."""
     request.app[ACCESS].notices.leave(csrf, text)
     return web.HTTPSeeOther(to)
 
 
-def _plural(count: int, noun: str = "message") -> str:
+def plural(count: int, noun: str = "message") -> str:
+    """'1 message', '2,000 messages'."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
@@ -57,21 +62,21 @@ async def requeue_selected(request: web.Request) -> web.Response:
     except ValueError:
         raise web.HTTPBadRequest(text="not message ids\n") from None
     if not ids:
-        raise _done(request, visitor.csrf, "Nothing was selected.", "/dead")
+        raise done(request, visitor.csrf, "Nothing was selected.", "/dead")
     async with pooled(request.app[POOL]) as conn:
-        if _confirmed(form):
-            result = await ops.requeue_ids(conn, ids, actor=_actor(visitor))
+        if confirmed(form):
+            result = await ops.requeue_ids(conn, ids, actor=actor_of(visitor))
             log.info("console.requeued", user=visitor.operator.name, count=result.requeued)
-            raise _done(request, visitor.csrf, f"Requeued {_plural(result.requeued)}.", "/dead")
+            raise done(request, visitor.csrf, f"Requeued {plural(result.requeued)}.", "/dead")
         states = await ops.message_states(conn, ids)
     dead = [i for i in ids if states[i] is State.DEAD]
     body = confirm_page(
-        question=f"Requeue {_plural(len(dead))}?",
+        question=f"Requeue {plural(len(dead))}?",
         details=f"Selected: {', '.join(map(str, ids))}. "
         f"{len(ids) - len(dead)} of them are no longer dead and stay as they are.",
         action="/dead/requeue",
         fields=[("id", str(i)) for i in dead],
-        button=f"Requeue {_plural(len(dead))}",
+        button=f"Requeue {plural(len(dead))}",
         back="/dead",
         csrf=visitor.csrf,
         nothing=not dead,
@@ -89,12 +94,12 @@ async def requeue_matching_form(request: web.Request) -> web.Response:
     async with pooled(request.app[POOL]) as conn:
         count = await ops.count_dead(conn, query.filters)
     body = confirm_page(
-        question=f"Requeue {_plural(count)}?" if count else "No dead letter matches these filters.",
+        question=f"Requeue {plural(count)}?" if count else "No dead letter matches these filters.",
         details=f"Every dead letter matching: {query.described}. They go back to pending with "
         "their attempts reset, and running workers send them at once.",
         action="/dead/requeue-matching",
         fields={name: query.text[name] for name in FILTER_FIELDS if query.text[name]},
-        button=f"Requeue {_plural(count)}",
+        button=f"Requeue {plural(count)}",
         back="/dead" + query.link(),
         csrf=visitor.csrf,
         nothing=count == 0,
@@ -108,12 +113,12 @@ async def requeue_matching(request: web.Request) -> web.Response:
     visitor = require_admin(request)
     form = await request.post()
     query = parse_dead_query({k: v for k, v in form.items() if isinstance(v, str)})
-    if query.problems or not _confirmed(form):
+    if query.problems or not confirmed(form):
         raise web.HTTPBadRequest(text="confirm the requeue from its page\n")
     async with pooled(request.app[POOL]) as conn:
-        moved = await ops.requeue_dead(conn, query.filters, actor=_actor(visitor))
+        moved = await ops.requeue_dead(conn, query.filters, actor=actor_of(visitor))
     log.info("console.requeued", user=visitor.operator.name, count=moved, filters=query.described)
-    raise _done(request, visitor.csrf, f"Requeued {_plural(moved)}.", "/dead" + query.link())
+    raise done(request, visitor.csrf, f"Requeued {plural(moved)}.", "/dead" + query.link())
 
 
 def _purge_args(values: dict[str, str]) -> tuple[timedelta, bool]:
@@ -137,12 +142,12 @@ async def purge_form(request: web.Request) -> web.Response:
         fields["include_dead"] = "1"
     dead_part = f" and {counts.dead:,} dead letters" if include_dead else ""
     body = confirm_page(
-        question=f"Delete {_plural(total)}?" if total else "Nothing is that old.",
+        question=f"Delete {plural(total)}?" if total else "Nothing is that old.",
         details=f"{counts.acknowledged:,} acknowledged{dead_part}, finished more than "
         f"{fields['older_than']} ago. This cannot be undone.",
         action="/purge",
         fields=fields,
-        button=f"Delete {_plural(total)}",
+        button=f"Delete {plural(total)}",
         back="/",
         csrf=visitor.csrf,
         nothing=total == 0,
@@ -159,10 +164,10 @@ async def purge(request: web.Request) -> web.Response:
     if form.get("confirmed") != "yes":
         raise web.HTTPBadRequest(text="confirm the purge from its page\n")
     async with pooled(request.app[POOL]) as conn:
-        counts = await ops.purge(conn, older, include_dead=include_dead, actor=_actor(visitor))
+        counts = await ops.purge(conn, older, include_dead=include_dead, actor=actor_of(visitor))
     total = counts.acknowledged + counts.dead
     log.info("console.purged", user=visitor.operator.name, count=total)
-    raise _done(request, visitor.csrf, f"Deleted {_plural(total)}.", "/")
+    raise done(request, visitor.csrf, f"Deleted {plural(total)}.", "/")
 
 
 @routes.post("/messages/{message_id}/reveal")
@@ -171,7 +176,17 @@ async def reveal(request: web.Request) -> web.Response:
     visitor = require_admin(request)
     if not request.app[ACCESS].settings.show_pii:
         raise web.HTTPForbidden(text="start the console with --show-pii to allow this\n")
-    log.info(
-        "console.revealed", user=visitor.operator.name, message=request.match_info.get("message_id")
-    )
+    message_id = request.match_info["message_id"]
+    if not message_id.isdigit() or len(message_id) > 18:
+        raise web.HTTPNotFound(text="no such message\n")
+    async with pooled(request.app[POOL]) as conn:
+        await ops.get_message(conn, int(message_id))  # 404 before auditing a message that is not
+        await audit.record(
+            conn,
+            audit.AuditAction.REVEAL,
+            actor_of(visitor),
+            details={"message_id": int(message_id)},
+            row_count=1,
+        )
+    log.info("console.revealed", user=visitor.operator.name, message_id=int(message_id))
     return await show_message(request, reveal=True)

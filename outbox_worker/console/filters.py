@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from outbox_worker.config import parse_duration
 from outbox_worker.errors import ConfigError
+from outbox_worker.pii import mask_text
 from outbox_worker.store.operations import DeadCursor, DeadFilters
 
 PAGE_SIZE: Final = 50
@@ -39,13 +40,16 @@ class DeadQuery:
 
     @property
     def described(self) -> str:
-        """The filters in words: 'status 503, dead within 24h' (or 'every dead letter')."""
+        """The filters in words, masked: 'status 503, dead within 24h' or 'every dead letter'.
+
+        Only the form's own fields and the links that carry the filters repeat what was typed.
+        """
         t = self.text
         parts = [
             f"dead within {t['since']}" if t.get("since") else "",
             f"status {t['status']}" if t.get("status") else "",
-            f"reason containing {t['reason']!r}" if t.get("reason") else "",
-            f"dedup key {t['dedup_key']!r}" if t.get("dedup_key") else "",
+            f"reason containing {mask_text(t['reason'])!r}" if t.get("reason") else "",
+            f"dedup key {mask_text(t['dedup_key'])!r}" if t.get("dedup_key") else "",
         ]
         return ", ".join(p for p in parts if p) or "every dead letter"
 

@@ -13,7 +13,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from outbox_worker.console import actions, routes
+from outbox_worker.console import actions, fleet_actions, routes
 from outbox_worker.console.guard import ACCESS, Access, add_headers, check_host, identify
 from outbox_worker.console.overview import CachedLoad, load_overview
 from outbox_worker.console.sessions import Sessions, SignInLimiter
@@ -77,6 +77,7 @@ def make_app(
     app[OVERVIEW] = CachedLoad(lambda: load_overview(pool), ttl_s=overview_ttl_s, clock=clock)
     app.add_routes(routes.routes)
     app.add_routes(actions.routes)
+    app.add_routes(fleet_actions.routes)
     app.router.add_static("/static", str(STATIC))
     app.on_response_prepare.append(add_headers)
     return app

@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from tests.browser.harness import ConsoleProcess, chromium_or_skip, console_process
-from tests.integration.test_roles import LoginAs, login_as  # noqa: F401 (a fixture)
+from tests.integration.conftest import LoginAs, login_as  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,10 @@ def audit_page(entries: list[AuditEntry], window: timedelta) -> Html:
     )
     rows = [
         render(
-            "<tr><td>{at}</td><td>{action}</td><td>{who}</td><td>{role}</td>"
-            '<td class="num">{rows}</td><td class="key">{details}</td></tr>',
+            '<tr><td data-label="When">{at}</td><td data-label="Action">{action}</td>'
+            '<td data-label="Who">{who}</td><td data-label="Database role">{role}</td>'
+            '<td class="num" data-label="Rows">{rows}</td>'
+            '<td class="key" data-label="Details">{details}</td></tr>',
             at=when(e.at),
             action=e.action,
             who=f"{e.actor or '-'} (via {e.via})",

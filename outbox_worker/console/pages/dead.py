@@ -55,9 +55,11 @@ def _row(r: DeadLetter, now: datetime, admin: bool) -> Html:
         else Html("")
     )
     return render(
-        '<tr>{pick}<td><a href="/messages/{id}">{id}</a></td><td>{age}</td>'
-        '<td class="num">{status}</td><td class="num">{attempts}</td><td>{subject}</td>'
-        '<td class="reason">{reason}</td><td class="key">{key}</td></tr>',
+        '<tr>{pick}<td data-label="Id"><a href="/messages/{id}">{id}</a></td>'
+        '<td data-label="Age">{age}</td><td class="num" data-label="Status">{status}</td>'
+        '<td class="num" data-label="Attempts">{attempts}</td>'
+        '<td data-label="Subject">{subject}</td><td class="reason" data-label="Reason">{reason}</td>'
+        '<td class="key" data-label="Dedup key">{key}</td></tr>',
         pick=pick,
         id=r.id,
         age=age((now - r.dead_at).total_seconds()),

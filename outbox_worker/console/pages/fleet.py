@@ -37,9 +37,11 @@ def workers_table(workers: list[WorkerInfo]) -> Html:
     )
     rows = [
         render(
-            '<tr><td>{host}</td><td class="num">{pid}</td><td>{version}</td><td>{state}</td>'
-            '<td class="num">{sends}</td><td class="num">{flight}</td><td>{seen} ago</td>'
-            "<td>{started}</td></tr>",
+            '<tr><td data-label="Host">{host}</td><td class="num" data-label="PID">{pid}</td>'
+            '<td data-label="Version">{version}</td><td data-label="State">{state}</td>'
+            '<td class="num" data-label="Sends/min">{sends}</td>'
+            '<td class="num" data-label="In flight">{flight}</td>'
+            '<td data-label="Seen">{seen} ago</td><td data-label="Started">{started}</td></tr>',
             host=w.host,
             pid=w.pid,
             version=w.version,
