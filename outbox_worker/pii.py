@@ -27,6 +27,7 @@ than a hint: two customers' answers then read the same, and ``stats`` counts the
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Collection
 from typing import Any, Final
@@ -175,7 +176,8 @@ def quoted_values(known: Known) -> QuotedValues:
 
 
 def mask_answer(value: Any, known: Known = ()) -> Any:
-    """Mask an endpoint's answer or history: every string is free text, numbers are kept."""
+    """Mask an endpoint's answer or history: every string is free text; numbers are kept,
+    unless one is a ``known`` value quoted back (an id, a timestamp, a coordinate)."""
     if known:
         known = quoted_values(known)  # prepared once, not once a string
     if isinstance(value, dict):
@@ -184,6 +186,11 @@ def mask_answer(value: Any, known: Known = ()) -> Any:
         return [mask_answer(item, known) for item in value]
     if isinstance(value, str):
         return mask_text(value, known)
+    if isinstance(known, QuotedValues) and isinstance(value, int | float):
+        if isinstance(value, bool):  # one bit says nothing about a person
+            return value
+        text = json.dumps(value)
+        return MASK if known.mask(text) != text else value
     return value
 
 

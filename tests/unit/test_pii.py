@@ -148,3 +148,13 @@ def test_mask_answer_masks_every_string_of_an_endpoint_answer() -> None:
         "message": "bad email a***@e***",
         "validationErrors": ["x 1.2.*.*"],
     }
+
+
+def test_mask_answer_masks_a_known_number_quoted_back() -> None:
+    """A number of the payload inside an answer is masked; other numbers and flags stay."""
+    known = payload_values({"loyalty": {"card": 86753091}, "flag": "true"})
+    answer = {"status": 400, "validationErrors": [{"value": 86753091, "ok": True}]}
+    assert mask_answer(answer, known) == {
+        "status": 400,
+        "validationErrors": [{"value": MASK, "ok": True}],
+    }
