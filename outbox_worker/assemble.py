@@ -34,15 +34,17 @@ class Parts:
     tracing: Tracing = NO_TRACING  # closed (buffered spans exported) when the worker is done
 
 
-def parts(settings: Settings) -> Parts:
-    """The store (not yet open), metrics, claim progress and tracer for ``settings``
-    (ConfigError at once when OTEL_* asks for traces and OpenTelemetry is not installed)."""
+def parts(settings: Settings, *, tracing: Tracing | None = None) -> Parts:
+    """The store (not yet open), metrics, claim progress and tracer for ``settings`` (or the
+    ``tracing`` given); ConfigError at once when OTEL_* asks for traces and OpenTelemetry is not
+    installed."""
     store = PostgresStore(
         settings.database_url,
         history_cap=settings.history_cap,
         listen_url=settings.listen_database_url,
     )
-    return Parts(settings, store, Metrics(), ClaimProgress(), tracing_for(settings))
+    chosen = tracing_for(settings) if tracing is None else tracing
+    return Parts(settings, store, Metrics(), ClaimProgress(), chosen)
 
 
 @asynccontextmanager
@@ -90,10 +92,12 @@ def tracing_for(settings: Settings) -> Tracing:
 
 
 @asynccontextmanager
-async def opened_worker(settings: Settings) -> AsyncIterator[Worker]:
+async def opened_worker(
+    settings: Settings, *, tracing: Tracing | None = None
+) -> AsyncIterator[Worker]:
     """Build the worker from ``settings`` with its store opened now (no waiting for the
     database: for the demo and tests, whose database is known to be up)."""
-    built = parts(settings)
+    built = parts(settings, tracing=tracing)
     await built.store.open()
     async with worker_on(built) as worker:
         yield worker

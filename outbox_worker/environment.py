@@ -81,7 +81,7 @@ def read_traces_exporters(environ: Mapping[str, str] | None = None) -> tuple[str
     named = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
     if not named:
         endpoints = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-        return ("otlp",) if any(env.get(name, "").strip() for name in endpoints) else ()
+        named = ["otlp"] if any(env.get(name, "").strip() for name in endpoints) else ["none"]
     if named == ["none"]:
         return ()
     unknown = sorted(set(named) - _TRACES_EXPORTERS)
