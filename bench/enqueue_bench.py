@@ -41,6 +41,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Connection, create_engine, text
 
+from bench import enqueue_peers
 from bench.harness import (
     add_database_option,
     bench_database,
@@ -336,6 +337,8 @@ async def run_async_part(args: argparse.Namespace, url: str, updates: list[Updat
     if not args.only_throughput:
         await cost_table(args, url, updates)
     await throughput_table(args, url, updates)
+    # (c): the same transaction with pgqueuer's and procrastinate's enqueue (bench/enqueue_peers).
+    await enqueue_peers.peers_table(url, updates, args.seconds, args.throughput_rounds)
 
 
 async def cost_table(args: argparse.Namespace, url: str, updates: list[Update]) -> None:

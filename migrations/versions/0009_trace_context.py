@@ -1,7 +1,7 @@
 """The producer's W3C trace context with each message (nullable column; enqueue's third argument).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-05
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from outbox_worker.migration_scripts import run_script
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

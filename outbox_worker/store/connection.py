@@ -42,6 +42,13 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
 )
+# Answers of a server that takes no writes: a hot standby ("cannot execute ... during recovery"
+# or "... in a read-only transaction", both SQLSTATE 25006), a primary started read-only, and
+# no host of a multi-host URL matching target_session_attrs.
+READ_ONLY_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.TargetServerAttributeNotMatched,
+)
 # What closing a connection may raise when its peer is gone or slow.
 CLOSE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *TRANSIENT_ERRORS, asyncpg.PostgresError)
 
@@ -54,6 +61,15 @@ def translate_errors(url: str) -> Iterator[None]:
     except asyncpg.ClientConfigurationError as exc:  # e.g. ?sslmode=bogus: no retry will help
         problem = hide_url_secrets(str(exc), url)
         raise ConfigError(f"OUTBOX_DATABASE_URL {redact_url(url)}: {problem}") from exc
+    except READ_ONLY_ERRORS as exc:
+        # After a failover the old primary may come back read-only, or a name may point at a
+        # standby: the database is unavailable for writes, no statement or message is at fault.
+        raise DatabaseUnavailable(
+            f"database {redact_url(url)} is read-only (a standby, or a primary demoted by a "
+            f"failover): {rejection(exc) if isinstance(exc, asyncpg.PostgresError) else exc}; "
+            "waiting for a primary (list every host in the URL with "
+            "target_session_attrs=read-write to find it)"
+        ) from exc
     except TRANSIENT_ERRORS as exc:
         problem = hide_url_secrets(str(exc), url)
         raise DatabaseUnavailable(
@@ -131,6 +147,26 @@ async def ensure_schema_ready(conn: asyncpg.Connection, head: str) -> None:
             f"the outbox schema is at revision {revision}, this version needs {head}; "
             "run `outbox-worker migrate`"
         )
+
+
+# Whether the server takes writes: a hot standby is in recovery; a primary may be read-only.
+_WRITABLE = """
+SELECT pg_is_in_recovery() AS in_recovery,
+    current_setting('transaction_read_only') = 'on' AS read_only
+"""
+
+
+async def ensure_writable(conn: asyncpg.Connection, url: str) -> None:
+    """Raise DatabaseUnavailable, saying which, when ``conn``'s server takes no writes."""
+    with translate_errors(url):
+        row = await conn.fetchrow(_WRITABLE)
+    if row is None or not (row["in_recovery"] or row["read_only"]):
+        return
+    what = "a standby (in recovery)" if row["in_recovery"] else "read-only"
+    raise DatabaseUnavailable(
+        f"database {redact_url(url)} is {what}: waiting for a primary (list every host in the "
+        "URL with target_session_attrs=read-write to find it after a failover)"
+    )
 
 
 # How the server sees this connection's two ends (NULL for a Unix socket).

@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from outbox_worker.config import asyncpg_dsn
+from outbox_worker.errors import DatabaseUnavailable
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.schema import SEND_SCHEDULE
@@ -95,8 +96,14 @@ class PostgresStore:
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         assert self._pool is not None, "open() the store first"
-        with translate_errors(self._url):
-            return list(await self._pool.fetch(query, *args))
+        try:
+            with translate_errors(self._url):
+                return list(await self._pool.fetch(query, *args))
+        except DatabaseUnavailable:
+            # After a failover the server behind a pooled connection may be a demoted primary
+            # (read-only) or gone: connect afresh, which finds the primary among the URL's hosts.
+            await self._pool.expire_connections()
+            raise
 
     async def claim(self, limit: int, lease: timedelta, max_bytes: int) -> list[Message]:
         """Take up to ``limit`` due rows, their bodies within ``max_bytes``, under a new lease."""

@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import outbox_worker
-from outbox_worker.errors import StatementRejected
+from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.store import connection
@@ -297,3 +297,25 @@ async def test_through_pgbouncer_the_store_prepares_nothing_and_keeps_working(
         finally:
             await store.close()
     assert settled == 30
+
+
+async def test_a_read_only_server_is_unavailable_not_a_refused_statement(
+    pg: asyncpg.Connection, database_url: str, store: PostgresStore
+) -> None:
+    """A server that takes no writes (a demoted primary, SQLSTATE 25006) makes claims and writes DatabaseUnavailable, so no message or attempt pays for it; the start-up check names it."""
+    await outbox_worker.enqueue_async(pg, update("k-read-only"))
+    database = urlsplit(database_url).path.lstrip("/")
+    await pg.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    await store.close()  # new connections take the database's new default
+    await store.open()
+    with pytest.raises(DatabaseUnavailable, match=r"is read-only .* waiting for a primary"):
+        await store.claim(10, LEASE, MAX_PAYLOAD_BYTES)
+    conn = await connect(database_url)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="is read-only: waiting for a primary"):
+            await connection.ensure_writable(conn, database_url)
+    finally:
+        await conn.close()
+    await pg.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+    claimed = await store.claim(10, LEASE, MAX_PAYLOAD_BYTES)  # the pool connected afresh
+    assert len(claimed) == 1
