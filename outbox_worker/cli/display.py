@@ -255,11 +255,11 @@ def stats_lines(s: Stats) -> list[tuple[str, str]]:
     ]
 
 
-def stats_renderable(s: Stats) -> RenderableType:
-    """Stats as rich renderables (for a terminal and --watch)."""
+def stats_renderable(s: Stats, extra: Sequence[tuple[str, str]] = ()) -> RenderableType:
+    """Stats (and ``extra`` lines: the fleet's) as rich renderables (a terminal and --watch)."""
     table = Table("", "", show_header=False, title="outbox", title_justify="left")
-    for label, value in stats_lines(s):
-        table.add_row(label, value)
+    for label, value in [*stats_lines(s), *extra]:
+        table.add_row(label, Text(printable(value)))
     parts: list[RenderableType] = [table]
     if s.top_dead_reasons:
         reasons = Table("count", "top dead-letter reasons", title_justify="left")
@@ -269,15 +269,15 @@ def stats_renderable(s: Stats) -> RenderableType:
     return Group(*parts)
 
 
-def show_stats(s: Stats) -> None:
-    """Print stats once."""
+def show_stats(s: Stats, extra: Sequence[tuple[str, str]] = ()) -> None:
+    """Print stats (and ``extra`` lines: the fleet's) once."""
     if on_terminal():
-        console().print(stats_renderable(s))
+        console().print(stats_renderable(s, extra))
         return
-    lines = stats_lines(s)
+    lines = [*stats_lines(s), *extra]
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
-        click.echo(f"{label.ljust(width)}  {value}")
+        click.echo(f"{label.ljust(width)}  {printable(value)}")
     if s.top_dead_reasons:
         click.echo("top dead-letter reasons:")
         for reason, count in s.top_dead_reasons:
