@@ -149,7 +149,7 @@ class Dispatcher:
         if plain is not None:  # the common answer: no Outcome to build unless the circuit closed
             changed = self._circuit.record_success(permit)
             return plain, Outcome(Verdict.ACKNOWLEDGE, plain.status) if changed else None, changed
-        outcome = policy.classify(answer, self._retry)
+        outcome = policy.classify(answer, self._retry, message.body)
         recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
         settlement = policy.settlement(
             message,
