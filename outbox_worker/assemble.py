@@ -41,6 +41,7 @@ def parts(settings: Settings, *, tracing: Tracing | None = None) -> Parts:
     store = PostgresStore(
         settings.database_url,
         history_cap=settings.history_cap,
+        timeout_s=settings.database_timeout.total_seconds(),
         listen_url=settings.listen_database_url,
     )
     chosen = tracing_for(settings) if tracing is None else tracing
