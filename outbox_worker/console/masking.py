@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from outbox_worker.pii import mask_answer, mask_payload, mask_text, payload_values
+from outbox_worker.pii import mask_answer, mask_payload, mask_text
+from outbox_worker.quoted import QuotedValues
 from outbox_worker.store.operations import DeadLetter, MessageDetail
 
 
@@ -25,8 +26,9 @@ class Shown:
     history: list[Any]
 
 
-def _known(payload: Any) -> frozenset[str]:
-    return frozenset(payload_values(payload))
+def _known(payload: Any) -> QuotedValues:
+    """The payload's values, which an endpoint's text may quote back (as the CLI finds them)."""
+    return QuotedValues.of_payload(payload)
 
 
 def one_line(text: str | None) -> str:

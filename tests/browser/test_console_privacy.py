@@ -20,7 +20,7 @@ from tests.integration.rows import insert_message
 
 HISTORY = [
     {"at": "2026-12-05T10:00:00+00:00", "status": 400, "latency_ms": 35,
-     "error": "HTTP 400: " + ANSWER["message"]},
+     "error": "HTTP 400: " + str(ANSWER["message"])},
 ]  # fmt: skip
 
 
@@ -33,7 +33,7 @@ async def insert_canary(pg: asyncpg.Connection) -> int:
         "UPDATE outbox.messages SET state = 'dead', dead_at = now(), attempts = 1, "
         "last_status = 400, last_error = $2, last_response = $3::jsonb, history = $4::jsonb "
         "WHERE id = $1",
-        message_id, "HTTP 400: " + ANSWER["message"], json.dumps(ANSWER), json.dumps(HISTORY),
+        message_id, "HTTP 400: " + str(ANSWER["message"]), json.dumps(ANSWER), json.dumps(HISTORY),
     )  # fmt: skip
     return message_id
 

@@ -58,7 +58,8 @@ def _row(r: DeadLetter, now: datetime, admin: bool) -> Html:
         '<tr>{pick}<td data-label="Id"><a href="/messages/{id}">{id}</a></td>'
         '<td data-label="Age">{age}</td><td class="num" data-label="Status">{status}</td>'
         '<td class="num" data-label="Attempts">{attempts}</td>'
-        '<td data-label="Subject">{subject}</td><td class="reason" data-label="Reason">{reason}</td>'
+        '<td data-label="Subject">{subject}</td>'
+        '<td class="reason" data-label="Reason">{reason}</td>'
         '<td class="key" data-label="Dedup key">{key}</td></tr>',
         pick=pick,
         id=r.id,
