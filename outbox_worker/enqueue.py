@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
     from sqlalchemy.orm import Session
 
-    from outbox_worker.payload import RegistrationUpdate
+    from outbox_worker.payload.model import RegistrationUpdate
 
 # SQLAlchemy (its ORM comes with Session) and pydantic are imported on first use, not with the
 # package: every module of the worker daemon imports this package, which would cost each worker
@@ -45,7 +45,7 @@ def _insert() -> TextClause:
 
 def serialize(update: Update) -> str:
     """Validate an update and return the JSON text that will be stored and sent."""
-    from outbox_worker.payload import parse_update
+    from outbox_worker.payload.model import parse_update
 
     return parse_update(update).to_json()
 

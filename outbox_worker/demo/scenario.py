@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from outbox_worker.payload import hash_password
+from outbox_worker.payload.model import hash_password
 from outbox_worker.standin import Step
 
 

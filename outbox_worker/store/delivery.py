@@ -18,10 +18,10 @@ from typing import Any
 import asyncpg
 import structlog
 
-from outbox_worker.config import asyncpg_dsn
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.schema import SEND_SCHEDULE
+from outbox_worker.settings.config import asyncpg_dsn
 from outbox_worker.store.connection import (
     CLOSE_ERRORS,
     POOLER_SAFE,
