@@ -27,7 +27,7 @@ from outbox_worker.observability import Metrics
 from outbox_worker.ports import Sender
 from outbox_worker.settings.config import WorkerSettings
 
-log = structlog.get_logger("outbox_worker.delivery.worker")
+log = structlog.get_logger("outbox_worker.worker")
 
 
 class Claim(NamedTuple):

@@ -27,7 +27,7 @@ from outbox_worker.observability import Metrics
 from outbox_worker.ports import Store
 from outbox_worker.settings.config import RETENTION_BATCH_SIZE, RETENTION_FIRST_PASS, WorkerSettings
 
-log = structlog.get_logger("outbox_worker.delivery.upkeep")
+log = structlog.get_logger("outbox_worker.upkeep")
 
 
 async def sample_backlog(

@@ -46,7 +46,7 @@ from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.ports import Sender, Store
 from outbox_worker.settings.config import WorkerSettings
 
-log = structlog.get_logger("outbox_worker.delivery.worker")
+log = structlog.get_logger("outbox_worker.worker")
 
 # A send must be able to finish (HTTP timeout) with this much lease to spare, or it is handed
 # back unsent: an answer that lands after the lease ran out could race another worker.

@@ -22,7 +22,7 @@ from outbox_worker.models import Message, Settlement, State
 from outbox_worker.observability import Metrics, status_class
 from outbox_worker.ports import Store
 
-log = structlog.get_logger("outbox_worker.delivery.writer")
+log = structlog.get_logger("outbox_worker.writer")
 
 DB_RETRY_INITIAL_S = 0.2
 DB_RETRY_CAP_S = 15.0
