@@ -29,7 +29,7 @@ INSTALL = "apt-get update && apt-get install -y pgbouncer"
 
 def pgbouncer_binary() -> str:
     """The pgbouncer executable; skips the test (fails it with CI=true) when it is missing."""
-    return require_program(CANDIDATES, what="pgbouncer", install=INSTALL)
+    return require_program(CANDIDATES, INSTALL, what="pgbouncer")
 
 
 def _server_target(database_url: str) -> tuple[str, int, str]:

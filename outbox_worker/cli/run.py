@@ -27,7 +27,7 @@ from outbox_worker.errors import (
 from outbox_worker.observability import Metrics, configure_logging
 from outbox_worker.settings.config import Settings
 from outbox_worker.settings.environment import read_settings
-from outbox_worker.store.connection import connected, ensure_schema_ready
+from outbox_worker.store.connection import connected, ensure_schema_ready, ensure_writable
 from outbox_worker.store.delivery import PostgresStore
 
 log = structlog.get_logger("outbox_worker.cli")
@@ -179,6 +179,7 @@ async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) 
         try:
             async with connected(url) as conn:
                 await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
+                await ensure_writable(conn, url)  # a standby: one line, then wait for a primary
             await store.open()
         except LoginRefused:
             raise
