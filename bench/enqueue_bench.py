@@ -26,6 +26,9 @@ no ON CONFLICT for a keyless update); the Python API ``enqueue_async`` (validate
 Python, then insert_message) and the SQL API ``outbox.enqueue`` (fast check in PL/pgSQL, the
 detailed check only for what it does not clear) are reported as well.
 Target: outbox / plain >= 0.9 at every connection count.
+
+(c) The same application transaction with pgqueuer's enqueue and procrastinate's defer joined to
+it, at 1, 8 and 32 connections: bench/enqueue_peers.py (the ``bench`` extra; skipped without it).
 """
 
 from __future__ import annotations

@@ -222,18 +222,23 @@ def _reason(exc: Exception) -> str:
 
 
 class Backoff:
-    """Capped exponential waits (with jitter) while the database is unreachable; logs once."""
+    """Capped exponential waits (with jitter) while the database is unreachable; logs each kind
+    of failure once per outage."""
 
     def __init__(self) -> None:
         self._delay = 0.0
+        self._kind = ""
 
     def next(self, during: str, exc: Exception) -> float:
-        """The next wait in seconds; the first of a series is logged as a warning."""
-        first = self._delay == 0.0
+        """The next wait in seconds; logged as a warning when it starts a series or its kind of
+        failure changes (a failover: refused connections, then a read-only server), else debug."""
+        kind = type(exc.__cause__ or exc).__name__
+        loud = self._delay == 0.0 or kind != self._kind
+        self._kind = kind
         self._delay = min(DB_RETRY_CAP_S, max(DB_RETRY_INITIAL_S, self._delay * 2))
         wait = self._delay * (0.5 + random.random() / 2)
         error = str(exc) if isinstance(exc, DatabaseUnavailable) else _reason(exc)
-        (log.warning if first else log.debug)(
+        (log.warning if loud else log.debug)(
             "database.unavailable", during=during, error=error, retry_in_s=round(wait, 2)
         )
         return wait
@@ -243,3 +248,4 @@ class Backoff:
         if self._delay:
             log.info("database.reconnected")
         self._delay = 0.0
+        self._kind = ""

@@ -24,8 +24,20 @@ $$;
 -- Producers: enqueue (SQL and Python API) through the SECURITY DEFINER functions only. No
 -- privilege on the table: they cannot skip validation, write states or read others' rows.
 GRANT USAGE ON SCHEMA outbox TO outbox_producer;
-GRANT EXECUTE ON FUNCTION outbox.enqueue(jsonb, text) TO outbox_producer;
-GRANT EXECUTE ON FUNCTION outbox.insert_message(jsonb, text) TO outbox_producer;
+-- Whichever signatures this schema has: (jsonb, text) up to revision 0008, (jsonb, text, jsonb)
+-- with the trace context from revision 0009 (this file is also what `migrate` prints at head).
+DO $$
+DECLARE
+  fn regprocedure;
+BEGIN
+  FOR fn IN
+    SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+    WHERE p.pronamespace = 'outbox'::regnamespace AND p.proname IN ('enqueue', 'insert_message')
+  LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO outbox_producer', fn);
+  END LOOP;
+END
+$$;
 
 -- Workers: claim, settle and release (read rows, update the delivery columns, never the
 -- payload or dedup key), and read the schema version at start. No DDL, no DELETE, no INSERT.
@@ -54,3 +66,20 @@ GRANT SELECT ON outbox.alembic_version TO outbox_operator;
 GRANT UPDATE (state, attempts, available_at, dead_at, lease_token, claimed_at, requeue_count,
               requeued_at)
   ON outbox.messages TO outbox_operator;
+
+-- Fleet control (revision 0008), when the schema has it: workers keep their row in the registry
+-- and read the pause; operators read the registry, set the pause, and add and read audit rows
+-- (never change or delete them).
+DO $$
+BEGIN
+  IF to_regclass('outbox.workers') IS NOT NULL THEN
+    GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.workers TO outbox_worker;
+    GRANT SELECT ON outbox.pause TO outbox_worker;
+    GRANT EXECUTE ON FUNCTION outbox.purge_expired_audit(interval, integer, bigint)
+      TO outbox_worker;
+    GRANT SELECT ON outbox.workers TO outbox_operator;
+    GRANT SELECT, INSERT, UPDATE ON outbox.pause TO outbox_operator;
+    GRANT SELECT, INSERT ON outbox.audit_log TO outbox_operator;
+  END IF;
+END
+$$;
