@@ -1,8 +1,8 @@
 """A rolling upgrade: a worker of the last release keeps delivering while `migrate` takes the
 schema to this version's head, then a worker of this version joins. Every message arrives once.
 
-The released worker is built from git history (``git archive`` of the newest commit whose schema
-head is RELEASED_SCHEMA_HEAD) and runs from that tree with this environment's dependencies.
+The released worker is built from git history (``git archive`` of RELEASED_COMMIT) and runs from
+that tree with this environment's dependencies.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from tests.cases import registration_update
 from tests.processes import REPO, WorkerProcess, acli, spawn_worker, worker_env
 from tests.waiting import count_by_state, wait_for
 
-# The schema head of the last release: the released worker is the newest commit at this head.
-# Bump it when a release ships (migrations/README.md, "Expand, then contract").
+# The last release: the commit on main before the first schema change after it, and its schema
+# head. Bump both when a release ships (migrations/README.md, "Expand, then contract"). A commit
+# id, not a walk of history: merges go both ways here, so no parent line leads to the release.
+RELEASED_COMMIT = "a4d6ec98de32b4f3f03436eacfefe408bf665415"
 RELEASED_SCHEMA_HEAD = "0007"
 _REVISION_FILE = re.compile(r"^migrations/versions/(\d{4})_\w+\.py$")
 ENQUEUE_EVERY_S = 0.01  # one update per transaction, about 100 a second
@@ -47,14 +49,6 @@ def schema_head_at(commit: str) -> str | None:
     return max(found, default=None)
 
 
-def released_commit() -> str:
-    """The newest commit on the first-parent line whose schema head is RELEASED_SCHEMA_HEAD."""
-    for commit in git("rev-list", "--first-parent", "HEAD").split():
-        if schema_head_at(commit) == RELEASED_SCHEMA_HEAD:
-            return commit
-    raise AssertionError(f"no commit with schema head {RELEASED_SCHEMA_HEAD} in this history")
-
-
 @pytest.fixture(scope="module")
 def released_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The last release's source tree, extracted from git history."""
@@ -64,10 +58,10 @@ def released_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("not a git checkout: the released worker is built from git history")
     if shallow == "true":
         pytest.skip("a shallow clone lacks the released commit: git fetch --unshallow")
-    commit = released_commit()
+    assert schema_head_at(RELEASED_COMMIT) == RELEASED_SCHEMA_HEAD
     tree = tmp_path_factory.mktemp("released")
     archive = tree / "release.tar"
-    git("archive", "--format=tar", "-o", str(archive), commit)
+    git("archive", "--format=tar", "-o", str(archive), RELEASED_COMMIT)
     subprocess.run(["tar", "-xf", str(archive), "-C", str(tree)], check=True, timeout=60)
     archive.unlink()
     return tree
