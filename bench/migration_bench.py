@@ -84,7 +84,8 @@ FROM generate_series($1::int, $2::int) AS g
 
 # Backends of this database waiting on a heavyweight lock, and for how long their statement ran.
 LOCK_WAITS = """
-SELECT application_name, extract(epoch FROM clock_timestamp() - query_start)::float8 AS waited
+SELECT application_name, extract(epoch FROM clock_timestamp() - query_start)::float8 AS waited,
+       wait_event
 FROM pg_stat_activity
 WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
 """
@@ -105,26 +106,34 @@ class Window:
     migration_s: float | None = None
     enqueues: int = 0
     longest_enqueue_s: float = 0.0
-    longest_wait_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # Per application: the longest wait and its kind (relation, extend, transactionid, ...).
+    longest_wait: dict[str, tuple[float, str]] = field(
+        default_factory=lambda: defaultdict(lambda: (0.0, ""))
+    )
 
     def row(self) -> list[object]:
         """The table row: revision, seconds, enqueues, longest enqueue and waits in ms, result."""
-        waits = self.longest_wait_s
-        worst = max(self.longest_enqueue_s, waits[_PRODUCER_APP], waits[_WORKER_APP])
+        waits = self.longest_wait
+        worst = max(self.longest_enqueue_s, waits[_PRODUCER_APP][0], waits[_WORKER_APP][0])
         return [
             self.name,
             "-" if self.migration_s is None else f"{self.migration_s:.2f}",
             self.enqueues,
             _ms(self.longest_enqueue_s),
-            _ms(waits[_PRODUCER_APP]),
-            _ms(waits[_WORKER_APP]),
-            _ms(waits[_MIGRATION_APP]),
+            _wait(waits[_PRODUCER_APP]),
+            _wait(waits[_WORKER_APP]),
+            _wait(waits[_MIGRATION_APP]),
             "ok" if worst < TARGET_S else f"MISSED (>= {TARGET_S:.0f} s)",
         ]
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f}"
+
+
+def _wait(wait: tuple[float, str]) -> str:
+    seconds, kind = wait
+    return f"{_ms(seconds)} ({kind})" if kind else _ms(seconds)
 
 
 class Load:
@@ -169,10 +178,10 @@ class Load:
         conn = await asyncpg.connect(self._url)
         try:
             while not self._stop.is_set():
-                waits = self.window.longest_wait_s
-                for app, waited in await conn.fetch(LOCK_WAITS):
+                waits = self.window.longest_wait
+                for app, waited, kind in await conn.fetch(LOCK_WAITS):
                     key = _WORKER_APP if app.startswith(_WORKER_APP) else app
-                    waits[key] = max(waits[key], waited)
+                    waits[key] = max(waits[key], (waited, kind))
                 await asyncio.sleep(SAMPLE_EVERY_S)
         finally:
             await conn.close()
