@@ -3,44 +3,62 @@
 Neither function commits: the update is stored if and only if the caller's transaction commits,
 which is the whole point of the outbox. The update is validated and serialized once, here; the
 stored text is what the worker will send, byte for byte, on every attempt.
+
+Accepted connections (each joins the transaction already open on it):
+
+    enqueue        SQLAlchemy Connection, Session, scoped_session; psycopg 3 Connection, Cursor;
+                   psycopg2 connection, cursor
+    enqueue_async  asyncpg Connection (and a pool's connection); SQLAlchemy AsyncConnection,
+                   AsyncSession; psycopg 3 AsyncConnection, AsyncCursor
+
+Drivers are recognised by their classes' names and packages (``drivers``), so neither psycopg
+package is imported here, nor needed unless the caller passes one of its connections. An enqueue
+on a connection that would commit it alone raises ``NotInTransaction`` (see ``drivers``) unless
+the caller passes ``allow_autocommit=True``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from outbox_worker.drivers import INSERT_ASYNCPG, resolve_async, resolve_sync
+from outbox_worker.errors import NotInTransaction
+
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, TextClause
+    import psycopg
+    import psycopg2.extensions
+    from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session, scoped_session
 
     from outbox_worker.payload import RegistrationUpdate
 
-# SQLAlchemy (its ORM comes with Session) and pydantic are imported on first use, not with the
-# package: every module of the worker daemon imports this package, which would cost each worker
-# process ~0.3 s at start for two libraries it never uses.
+    SyncConnection: TypeAlias = (
+        Connection
+        | Session
+        | scoped_session[Any]
+        | psycopg.Connection[Any]
+        | psycopg.Cursor[Any]
+        | psycopg2.extensions.connection
+        | psycopg2.extensions.cursor
+    )
+    AsyncConnectionLike: TypeAlias = (
+        asyncpg.Connection
+        | PoolConnectionProxy
+        | AsyncConnection
+        | AsyncSession
+        | psycopg.AsyncConnection[Any]
+        | psycopg.AsyncCursor[Any]
+    )
+
+# pydantic is imported on first use, not with the package: every module of the worker daemon
+# imports this package, which would cost each worker process ~0.2 s at start for a library it
+# never uses.
 Update: TypeAlias = "RegistrationUpdate | Mapping[str, Any]"
-
-# The update was checked here by the same rules outbox.enqueue() applies in PL/pgSQL (the tests
-# hold the two to the same answers), so this path skips the second check, which would more than
-# double the cost of an enqueue. outbox.insert_message() stores it (dedup rules, and a NOTIFY at
-# commit at most once per 10 ms across all transactions: migration 0006) in one round trip; it
-# is SECURITY DEFINER, so a producer role needs no privilege on the table itself.
-# The same statement in each driver's parameter style, written out rather than built.
-_INSERT_ASYNCPG = "SELECT outbox.insert_message($1::jsonb, $2)"
-_INSERT_SQLALCHEMY = "SELECT outbox.insert_message(CAST(:payload AS jsonb), :dedup_key)"
-
-
-@cache
-def _insert() -> TextClause:
-    from sqlalchemy import text
-
-    return text(_INSERT_SQLALCHEMY)
 
 
 def serialize(update: Update) -> str:
@@ -50,21 +68,44 @@ def serialize(update: Update) -> str:
     return parse_update(update).to_json()
 
 
-def enqueue(conn: Connection | Session, update: Update, *, dedup_key: str | None = None) -> int:
-    """Store an update in the outbox within the caller's transaction; return the message id."""
-    params = {"payload": serialize(update), "dedup_key": dedup_key}
-    return int(conn.execute(_insert(), params).scalar_one())
-
-
-async def enqueue_async(
-    conn: AsyncConnection | AsyncSession | asyncpg.Connection | PoolConnectionProxy,
+def enqueue(
+    conn: SyncConnection,
     update: Update,
     *,
     dedup_key: str | None = None,
+    allow_autocommit: bool = False,
 ) -> int:
-    """Store an update in the outbox within the caller's transaction; return the message id."""
-    body = serialize(update)
+    """Store an update in the outbox within the caller's transaction; return the message id.
+
+    ``conn`` is a SQLAlchemy ``Connection``, ``Session`` or ``scoped_session``, a psycopg 3
+    ``Connection`` or ``Cursor``, or a psycopg2 connection or cursor. Raises
+    ``NotInTransaction`` when ``conn`` would commit the update alone, unless
+    ``allow_autocommit`` is true; ``InvalidUpdate`` when the update breaks Ravelin's rules.
+    """
+    insert = resolve_sync(type(conn))
+    return insert(conn, (serialize(update), dedup_key), allow_autocommit)
+
+
+async def enqueue_async(
+    conn: AsyncConnectionLike,
+    update: Update,
+    *,
+    dedup_key: str | None = None,
+    allow_autocommit: bool = False,
+) -> int:
+    """Store an update in the outbox within the caller's transaction; return the message id.
+
+    ``conn`` is an asyncpg ``Connection`` (or a pool's), a SQLAlchemy ``AsyncConnection`` or
+    ``AsyncSession``, or a psycopg 3 ``AsyncConnection`` or ``AsyncCursor``. Raises
+    ``NotInTransaction`` when ``conn`` would commit the update alone, unless
+    ``allow_autocommit`` is true; ``InvalidUpdate`` when the update breaks Ravelin's rules.
+    """
+    # asyncpg first and inline: the worker's own tests and most async producers use it, and the
+    # lookup below costs about as much as this whole branch.
     if isinstance(conn, asyncpg.Connection | PoolConnectionProxy):
-        return int(await conn.fetchval(_INSERT_ASYNCPG, body, dedup_key))
-    params = {"payload": body, "dedup_key": dedup_key}
-    return int((await conn.execute(_insert(), params)).scalar_one())
+        body = serialize(update)
+        if not allow_autocommit and not conn.is_in_transaction():
+            raise NotInTransaction("asyncpg")
+        return int(await conn.fetchval(INSERT_ASYNCPG, body, dedup_key))
+    insert = resolve_async(type(conn))
+    return await insert(conn, (serialize(update), dedup_key), allow_autocommit)
