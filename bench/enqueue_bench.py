@@ -26,6 +26,9 @@ no ON CONFLICT for a keyless update); the Python API ``enqueue_async`` (validate
 Python, then insert_message) and the SQL API ``outbox.enqueue`` (fast check in PL/pgSQL, the
 detailed check only for what it does not clear) are reported as well.
 Target: outbox / plain >= 0.9 at every connection count.
+
+(c) The same application transaction with pgqueuer's enqueue and procrastinate's defer joined to
+it, at 1, 8 and 32 connections: bench/enqueue_peers.py (the ``bench`` extra; skipped without it).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Connection, create_engine, text
 
+from bench import enqueue_peers
 from bench.harness import (
     add_database_option,
     bench_database,
@@ -336,6 +340,8 @@ async def run_async_part(args: argparse.Namespace, url: str, updates: list[Updat
     if not args.only_throughput:
         await cost_table(args, url, updates)
     await throughput_table(args, url, updates)
+    # (c): the same transaction with pgqueuer's and procrastinate's enqueue (bench/enqueue_peers).
+    await enqueue_peers.peers_table(url, updates, args.seconds, args.throughput_rounds)
 
 
 async def cost_table(args: argparse.Namespace, url: str, updates: list[Update]) -> None:

@@ -19,6 +19,7 @@ import asyncpg
 
 from bench.harness import add_database_option, bench_database, print_table, run_async
 from outbox_worker.store import operations as ops
+from outbox_worker.store.audit import Actor
 
 INSERT_DEAD = """
 INSERT INTO outbox.messages (payload, state, attempts, dead_at, last_status, last_error, history)
@@ -59,7 +60,11 @@ async def bench(url: str, rows: int, batch_size: int) -> list[object]:
 
         started = last = time.perf_counter()
         moved = await ops.requeue_dead(
-            conn, ops.DeadFilters(), batch_size=batch_size, on_progress=on_batch
+            conn,
+            ops.DeadFilters(),
+            actor=Actor.cli("requeue_bench"),
+            batch_size=batch_size,
+            on_progress=on_batch,
         )
         seconds = time.perf_counter() - started
         pending = await conn.fetchval("SELECT count(*) FROM outbox.messages WHERE state='pending'")

@@ -3,6 +3,8 @@ HTTP dates and Retry-After, and values any text or jsonb column accepts. Pure, n
 
 Everything here takes what an endpoint sent (hostile by assumption: NUL characters, lone
 surrogates, NaN, absurd dates, megabytes of body) and returns bounded, printable, storable values.
+Its text is taken to carry the message's personal data too (an error may quote the body back):
+``safe_details`` masks it before any log line, error column or summary is made of it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from http import HTTPStatus
 from typing import Any
 
 from outbox_worker.models import Response
+from outbox_worker.pii import mask_answer, mask_text
+from outbox_worker.quoted import QuotedValues
 
 ERROR_MAX_CHARS = 300  # Outcome.error / last_error: one line, at most this long
 
@@ -89,6 +93,25 @@ def ravelin_error_details(body: bytes) -> dict[str, Any]:
     if isinstance(errors, list) and errors:
         details["validationErrors"] = [_small(item) for item in errors[:_VALIDATION_ERRORS_MAX]]
     return details
+
+
+def safe_details(details: dict[str, Any], sent: bytes) -> dict[str, Any]:
+    """``details`` as a log, an error column or a summary may carry them.
+
+    The message's own values (``sent``: the body the endpoint answered, parsed only when there
+    is text to mask) and personal patterns are masked in ``message`` and ``validationErrors``;
+    the traceId is kept as it was, for Ravelin's support. The details as they came stay for
+    ``last_response``, which only ``dead show --show-pii`` prints unmasked.
+    """
+    if "message" not in details and "validationErrors" not in details:
+        return details
+    known = QuotedValues.of_body(sent)
+    safe = dict(details)
+    if "message" in details:
+        safe["message"] = mask_text(details["message"], known)
+    if "validationErrors" in details:
+        safe["validationErrors"] = mask_answer(details["validationErrors"], known)
+    return safe
 
 
 def storable(value: Any, *, depth: int = 0) -> Any:

@@ -34,6 +34,7 @@ def parts(settings: Settings) -> Parts:
     store = PostgresStore(
         settings.database_url,
         history_cap=settings.history_cap,
+        timeout_s=settings.database_timeout.total_seconds(),
         listen_url=settings.listen_database_url,
     )
     return Parts(settings, store, Metrics(), ClaimProgress())

@@ -87,9 +87,11 @@ class Dispatcher:
             now = started
             if self._fleet is not None or self._gate.delay(now) > 0:
                 now = await self._pace()
-            if now > claim.send_by or self._stop_requested.is_set():
+            if now > claim.send_by or self._stop_requested.is_set() or self._writer.database_down:
                 # The lease is too short now, or stop came (a claim that landed after it, a
-                # slow-down that ended after it): handed back unsent (finally), no send starts.
+                # slow-down that ended after it), or the database cannot take the outcome (a
+                # failover, a partition: its answer would wait unwritten while the lease runs
+                # out, and another worker would send it again): handed back unsent (finally).
                 return
             answer = await self._sender.send(message.body)
             settlement, outcome, changed = self._judge(claim, permit, answer)
@@ -128,7 +130,7 @@ class Dispatcher:
         if plain is not None:  # the common answer: no Outcome to build unless the circuit closed
             changed = self._circuit.record_success(permit)
             return plain, Outcome(Verdict.ACKNOWLEDGE, plain.status) if changed else None, changed
-        outcome = policy.classify(answer, self._retry)
+        outcome = policy.classify(answer, self._retry, message.body)
         recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
         settlement = policy.settlement(
             message,

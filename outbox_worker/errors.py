@@ -11,6 +11,7 @@ Every error this package raises on purpose derives from ``OutboxError``; foreign
     │                            outbox prevents); ``allow_autocommit=True`` opts out
     ├── SchemaNotReady           the database has no outbox schema at head: run `migrate`
     ├── MessageNotFound          an operator named an id that does not exist
+    ├── InvalidRequest           (also ValueError) an operator's request is malformed (exit 2)
     ├── DatabaseUnavailable      the database cannot be reached (transient for the worker)
     │   └── LoginRefused         the server refused the login, or the database does not
     │                            exist: a configuration error at start (exit 2)
@@ -100,6 +101,12 @@ class MessageNotFound(OutboxError):
     def __init__(self, message_id: int) -> None:
         self.message_id = message_id
         super().__init__(f"no message with id {message_id}")
+
+
+class InvalidRequest(OutboxError, ValueError):
+    """An operator's request is malformed (an empty or overlong pause reason); nothing changed."""
+
+    exit_code = 2
 
 
 class DatabaseUnavailable(OutboxError):

@@ -124,3 +124,24 @@ class Backlog:
     not_due: int  # pending but later: a retry's backoff, or claimed under a lease
     oldest_pending_s: float  # age of the oldest pending message; 0 when none is pending
     dead: int  # dead letters waiting for an operator
+
+
+class WorkerState(StrEnum):
+    """What a worker reports in the registry (``outbox.workers.state``), plus GONE: not seen."""
+
+    STARTING = "starting"  # registered; probing the endpoint with one message before full speed
+    DELIVERING = "delivering"
+    PAUSED = "paused"  # sends nothing new: see PausedBy
+    STOPPING = "stopping"  # told to stop: finishing what is in flight
+    STOPPED = "stopped"  # stopped cleanly; the row stays until workers forget it
+    # Not a state a worker writes: its row was not refreshed for a while (crashed, killed,
+    # frozen, cut off from the database). Shown by the readers only.
+    GONE = "gone"
+
+
+class PausedBy(StrEnum):
+    """Why a worker sends nothing new (``outbox.workers.paused_by``)."""
+
+    CONFIGURATION = "configuration"  # the circuit: the endpoint refuses the key, URL or method
+    OUTAGE = "outage"  # the circuit: the endpoint is down, probed now and then
+    OPERATOR = "operator"  # `outbox-worker pause` (or the console) paused the whole fleet

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -114,3 +115,77 @@ send_schedule = Table(
     comment="OUTBOX_RATE_LIMIT across the fleet: the start of the next unreserved send slot",
 )
 SEND_SCHEDULE = "registration"  # the one schedule: every worker sends to the same endpoint
+
+# Fleet control (revision 0008; its SQL file has the triggers and functions these need).
+# The running workers, each refreshing its own row every few seconds (seen_at, the database's
+# clock): one not seen for store.fleet.GONE_AFTER is shown as gone, and deleted later.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("state", Text, nullable=False, server_default=text("'starting'")),
+    Column("paused_by", Text, nullable=True),  # configuration, outage or operator
+    Column("listening", Boolean, nullable=False, server_default=text("false")),
+    Column("sends_last_minute", Integer, nullable=False, server_default=text("0")),
+    Column("in_flight", Integer, nullable=False, server_default=text("0")),
+    CheckConstraint(
+        "state IN ('starting', 'delivering', 'paused', 'stopping', 'stopped')",
+        name="workers_state_check",
+    ),
+    CheckConstraint(
+        "paused_by IN ('configuration', 'outage', 'operator')", name="workers_paused_by_check"
+    ),
+    CheckConstraint(
+        "length(host) <= 255 AND length(version) <= 64 AND sends_last_minute >= 0 "
+        "AND in_flight >= 0",
+        name="workers_bounded",
+    ),
+    comment="The running workers, each refreshing its own row every few seconds (seen_at)",
+)
+
+# The fleet-wide pause: one row (FLEET_PAUSE), set by operators, read by every worker.
+pause = Table(
+    "pause",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("reason", Text, nullable=True),
+    Column("paused_at", DateTime(timezone=True), nullable=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("db_role", Text, nullable=False, server_default=text("SESSION_USER")),
+    Column("via", Text, nullable=True),
+    Column("actor", Text, nullable=True),
+    CheckConstraint("length(reason) <= 500 AND length(actor) <= 200", name="pause_bounded"),
+    comment="The fleet-wide delivery pause: while paused, no worker starts a send",
+)
+FLEET_PAUSE = "fleet"  # the one pause: every worker of the database obeys it
+
+# What operators did: append-only (grants, and a trigger that refuses UPDATE, TRUNCATE and a
+# DELETE of rows younger than 90 days, and stamps each new row with now() and session_user).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # One action's rows share it: a requeue of many batches writes one row per transaction.
+    Column("operation", Uuid, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("db_role", Text, nullable=False, server_default=text("SESSION_USER")),
+    Column("via", Text, nullable=False),  # cli or console
+    Column("actor", Text, nullable=True),  # the OS user (CLI) or the signed-in user (console)
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("row_count", BigInteger, nullable=False, server_default=text("0")),
+    CheckConstraint("action ~ '^[a-z][a-z_.]{0,39}$'", name="audit_log_action_check"),
+    CheckConstraint("via ~ '^[a-z][a-z_]{0,19}$'", name="audit_log_via_check"),
+    CheckConstraint(
+        "length(actor) <= 200 AND jsonb_typeof(details) = 'object' AND row_count >= 0",
+        name="audit_log_bounded",
+    ),
+    comment="What operators did, append-only: one row per transaction of an action",
+)
+Index("audit_log_at_idx", audit_log.c.at)

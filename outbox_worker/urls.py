@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yarl
 
@@ -22,6 +22,11 @@ _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 _ENDPOINT = "OUTBOX_ENDPOINT_URL"
 _DATABASE = "OUTBOX_DATABASE_URL"
 _DATABASE_EXAMPLE = "e.g. postgresql://user:password@db.example.com:5432/app?sslmode=verify-full"
+# One entry of a URL's host list: a name or IPv4 address, or an IPv6 address in brackets, and
+# an optional port (checked apart, so that a bad one gets its own message).
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.%\w]+\]|[^\[\]:/]+)(?::(?P<port>[^:]*))?", re.ASCII)
+# What asyncpg (and libpq) accept as target_session_attrs.
+SESSION_ATTRS: Final = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 # Query parameters that carry a secret: password, sslpassword, passfile's kin, tokens.
 _SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
 
@@ -118,11 +123,13 @@ def check_database_url(url: str, *, name: str = _DATABASE) -> str:
         )
     try:
         parts = urlsplit(url)
-        port = parts.port  # parses the port: "abc" or 99999 raise ValueError
     except ValueError as exc:
         # The parser's own message can quote part of the password: describe, do not quote.
-        problem = "an IPv6 host needs both [ and ]" if "IPv6" in str(exc) else "bad port"
-        raise ConfigError(f"{name} is malformed ({problem}); {_DATABASE_EXAMPLE}") from None
+        why = "an IPv6 host needs both [ and ]" if "IPv6" in str(exc) else "bad port"
+        raise ConfigError(f"{name} is malformed ({why}); {_DATABASE_EXAMPLE}") from None
+    problem = _hosts_problem(parts.netloc.rpartition("@")[2])
+    if problem:
+        raise ConfigError(f"{name} is malformed ({problem}); {_DATABASE_EXAMPLE}")
     # An unencoded / ? or # in the password ends the host early; the rest lands in the path or
     # query, where redaction would not find it. The @ left behind gives it away.
     if "@" in url[len(scheme) + 3 + len(parts.netloc) :]:
@@ -130,9 +137,33 @@ def check_database_url(url: str, *, name: str = _DATABASE) -> str:
             f"{name} has an @ after the host: percent-encode special characters in the "
             "user name and password (/ as %2F, ? as %3F, # as %23, @ as %40)"
         )
-    if port == 0:
-        raise ConfigError(f"{name}: the port must be from 1 to 65535")
+    attrs = parse_qs(parts.query).get("target_session_attrs", [])
+    if any(value not in SESSION_ATTRS for value in attrs):
+        raise ConfigError(
+            f"{name}: target_session_attrs must be one of {', '.join(SESSION_ATTRS)} "
+            "(read-write finds the primary among several hosts)"
+        )
     return url
+
+
+def _hosts_problem(hosts: str) -> str | None:
+    """What is wrong with a URL's host list (``h1:5432,[::1]:5433,h3``), or None.
+
+    Several hosts, each with its own port, are how libpq and asyncpg find the primary after a
+    failover (with ``target_session_attrs=read-write``), so each is checked on its own.
+    """
+    if not hosts:
+        return None  # the host may come from ?host= or the environment (a Unix socket)
+    for host in hosts.split(","):
+        match = _HOST_PORT.fullmatch(host)
+        if match is None:
+            return "an IPv6 host needs both [ and ]" if "[" in host or "]" in host else "bad host"
+        port = match["port"] or ""
+        if port and not (port.isdigit() and int(port) <= 65535):
+            return "bad port"
+        if port and int(port) == 0:
+            return "the port must be from 1 to 65535"
+    return None
 
 
 def check_endpoint_url(url: str, *, allow_insecure_http: bool) -> str:

@@ -186,6 +186,7 @@ class Worker:
                 await self._sleep_until_woken(backoff.next("claim", exc))
                 continue
             backoff.reset()
+            self._writer.database_answered()
             if self._stopping:
                 return
             if len(claimed) < limit:

@@ -48,6 +48,8 @@ class OutcomeWriter:
         self._writes: list[Settlement] = []
         self._releases: list[Message] = []
         self._dirty = asyncio.Event()  # something waits to be written
+        self._answered = asyncio.Event()  # the database answered another statement: retry now
+        self._database_down = False
 
     def write(self, settlement: Settlement) -> None:
         """Queue one row write."""
@@ -58,6 +60,15 @@ class OutcomeWriter:
         """Queue one claim to hand back unsent."""
         self._releases.append(message)
         self._dirty.set()
+
+    @property
+    def database_down(self) -> bool:
+        """True while outcomes wait because the last flush found the database unavailable."""
+        return self._database_down
+
+    def database_answered(self) -> None:
+        """The database answered another statement (a claim): retry a failed flush at once."""
+        self._answered.set()
 
     @property
     def backlog(self) -> int:
@@ -73,13 +84,24 @@ class OutcomeWriter:
             try:
                 await self.flush()
             except DatabaseUnavailable as exc:
+                self._database_down = True
                 self._metrics.db_errors.inc()
-                await asyncio.sleep(backoff.next("flush", exc))
+                await self._retry_after(backoff.next("flush", exc))
             except Exception as exc:  # a bug must not stop every later write
                 log.error("worker.unexpected_error", during="flush", error=_kind(exc))
                 await asyncio.sleep(backoff.next("flush", exc))
             else:
+                self._database_down = False
                 backoff.reset()
+
+    async def _retry_after(self, seconds: float) -> None:
+        """Wait ``seconds`` before the next flush, or less if the database answers meanwhile."""
+        self._answered.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._answered.wait()
+        except TimeoutError:
+            pass
 
     async def flush(self) -> None:
         """Write gathered outcomes and releases; on failure they stay queued for the next try."""
@@ -200,18 +222,23 @@ def _reason(exc: Exception) -> str:
 
 
 class Backoff:
-    """Capped exponential waits (with jitter) while the database is unreachable; logs once."""
+    """Capped exponential waits (with jitter) while the database is unreachable; logs each kind
+    of failure once per outage."""
 
     def __init__(self) -> None:
         self._delay = 0.0
+        self._kind = ""
 
     def next(self, during: str, exc: Exception) -> float:
-        """The next wait in seconds; the first of a series is logged as a warning."""
-        first = self._delay == 0.0
+        """The next wait in seconds; logged as a warning when it starts a series or its kind of
+        failure changes (a failover: refused connections, then a read-only server), else debug."""
+        kind = type(exc.__cause__ or exc).__name__
+        loud = self._delay == 0.0 or kind != self._kind
+        self._kind = kind
         self._delay = min(DB_RETRY_CAP_S, max(DB_RETRY_INITIAL_S, self._delay * 2))
         wait = self._delay * (0.5 + random.random() / 2)
         error = str(exc) if isinstance(exc, DatabaseUnavailable) else _reason(exc)
-        (log.warning if first else log.debug)(
+        (log.warning if loud else log.debug)(
             "database.unavailable", during=during, error=error, retry_in_s=round(wait, 2)
         )
         return wait
@@ -221,3 +248,4 @@ class Backoff:
         if self._delay:
             log.info("database.reconnected")
         self._delay = 0.0
+        self._kind = ""

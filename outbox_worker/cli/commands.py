@@ -18,6 +18,10 @@ COMMAND_MODULES = {
     "purge": "outbox_worker.cli.purge",
     "requeue": "outbox_worker.cli.requeue",
     "check": "outbox_worker.cli.check",
+    "workers": "outbox_worker.cli.workers",
+    "pause": "outbox_worker.cli.pause",
+    "resume": "outbox_worker.cli.resume",
+    "audit": "outbox_worker.cli.audit",
     "demo": "outbox_worker.demo.command",
 }
 

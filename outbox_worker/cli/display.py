@@ -24,7 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from outbox_worker.models import Stats
-from outbox_worker.pii import mask_answer, mask_payload, mask_text, payload_values
+from outbox_worker.pii import mask_answer, mask_payload, mask_text
+from outbox_worker.quoted import QuotedValues
 from outbox_worker.store.operations import DeadLetter, MessageDetail
 
 REASON_WIDTH = 80
@@ -85,13 +86,16 @@ def age(seconds: float | None) -> str:
 
 
 def one_line(
-    text: str | None, show_pii: bool, width: int = REASON_WIDTH, known: frozenset[str] = frozenset()
+    text: str | None,
+    show_pii: bool,
+    width: int = REASON_WIDTH,
+    known: QuotedValues | None = None,
 ) -> str:
     """Free text on one line, masked unless ``show_pii``, then shortened to ``width``."""
     if not text:
         return ""
     flat = " ".join(text.split())
-    flat = flat if show_pii else mask_text(flat, known)
+    flat = flat if show_pii else mask_text(flat, known or ())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -106,9 +110,10 @@ def _masked(value: Any, show_pii: bool) -> Any:
     return value if show_pii else mask_payload(value)
 
 
-def _known(payload: Any, show_pii: bool) -> frozenset[str]:
-    """The payload's masked values, which an endpoint's error text may quote back."""
-    return frozenset() if show_pii else frozenset(payload_values(payload))
+def _known(payload: Any, show_pii: bool) -> QuotedValues:
+    """The payload's values, which an endpoint's text may quote back (rows an older worker
+    wrote hold them unmasked; this worker masks them before writing)."""
+    return QuotedValues() if show_pii else QuotedValues.of_payload(payload)
 
 
 def _subject(payload: Any) -> str:
@@ -255,11 +260,11 @@ def stats_lines(s: Stats) -> list[tuple[str, str]]:
     ]
 
 
-def stats_renderable(s: Stats) -> RenderableType:
-    """Stats as rich renderables (for a terminal and --watch)."""
+def stats_renderable(s: Stats, extra: Sequence[tuple[str, str]] = ()) -> RenderableType:
+    """Stats (and ``extra`` lines: the fleet's) as rich renderables (a terminal and --watch)."""
     table = Table("", "", show_header=False, title="outbox", title_justify="left")
-    for label, value in stats_lines(s):
-        table.add_row(label, value)
+    for label, value in [*stats_lines(s), *extra]:
+        table.add_row(label, Text(printable(value)))
     parts: list[RenderableType] = [table]
     if s.top_dead_reasons:
         reasons = Table("count", "top dead-letter reasons", title_justify="left")
@@ -269,15 +274,15 @@ def stats_renderable(s: Stats) -> RenderableType:
     return Group(*parts)
 
 
-def show_stats(s: Stats) -> None:
-    """Print stats once."""
+def show_stats(s: Stats, extra: Sequence[tuple[str, str]] = ()) -> None:
+    """Print stats (and ``extra`` lines: the fleet's) once."""
     if on_terminal():
-        console().print(stats_renderable(s))
+        console().print(stats_renderable(s, extra))
         return
-    lines = stats_lines(s)
+    lines = [*stats_lines(s), *extra]
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
-        click.echo(f"{label.ljust(width)}  {value}")
+        click.echo(f"{label.ljust(width)}  {printable(value)}")
     if s.top_dead_reasons:
         click.echo("top dead-letter reasons:")
         for reason, count in s.top_dead_reasons:

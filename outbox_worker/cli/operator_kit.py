@@ -9,6 +9,7 @@ batches under a progress bar.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from outbox_worker.config import database_url_from_env, parse_duration
 from outbox_worker.errors import ConfigError
 from outbox_worker.migrate import SCHEMA_HEAD
 from outbox_worker.store import operations as ops
+from outbox_worker.store.audit import Actor
 from outbox_worker.store.connection import connected, ensure_schema_ready, translate_errors
 
 T = TypeVar("T")
@@ -42,6 +44,14 @@ async def ready_connection(database_url: str | None) -> AsyncIterator[asyncpg.Co
         with translate_errors(url):
             await ensure_schema_ready(conn, SCHEMA_HEAD)
             yield conn
+
+
+def operator_actor() -> Actor:
+    """Who runs this command, for the audit log: the OS user (None when the system has none)."""
+    try:
+        return Actor.cli(getpass.getuser())
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry (a bare container)
+        return Actor.cli(None)
 
 
 def duration_param(

@@ -12,6 +12,7 @@ from outbox_worker.cli.operator_kit import (
     bulk_options,
     change_many,
     duration_param,
+    operator_actor,
     ready_connection,
     run,
 )
@@ -61,6 +62,7 @@ def purge(
                 change=lambda advance: ops.purge(
                     conn,
                     older_than,
+                    actor=operator_actor(),
                     include_dead=include_dead,
                     batch_size=batch_size,
                     on_progress=advance,

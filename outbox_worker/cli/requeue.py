@@ -15,6 +15,7 @@ from outbox_worker.cli.operator_kit import (
     change_many,
     filter_options,
     make_filters,
+    operator_actor,
     ready_connection,
     run,
 )
@@ -80,7 +81,7 @@ async def _by_ids(
             verb="requeue",
             doing="requeueing",
             change=lambda advance: ops.requeue_ids(
-                conn, dead, batch_size=batch_size, on_progress=advance
+                conn, dead, actor=operator_actor(), batch_size=batch_size, on_progress=advance
             ),
         )
         if result is None:
@@ -101,7 +102,7 @@ async def _by_filters(
             verb="requeue",
             doing="requeueing",
             change=lambda advance: ops.requeue_dead(
-                conn, filters, batch_size=batch_size, on_progress=advance
+                conn, filters, actor=operator_actor(), batch_size=batch_size, on_progress=advance
             ),
         )
         if dry_run:

@@ -24,7 +24,7 @@ from outbox_worker.errors import (
 )
 from outbox_worker.liveness import ClaimProgress
 from outbox_worker.observability import Metrics, configure_logging
-from outbox_worker.store.connection import connected, ensure_schema_ready
+from outbox_worker.store.connection import connected, ensure_schema_ready, ensure_writable
 from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.writer import Backoff
 
@@ -177,6 +177,7 @@ async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) 
         try:
             async with connected(url) as conn:
                 await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
+                await ensure_writable(conn, url)  # a standby: one line, then wait for a primary
             await store.open()
         except LoginRefused:
             raise

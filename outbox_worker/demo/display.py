@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from outbox_worker.config import redact_url
+from outbox_worker.demo.pause import Pause
 from outbox_worker.demo.queries import Latency, Tally
 from outbox_worker.demo.scenario import Scenario
 from outbox_worker.urls import with_database
@@ -46,6 +47,12 @@ class Report:
     log_file: Path
     kept_server_dir: Path | None = None  # an embedded server left running (demo --keep)
     first_dead_id: int | None = None
+    pause: Pause | None = None  # the scripted outage's pause, from the worker's log
+
+    @property
+    def unspent_sends(self) -> int:
+        """Requests that cost their message no attempt: the outage's pause took the blame."""
+        return sum(self.standin_statuses.values()) - self.tally.attempts
 
     @property
     def pending(self) -> int:
@@ -75,6 +82,7 @@ class Report:
             "retries": t.retries,
             "expected_dead": self.scenario.expected_dead,
             "dead_reasons": [{"reason": r, "count": n} for r, n in self.dead_reasons],
+            "outage": self._outage(),
             "latency_ms": {
                 "p50": _round(lat.p50_ms),
                 "p99": _round(lat.p99_ms),
@@ -89,6 +97,16 @@ class Report:
             "stop_command": self.stop_command,
             "log_file": str(self.log_file),
             "next_steps": next_steps(self),
+        }
+
+    def _outage(self) -> dict[str, Any]:
+        pause = self.pause
+        return {
+            "scripted_failures": len(self.scenario.outage),
+            "declared_after": self.scenario.outage_threshold,
+            "paused_s": None if pause is None else round(pause.paused_s, 3),
+            "failed_probes": None if pause is None else pause.failed_probes,
+            "sends_without_attempt": self.unspent_sends,
         }
 
 
@@ -159,6 +177,7 @@ def _text(report: Report) -> list[str]:
     for reason, n in report.dead_reasons:
         lines += [f"  {'':6}    {n:4}  {reason}", f"  {'':6}          {_gloss(reason)}"]
     lines.append(f"  {t.retries:6}  retries: 5xx answers and dropped connections, with backoff")
+    lines += _outage_lines(report)
     if t.pending:
         lines.append(f"  {t.pending:6}  still pending")
     lines.append(
@@ -170,6 +189,24 @@ def _text(report: Report) -> list[str]:
     lines += [f"  {line}" if line else "" for line in next_steps(report)]
     lines += ["", f"worker log: {report.log_file}"]
     return lines
+
+
+def _outage_lines(report: Report) -> list[str]:
+    """What the scripted outage did: delivery paused, for how long, and no attempt spent."""
+    failed, declared = len(report.scenario.outage), report.scenario.outage_threshold
+    if not failed:
+        return []
+    head = f"  outage: the stand-in failed the first {failed} requests (5xx, dropped connections)"
+    pause = report.pause
+    if pause is None:
+        return [head, f"  {'':6}  delivery never paused for it (see the worker log)"]
+    return [
+        head,
+        f"  {'':6}  delivery paused for {pause.paused_s:.1f}s after {declared} failures in a row; "
+        f"{pause.failed_probes} probes failed, the next got through",
+        f"  {'':6}  no attempt was spent while paused "
+        f"({report.unspent_sends} failed sends cost their message nothing)",
+    ]
 
 
 def next_steps(report: Report) -> list[str]:

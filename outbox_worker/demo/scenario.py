@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from outbox_worker.config import DEFAULT_OUTAGE_THRESHOLD
 from outbox_worker.payload import hash_password
 from outbox_worker.standin import Step
 
@@ -38,11 +39,17 @@ _WEIGHTS: dict[Kind, int] = {
     Kind.PHONE_UNVERIFIED: 8,
 }
 REJECTED_SHARE = 0.02  # the stand-in answers 400: the message is at fault, dead at once
-UNREACHABLE_SHARE = 0.01  # the stand-in answers 503 every time: retried, then given up
+# One message the stand-in answers 503 every time: retried, then given up. Only one: failing
+# alone at the end it makes max_attempts (5) failures in a row, below the outage threshold (10);
+# a few such messages would add up to an "outage" and wait in its pause instead of giving up.
+UNREACHABLE_MESSAGES = 1
 # The first requests meet a short outage: 5xx answers and connections closed without an answer.
-# Counted in requests, and short, so that no message meets it max_attempts times.
+# Counted in requests: the worker starts probing one send at a time, so the first
+# OUTBOX_OUTAGE_THRESHOLD (10) failures come from as many messages (one attempt each, never
+# max_attempts) and declare the outage; the rest fail the pause's probes, which spend nothing.
+# Three failed probes show the pause's doubling interval without making anyone wait for it.
 OUTAGE_PATTERN: tuple[Step, ...] = (503, "drop", 503, 502, 504)
-OUTAGE_MIN, OUTAGE_MAX = 10, 30
+OUTAGE_FAILED_PROBES = 3
 _GIVEN = ("Ada", "Ben", "Chloé", "Dev", "Eve", "Femi", "Grace", "Hiro", "Ines", "Jonas")
 _FAMILY = ("Okafor", "Smith", "Nowak", "Rossi", "Khan", "Silva", "Müller", "Tanaka")
 _DEVICES = (
@@ -62,6 +69,7 @@ class Scenario:
     rejected: list[str]  # message keys the stand-in answers 400
     unreachable: list[str]  # message keys the stand-in answers 503 until the worker gives up
     outage: list[Step] = field(default_factory=list)  # the global script: the first answers
+    outage_threshold: int = DEFAULT_OUTAGE_THRESHOLD  # failures in a row that declare it
 
     @property
     def expected_dead(self) -> int:
@@ -69,31 +77,39 @@ class Scenario:
         return len(self.rejected) + len(self.unreachable)
 
 
-def build_scenario(count: int, *, seed: int, now_ms: int) -> Scenario:
-    """``count`` updates in a realistic mix, with the faults scripted for the stand-in."""
+def build_scenario(
+    count: int, *, seed: int, now_ms: int, outage_threshold: int = DEFAULT_OUTAGE_THRESHOLD
+) -> Scenario:
+    """``count`` updates in a realistic mix, with the faults scripted for the stand-in; the
+    outage lasts ``outage_threshold`` failures (the worker's) and a few failed probes."""
     rng = random.Random(seed)
     kinds = rng.choices(list(_WEIGHTS), weights=list(_WEIGHTS.values()), k=count)
     updates = [_update(i, kind, rng, now_ms) for i, kind in enumerate(kinds)]
     keys = [key for key, _ in updates]
-    faulty = rng.sample(keys, _share(count, REJECTED_SHARE) + _share(count, UNREACHABLE_SHARE))
     split = _share(count, REJECTED_SHARE)
-    outage_length = min(OUTAGE_MAX, max(OUTAGE_MIN, count // 25))
+    faulty = rng.sample(keys, split + (UNREACHABLE_MESSAGES if count >= _FAULTS_FROM else 0))
+    outage_length = outage_threshold + OUTAGE_FAILED_PROBES
     return Scenario(
         updates=updates,
         kinds=Counter(kinds),
         rejected=faulty[:split],
         unreachable=faulty[split:],
         outage=[OUTAGE_PATTERN[i % len(OUTAGE_PATTERN)] for i in range(outage_length)],
+        outage_threshold=outage_threshold,
     )
 
 
 def unreachable_script(max_attempts: int) -> list[Step]:
-    """The answers for a message that never gets through: one 503 per attempt."""
-    return [503] * max_attempts
+    """The answers for a message that never gets through: a 503 for each attempt, and as many
+    again for sends that cost no attempt (a probe of the outage's pause may pick it)."""
+    return [503] * (2 * max_attempts)
+
+
+_FAULTS_FROM = 20  # fewer updates get no scripted rejections or give-ups: all are delivered
 
 
 def _share(count: int, share: float) -> int:
-    return max(1, round(count * share)) if count >= 20 else 0
+    return max(1, round(count * share)) if count >= _FAULTS_FROM else 0
 
 
 def _update(index: int, kind: Kind, rng: random.Random, now_ms: int) -> tuple[str, dict[str, Any]]:

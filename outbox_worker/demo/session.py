@@ -21,6 +21,7 @@ from outbox_worker.assemble import opened_worker
 from outbox_worker.config import CircuitSettings, RetrySettings, Secret, Settings
 from outbox_worker.demo import queries as tallies
 from outbox_worker.demo.display import Report, live_progress
+from outbox_worker.demo.pause import Pause, outage_pause
 from outbox_worker.demo.scenario import Scenario, build_scenario, unreachable_script
 from outbox_worker.enqueue import enqueue_async
 from outbox_worker.errors import OutboxError
@@ -35,9 +36,10 @@ DEMO_API_KEY = "sk_test_demo"
 ENQUEUE_BATCH = 25  # updates per enqueuing transaction, like a burst of signups
 WATCH_INTERVAL_S = 0.1
 MS = timedelta(milliseconds=1)
-# Short timings so the demo takes seconds; the lease still outlives the HTTP timeout + 5 s.
-DEMO_RETRY = RetrySettings(backoff_base=200 * MS, backoff_cap=1000 * MS, max_attempts=5)
-DEMO_CIRCUIT = CircuitSettings(probe_initial=200 * MS, probe_cap=1000 * MS)
+# Short timings so the demo takes seconds; the lease still outlives the HTTP timeout + 5 s. The
+# scripted outage's probes come after 100, 200 and 400 ms: the pause is visible, not long.
+DEMO_RETRY = RetrySettings(backoff_base=100 * MS, backoff_cap=500 * MS, max_attempts=5)
+DEMO_CIRCUIT = CircuitSettings(probe_initial=100 * MS, probe_cap=400 * MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +80,19 @@ async def run_demo(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupted.set)
     now_ms = time.time_ns() // 1_000_000
-    scenario = build_scenario(options.count, seed=options.seed, now_ms=now_ms)
+    scenario = build_scenario(
+        options.count,
+        seed=options.seed,
+        now_ms=now_ms,
+        outage_threshold=DEMO_CIRCUIT.outage_threshold,
+    )
     async with _throwaway_database(admin_url, keep=options.keep_database) as url:
         await asyncio.to_thread(migrations.upgrade, url)
         async with StandIn(DEMO_API_KEY) as standin:
             _script(standin, scenario, DEMO_RETRY.max_attempts)
             settings = demo_settings(url, standin.url)
             click.echo(f"stand-in for Ravelin on {standin.url}; worker log in {log_path}", err=True)
+            log_start = _log_size(log_path)
             started = time.monotonic()
             outcome = "interrupted"
             if not interrupted.is_set():
@@ -108,7 +116,26 @@ async def run_demo(
                 kept_server_dir=kept_dir,
                 first_dead_id=first_dead,
                 log_file=log_path,
+                pause=_outage_pause(log_path, log_start),
             )
+
+
+def _log_size(log_path: Path) -> int:
+    """Where this run's log lines start: the log file may hold earlier runs' (--log-file)."""
+    try:
+        return log_path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _outage_pause(log_path: Path, start: int) -> Pause | None:
+    """The scripted outage's pause, from what the worker logged during this run."""
+    try:
+        with log_path.open(encoding="utf-8", errors="replace") as log:
+            log.seek(start)
+            return outage_pause(log)
+    except OSError:  # the log is for reading afterwards; a summary without the pause still tells
+        return None
 
 
 @contextlib.asynccontextmanager

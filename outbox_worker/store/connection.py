@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
@@ -38,9 +39,22 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
+    # Class 57 (operator intervention): shutdown, "starting up", a canceled statement (a DBA's
+    # statement_timeout or pg_cancel_backend, a cancel that arrived late after a partition).
+    asyncpg.OperatorInterventionError,
+    # Answers about the server's state, never about a row: a serialization failure or deadlock
+    # (class 40, also a standby's "conflict with recovery"), a lock_timeout, out of resources
+    # (class 53: disk full, too many connections). Retried later like a refused connection.
+    asyncpg.TransactionRollbackError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.InsufficientResourcesError,
+)
+# Answers of a server that takes no writes: a hot standby ("cannot execute ... during recovery"
+# or "... in a read-only transaction", both SQLSTATE 25006), a primary started read-only, and
+# no host of a multi-host URL matching target_session_attrs.
+READ_ONLY_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.TargetServerAttributeNotMatched,
 )
 # What closing a connection may raise when its peer is gone or slow.
 CLOSE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *TRANSIENT_ERRORS, asyncpg.PostgresError)
@@ -54,6 +68,15 @@ def translate_errors(url: str) -> Iterator[None]:
     except asyncpg.ClientConfigurationError as exc:  # e.g. ?sslmode=bogus: no retry will help
         problem = hide_url_secrets(str(exc), url)
         raise ConfigError(f"OUTBOX_DATABASE_URL {redact_url(url)}: {problem}") from exc
+    except READ_ONLY_ERRORS as exc:
+        # After a failover the old primary may come back read-only, or a name may point at a
+        # standby: the database is unavailable for writes, no statement or message is at fault.
+        raise DatabaseUnavailable(
+            f"database {redact_url(url)} is read-only (a standby, or a primary demoted by a "
+            f"failover): {rejection(exc) if isinstance(exc, asyncpg.PostgresError) else exc}; "
+            "waiting for a primary (list every host in the URL with "
+            "target_session_attrs=read-write to find it)"
+        ) from exc
     except TRANSIENT_ERRORS as exc:
         problem = hide_url_secrets(str(exc), url)
         raise DatabaseUnavailable(
@@ -79,6 +102,32 @@ def rejection(exc: asyncpg.PostgresError) -> str:
     first = str(exc).splitlines()[0] if str(exc) else ""
     message = " ".join(_QUOTED.sub("…", first).split())[:200]
     return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate}): {message}"
+
+
+async def detect_dead_peer(conn: asyncpg.Connection, *, timeout_s: float) -> None:
+    """Let the kernel find a silently dead path under ``conn`` within about ``timeout_s``.
+
+    TCP keepalives probe an idle connection after ``timeout_s`` and give up after three lost
+    probes a third of that apart; TCP_USER_TIMEOUT drops a connection whose sent data goes
+    unacknowledged for ``timeout_s``. Either way the next statement fails at once instead of
+    waiting for its own deadline. Linux names; elsewhere (and over a Unix socket) nothing is set.
+    """
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps its socket's transport here
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    seconds = max(1, round(timeout_s))
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), seconds),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), max(1, seconds // 3)),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), 3),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), round(timeout_s * 1000)),
+    ]
+    for level, option, value in options:
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(level, option, value)
 
 
 async def connect(url: str, *, application_name: str = "outbox-worker") -> asyncpg.Connection:
@@ -131,6 +180,26 @@ async def ensure_schema_ready(conn: asyncpg.Connection, head: str) -> None:
             f"the outbox schema is at revision {revision}, this version needs {head}; "
             "run `outbox-worker migrate`"
         )
+
+
+# Whether the server takes writes: a hot standby is in recovery; a primary may be read-only.
+_WRITABLE = """
+SELECT pg_is_in_recovery() AS in_recovery,
+    current_setting('transaction_read_only') = 'on' AS read_only
+"""
+
+
+async def ensure_writable(conn: asyncpg.Connection, url: str) -> None:
+    """Raise DatabaseUnavailable, saying which, when ``conn``'s server takes no writes."""
+    with translate_errors(url):
+        row = await conn.fetchrow(_WRITABLE)
+    if row is None or not (row["in_recovery"] or row["read_only"]):
+        return
+    what = "a standby (in recovery)" if row["in_recovery"] else "read-only"
+    raise DatabaseUnavailable(
+        f"database {redact_url(url)} is {what}: waiting for a primary (list every host in the "
+        "URL with target_session_attrs=read-write to find it after a failover)"
+    )
 
 
 # How the server sees this connection's two ends (NULL for a Unix socket).

@@ -9,6 +9,7 @@ and was taken over cannot overwrite the new owner's outcome.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,12 +20,14 @@ import asyncpg
 import structlog
 
 from outbox_worker.config import asyncpg_dsn
+from outbox_worker.errors import DatabaseUnavailable
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.schema import SEND_SCHEDULE
 from outbox_worker.store.connection import (
     CLOSE_ERRORS,
     POOLER_SAFE,
+    detect_dead_peer,
     direct_route,
     translate_errors,
 )
@@ -56,8 +59,10 @@ class PostgresStore:
         history_cap: int,
         listen_url: str | None = None,
         listen_check_s: float = 5.0,
+        timeout_s: float = 10.0,
     ) -> None:
         self._url = database_url
+        self._timeout_s = timeout_s
         self._listen_url = listen_url or database_url
         self._history_cap = history_cap
         self._listen_check_s = listen_check_s
@@ -77,8 +82,12 @@ class PostgresStore:
                 asyncpg_dsn(self._url),
                 min_size=1,
                 max_size=3,
-                timeout=10,
-                command_timeout=30,
+                # A partition drops packets without a reset: nothing errors by itself, so every
+                # connection attempt and statement has a deadline, and the socket finds a dead
+                # path on its own (keepalives, unacknowledged data).
+                timeout=self._timeout_s,
+                command_timeout=self._timeout_s,
+                init=functools.partial(detect_dead_peer, timeout_s=self._timeout_s),
                 server_settings={"application_name": "outbox-worker"},
                 **cache,
             )
@@ -95,8 +104,14 @@ class PostgresStore:
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         assert self._pool is not None, "open() the store first"
-        with translate_errors(self._url):
-            return list(await self._pool.fetch(query, *args))
+        try:
+            with translate_errors(self._url):
+                return list(await self._pool.fetch(query, *args))
+        except DatabaseUnavailable:
+            # After a failover the server behind a pooled connection may be a demoted primary
+            # (read-only) or gone: connect afresh, which finds the primary among the URL's hosts.
+            await self._pool.expire_connections()
+            raise
 
     async def claim(self, limit: int, lease: timedelta, max_bytes: int) -> list[Message]:
         """Take up to ``limit`` due rows, their bodies within ``max_bytes``, under a new lease."""

@@ -7,11 +7,14 @@ Requeue and purge work in batches, each its own short transaction, walking the t
 (keyset), so a million rows neither hold locks for long nor pass through this process's memory:
 only one batch of ids is in hand at a time. Every change is guarded by the state it expects
 (``AND state = 'dead'``), so a row that moved meanwhile is left alone and simply not counted.
+Each batch's transaction also writes the action's audit row (store/audit.py), so the audit log
+says exactly which batches committed, by whom and with which filter.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,10 +25,15 @@ import asyncpg
 
 from outbox_worker.errors import MessageNotFound
 from outbox_worker.models import State, Stats
+from outbox_worker.quoted import QuotedValues
 from outbox_worker.store import operator_queries as sql
+from outbox_worker.store.audit import Actor, AuditAction, Trail
 
 DEFAULT_BATCH_SIZE = 5_000
 TOP_REASONS = 5
+# Reason groups read for each one shown: rows an older worker wrote quote a customer's values, so
+# their reasons split per customer until masking merges them back.
+_REASON_GROUPS_READ = 4
 
 Progress = Callable[[int], None]
 """Called after each batch with the number of rows that batch changed."""
@@ -176,29 +184,52 @@ async def message_states(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[i
     return states
 
 
-async def _requeue_batch(conn: asyncpg.Connection, ids: list[int]) -> int:
+async def _requeue_batch(
+    conn: asyncpg.Connection, ids: list[int], trail: Trail, *, by_ids: bool
+) -> int:
     async with conn.transaction():
         moved: int = await conn.fetchval(sql.REQUEUE, ids)
+        if by_ids:  # the batch's own ids are what it was asked to move
+            await trail.note(conn, moved, ids=ids)
+        else:  # the filters, recorded once in the trail, say what it was asked to move
+            await trail.note(conn, moved)
     return moved
+
+
+def _filters_record(filters: DeadFilters) -> dict[str, Any]:
+    """The filters as the audit log keeps them (the window in seconds)."""
+    since = None if filters.since is None else filters.since.total_seconds()
+    return {
+        "since_s": since,
+        "status_code": filters.status_code,
+        "error_contains": filters.error_contains,
+        "limit": filters.limit,
+    }
 
 
 async def requeue_ids(
     conn: asyncpg.Connection,
     ids: Sequence[int],
     *,
+    actor: Actor,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Progress | None = None,
 ) -> RequeueResult:
-    """Move the named dead messages to pending; report the named ones that are not dead."""
+    """Move the named dead messages to pending; report the named ones that are not dead.
+
+    Audited for ``actor``: each batch's ids and count, in the batch's transaction.
+    """
     states = await message_states(conn, ids)
     not_dead: dict[int, State] = {i: s for i, s in states.items() if s is not State.DEAD}
     dead = sorted({i for i in ids if i not in not_dead})
+    trail = Trail(AuditAction.REQUEUE, actor)
     requeued = 0
     for start in range(0, len(dead), batch_size):
-        moved = await _requeue_batch(conn, dead[start : start + batch_size])
+        moved = await _requeue_batch(conn, dead[start : start + batch_size], trail, by_ids=True)
         requeued += moved
         if on_progress is not None:
             on_progress(moved)
+    await trail.close(conn, ids=dead)
     return RequeueResult(requeued=requeued, not_dead=not_dead)
 
 
@@ -206,10 +237,27 @@ async def requeue_dead(
     conn: asyncpg.Connection,
     filters: DeadFilters,
     *,
+    actor: Actor,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Progress | None = None,
 ) -> int:
-    """Move every dead letter matching ``filters`` to pending, batch by batch; return the count."""
+    """Move every dead letter matching ``filters`` to pending, batch by batch; return the count.
+
+    Audited for ``actor``: the filters, and each batch's count in the batch's transaction.
+    """
+    trail = Trail(AuditAction.REQUEUE, actor, {"filters": _filters_record(filters)})
+    requeued = await _requeue_matching(conn, filters, trail, batch_size, on_progress)
+    await trail.close(conn)
+    return requeued
+
+
+async def _requeue_matching(
+    conn: asyncpg.Connection,
+    filters: DeadFilters,
+    trail: Trail,
+    batch_size: int,
+    on_progress: Progress | None,
+) -> int:
     async with _planned_for_values(conn):
         args = await _dead_args(conn, filters)
     ceiling = await conn.fetchval(sql.MAX_ID)
@@ -222,7 +270,7 @@ async def requeue_dead(
         ids = [r["id"] for r in rows]
         if not ids:
             return requeued
-        moved = await _requeue_batch(conn, ids)
+        moved = await _requeue_batch(conn, ids, trail, by_ids=False)
         requeued += moved
         after = ids[-1]
         if on_progress is not None:
@@ -248,15 +296,22 @@ async def purge(
     conn: asyncpg.Connection,
     older_than: timedelta,
     *,
+    actor: Actor,
     include_dead: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
     on_progress: Progress | None = None,
 ) -> PurgeCounts:
-    """Delete acknowledged (and, if asked, dead) rows older than ``older_than``, in batches."""
+    """Delete acknowledged (and, if asked, dead) rows older than ``older_than``, in batches.
+
+    Audited for ``actor`` (not a dry run): the arguments, and each batch's count and state in
+    the batch's transaction.
+    """
     if dry_run:
         return await count_purgeable(conn, older_than, include_dead=include_dead)
     cutoff = await conn.fetchval(sql.CUTOFF, older_than)
+    arguments = {"older_than_s": older_than.total_seconds(), "include_dead": include_dead}
+    trail = Trail(AuditAction.PURGE, actor, arguments)
     deleted: dict[State, int] = {State.ACKNOWLEDGED: 0, State.DEAD: 0}
     for state, batch in _PURGE_BATCHES.items():
         if state is State.DEAD and not include_dead:
@@ -264,11 +319,13 @@ async def purge(
         while True:
             async with conn.transaction():
                 count: int = await conn.fetchval(batch, cutoff, batch_size)
+                await trail.note(conn, count, state=state.value)
             deleted[state] += count
             if on_progress is not None:
                 on_progress(count)
             if count < batch_size:
                 break
+    await trail.close(conn)
     return PurgeCounts(acknowledged=deleted[State.ACKNOWLEDGED], dead=deleted[State.DEAD])
 
 
@@ -276,7 +333,7 @@ async def stats(conn: asyncpg.Connection, *, top: int = TOP_REASONS) -> Stats:
     """Counts by state, backlog age, recent dead letters and deliveries, top dead reasons."""
     r = await conn.fetchrow(sql.STATS)
     assert r is not None
-    reasons = await conn.fetch(sql.DEAD_REASONS, top)
+    reasons = await _dead_reasons(conn, top)
     return Stats(
         pending=r["pending"],
         claimed=r["claimed"],
@@ -287,5 +344,21 @@ async def stats(conn: asyncpg.Connection, *, top: int = TOP_REASONS) -> Stats:
         dead_last_day=r["dead_last_day"],
         delivered_last_minute=r["delivered_last_minute"],
         delivered_last_hour=r["delivered_last_hour"],
-        top_dead_reasons=[(x["reason"], x["n"]) for x in reasons],
+        top_dead_reasons=reasons,
     )
+
+
+async def _dead_reasons(conn: asyncpg.Connection, top: int) -> list[tuple[str, int]]:
+    """The ``top`` dead-letter reasons, each masked by a sample row's own values, then merged.
+
+    This worker writes reasons already masked; a reason an older worker wrote may quote the
+    values of the message it was about, which every row of its group shares.
+    """
+    groups = await conn.fetch(sql.DEAD_REASONS, top * _REASON_GROUPS_READ)
+    samples = await conn.fetch(sql.PAYLOADS, [g["sample_id"] for g in groups])
+    payloads = {r["id"]: json.loads(r["payload"]) for r in samples}
+    merged: Counter[str] = Counter()
+    for g in groups:
+        known = QuotedValues.of_payload(payloads.get(g["sample_id"]))
+        merged[known.mask(g["reason"])] += g["n"]
+    return sorted(merged.items(), key=lambda item: (-item[1], item[0]))[:top]

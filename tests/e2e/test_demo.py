@@ -4,6 +4,7 @@ it leaves nothing behind (no database, no PostgreSQL process), even when interru
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,20 @@ def assert_consistent(summary: dict[str, Any], count: int) -> None:
     assert summary["retries"] > 0
     assert summary["standin"]["by_status"]["200"] == summary["delivered"]
     assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+    assert_outage_told(summary)
+
+
+def assert_outage_told(summary: dict[str, Any]) -> None:
+    """The scripted outage paused delivery, and the sends it failed while paused cost nothing:
+    the stand-in answered more requests than the table counts attempts, by at least the trip
+    and every failed probe."""
+    outage = summary["outage"]
+    assert outage["scripted_failures"] > outage["declared_after"] > 0
+    assert outage["paused_s"] > 0
+    assert outage["failed_probes"] >= 0
+    requests = summary["standin"]["requests"]
+    assert outage["sends_without_attempt"] == requests - summary["attempts"]
+    assert outage["sends_without_attempt"] >= outage["failed_probes"] + 1
 
 
 def postgres_processes(under: Path) -> list[psutil.Process]:
@@ -156,6 +171,9 @@ def test_demo_keep_leaves_postgres_running_with_its_rows_until_stopped(tmp_path:
     )
     assert done.returncode == 0, done.stderr
     lines = [line.strip() for line in done.stdout.splitlines()]
+    told = " ".join(lines[lines.index(next(ln for ln in lines if ln.startswith("outage:"))) :][:3])
+    assert re.search(r"delivery paused for \d+\.\d+s after \d+ failures in a row", told), told
+    assert "no attempt was spent while paused" in told
     url = next(ln for ln in lines if ln.startswith("export OUTBOX_DATABASE_URL="))
     url = url.split("=", 1)[1].strip("'")
     stop = next(ln for ln in lines if "outbox-worker demo --stop" in ln)

@@ -57,6 +57,7 @@ class Events:
     started_at: float = 0.0
     kills: list[float] = field(default_factory=list)
     pg_restarts: list[tuple[float, float]] = field(default_factory=list)
+    partitions: list[tuple[float, float]] = field(default_factory=list)  # paths blackholed
     windows: list[tuple[WindowKind, float, float]] = field(default_factory=list)
     unexpected_exits: list[Exit] = field(default_factory=list)
     final_exits: list[Exit] = field(default_factory=list)
@@ -140,7 +141,7 @@ class Driver:
             if self._stopping:
                 return
             if not slot.killed:
-                self.events.unexpected_exits.append(_exit(worker, code))
+                self.events.unexpected_exits.append(exit_record(worker, code))
 
     async def _all_started(self) -> bool:
         return all(
@@ -178,14 +179,14 @@ class Driver:
             if worker.returncode is None:
                 worker.process.send_signal(signal.SIGTERM)
             elif not slot.killed:
-                self.events.unexpected_exits.append(_exit(worker, worker.returncode))
+                self.events.unexpected_exits.append(exit_record(worker, worker.returncode))
                 continue
             try:
                 code = await worker.wait_exit(timeout=30)
             except TimeoutError:  # SIGTERM ignored: recorded with the SIGKILL's code
                 worker.process.kill()
                 code = await worker.wait_exit(timeout=30)
-            self.events.final_exits.append(_exit(worker, code))
+            self.events.final_exits.append(exit_record(worker, code))
 
     # --- PostgreSQL -------------------------------------------------------------------------
 
@@ -327,7 +328,8 @@ def _events(worker: WorkerProcess) -> set[str]:
     return names
 
 
-def _exit(worker: WorkerProcess, code: int | None) -> Exit:
+def exit_record(worker: WorkerProcess, code: int | None) -> Exit:
+    """How ``worker`` ended, with the last lines of its log."""
     return Exit(worker.pid, code, time.monotonic(), tuple(worker.lines[-LOG_TAIL:]))
 
 

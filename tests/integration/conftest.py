@@ -1,9 +1,13 @@
-"""Fixtures of the integration tests: the production store on the test's own database."""
+"""Fixtures of the integration tests: the production store on the test's own database, and
+logins of this test's own in each outbox role."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from outbox_worker.store.delivery import PostgresStore
@@ -18,3 +22,33 @@ async def store(database_url: str) -> AsyncIterator[PostgresStore]:
         yield store
     finally:
         await store.close()
+
+
+LoginAs = Callable[[str], Awaitable[str]]
+
+
+def _as_user(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:{password}@{host}").geturl()
+
+
+@pytest.fixture
+async def login_as(pg: asyncpg.Connection, database_url: str) -> AsyncIterator[LoginAs]:
+    """Factory: a LOGIN role of this test's own in the given group role; returns its URL."""
+    made: list[str] = []
+
+    async def make(group: str) -> str:
+        name = f"outbox_login_{uuid.uuid4().hex[:10]}"
+        await pg.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'pw' IN ROLE {group}")
+        made.append(name)
+        return _as_user(database_url, name, "pw")
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            await pg.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name
+            )
+            await pg.execute(f"DROP ROLE {name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import MutableMapping
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import outbox_worker
-from outbox_worker.errors import StatementRejected
+from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
 from outbox_worker.store import connection
@@ -25,6 +26,7 @@ from outbox_worker.store.delivery import PostgresStore
 from tests.cases import update
 from tests.integration.rows import drop_row_constraints
 from tests.pgbouncer import pgbouncer
+from tests.proxy import Proxy, through, to_database
 
 LEASE = timedelta(seconds=30)
 
@@ -301,3 +303,60 @@ async def test_through_pgbouncer_the_store_prepares_nothing_and_keeps_working(
         finally:
             await store.close()
     assert settled == 30
+
+
+async def test_a_read_only_server_is_unavailable_not_a_refused_statement(
+    pg: asyncpg.Connection, database_url: str, store: PostgresStore
+) -> None:
+    """A server that takes no writes (a demoted primary, SQLSTATE 25006) makes claims and writes DatabaseUnavailable, so no message or attempt pays for it; the start-up check names it."""
+    await outbox_worker.enqueue_async(pg, update("k-read-only"), allow_autocommit=True)
+    database = urlsplit(database_url).path.lstrip("/")
+    await pg.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    await store.close()  # new connections take the database's new default
+    await store.open()
+    with pytest.raises(DatabaseUnavailable, match=r"is read-only .* waiting for a primary"):
+        await store.claim(10, LEASE, MAX_PAYLOAD_BYTES)
+    conn = await connect(database_url)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="is read-only: waiting for a primary"):
+            await connection.ensure_writable(conn, database_url)
+    finally:
+        await conn.close()
+    await pg.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+    claimed = await store.claim(10, LEASE, MAX_PAYLOAD_BYTES)  # the pool connected afresh
+    assert len(claimed) == 1
+
+
+async def test_a_tcp_connection_finds_a_dead_path_on_its_own(database_url: str) -> None:
+    """Over TCP the worker's connections carry keepalives and TCP_USER_TIMEOUT of the database timeout, so the kernel breaks a silently dead path instead of leaving it hanging."""
+    proxy = Proxy(to_database(database_url))  # TCP even when the test server is on a socket
+    await proxy.start()
+    conn = await connect(through(database_url, proxy))
+    try:
+        await connection.detect_dead_peer(conn, timeout_s=4.5)
+        sock = conn._transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 4500
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 4
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()
+        await proxy.stop()
+
+
+async def test_a_canceled_statement_is_unavailable_not_a_fault_of_its_rows(
+    pg: asyncpg.Connection, database_url: str
+) -> None:
+    """A statement canceled by the server (statement_timeout, a cancel that arrived late) says nothing about its rows: DatabaseUnavailable, retried, never a dead letter."""
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SET statement_timeout = '50ms'")
+        with (
+            pytest.raises(DatabaseUnavailable, match="QueryCanceledError"),
+            connection.translate_errors(database_url),
+        ):
+            await conn.execute("SELECT pg_sleep(5)")
+    finally:
+        await conn.close()

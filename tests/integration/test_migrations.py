@@ -44,13 +44,22 @@ def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
     assert _tables_and_functions(empty_database_url) == (["alembic_version"], [])
     migrate.upgrade(empty_database_url)
     tables, functions = _tables_and_functions(empty_database_url)
-    assert tables == ["alembic_version", "messages", "send_schedule"]
+    assert tables == [
+        "alembic_version",
+        "audit_log",
+        "messages",
+        "pause",
+        "send_schedule",
+        "workers",
+    ]
     assert {
         "enqueue",
         "insert_message",
         "validate_update",
         "normalize_update",
         "history_push",
+        "audit_log_guard",
+        "purge_expired_audit",
     } <= set(functions)
     assert schema_diff(empty_database_url) == []
 
@@ -152,5 +161,18 @@ def test_downgrade_to_0003_restores_invoker_functions_and_public_execute(
             "SELECT has_function_privilege('public', 'outbox.enqueue(jsonb, text)', 'EXECUTE')"
         ).fetchone()
     assert (definers, public) == ((0,), (True,))
+    migrate.upgrade(empty_database_url)
+    assert schema_diff(empty_database_url) == []
+
+
+def test_downgrade_to_0007_drops_fleet_control_and_upgrade_restores_it(
+    empty_database_url: str,
+) -> None:
+    """Downgrading 0008 drops the registry, the pause and the audit log; upgrade brings them back."""
+    migrate.upgrade(empty_database_url)
+    migrate.downgrade(empty_database_url, "0007")
+    tables, functions = _tables_and_functions(empty_database_url)
+    assert tables == ["alembic_version", "messages", "send_schedule"]
+    assert not {"audit_log_guard", "audit_log_no_truncate", "purge_expired_audit"} & set(functions)
     migrate.upgrade(empty_database_url)
     assert schema_diff(empty_database_url) == []

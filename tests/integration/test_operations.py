@@ -12,8 +12,11 @@ from outbox_worker.demo import queries as demo_store
 from outbox_worker.errors import MessageNotFound
 from outbox_worker.models import State
 from outbox_worker.store import operations as ops
+from outbox_worker.store.audit import Actor
 from tests.integration.rows import insert_dead_rows, insert_message, snapshot
 from tests.waiting import count_by_state, wait_for
+
+ACTOR = Actor.cli("tester")
 
 
 async def test_list_dead_is_newest_first_and_skips_other_states(pg: asyncpg.Connection) -> None:
@@ -102,7 +105,7 @@ async def test_requeue_dead_moves_exactly_what_list_dead_shows(
     """A filtered requeue moves the rows `dead list` shows for the same filters, and no other."""
     await _insert_filter_rows(pg)
     shown = {r.id for r in await ops.list_dead(pg, filters)}
-    moved = await ops.requeue_dead(pg, filters, batch_size=1)
+    moved = await ops.requeue_dead(pg, filters, actor=ACTOR, batch_size=1)
     assert moved == len(shown)
     requeued = await pg.fetch("SELECT id FROM outbox.messages WHERE requeue_count = 1")
     assert {r["id"] for r in requeued} == shown
@@ -132,7 +135,7 @@ async def test_requeue_ids_moves_dead_to_pending_and_keeps_history(pg: asyncpg.C
     """A requeued message is pending, claimable now, attempts 0, requeue counted, history kept."""
     history = [{"at": "2024-01-01T00:00:00+00:00", "status": 503, "error": "x", "latency_ms": 5}]
     message_id = await insert_message(pg, attempts=25, history=history)
-    result = await ops.requeue_ids(pg, [message_id])
+    result = await ops.requeue_ids(pg, [message_id], actor=ACTOR)
     assert result == ops.RequeueResult(requeued=1, not_dead={})
     row = await pg.fetchrow(
         "SELECT state, attempts, dead_at, requeue_count, requeued_at, history::text, "
@@ -157,7 +160,7 @@ async def test_requeue_notifies_workers(pg: asyncpg.Connection, database_url: st
     received: list[str] = []
     try:
         await listener.add_listener("outbox", lambda *args: received.append(args[2]))
-        await ops.requeue_ids(pg, [await insert_message(pg)])
+        await ops.requeue_ids(pg, [await insert_message(pg)], actor=ACTOR)
         await wait_for(lambda: received, timeout=5, message="NOTIFY outbox")
     finally:
         await listener.close()
@@ -168,7 +171,7 @@ async def test_requeue_of_a_message_not_dead_changes_nothing(pg: asyncpg.Connect
     pending = await insert_message(pg, state="pending")
     done = await insert_message(pg, state="acknowledged")
     before = await snapshot(pg)
-    result = await ops.requeue_ids(pg, [pending, done])
+    result = await ops.requeue_ids(pg, [pending, done], actor=ACTOR)
     assert result.requeued == 0
     assert result.not_dead == {pending: State.PENDING, done: State.ACKNOWLEDGED}
     assert await snapshot(pg) == before
@@ -179,7 +182,7 @@ async def test_requeue_of_unknown_id_changes_nothing(pg: asyncpg.Connection) -> 
     dead = await insert_message(pg)
     before = await snapshot(pg)
     with pytest.raises(MessageNotFound, match="no message with id 12345"):
-        await ops.requeue_ids(pg, [dead, 12345])
+        await ops.requeue_ids(pg, [dead, 12345], actor=ACTOR)
     assert await snapshot(pg) == before
 
 
@@ -189,7 +192,11 @@ async def test_requeue_dead_works_in_batches_with_progress(pg: asyncpg.Connectio
     other = await insert_message(pg, last_status=400)
     batches: list[int] = []
     moved = await ops.requeue_dead(
-        pg, ops.DeadFilters(status_code=503), batch_size=100, on_progress=batches.append
+        pg,
+        ops.DeadFilters(status_code=503),
+        actor=ACTOR,
+        batch_size=100,
+        on_progress=batches.append,
     )
     assert moved == 1_050
     assert batches == [100] * 10 + [50]
@@ -201,7 +208,7 @@ async def test_requeue_dead_with_limit_moves_the_newest(pg: asyncpg.Connection) 
     """--limit N requeues exactly the N rows `dead list --limit N` shows."""
     await insert_dead_rows(pg, 30)
     shown = [r.id for r in await ops.list_dead(pg, ops.DeadFilters(limit=7))]
-    moved = await ops.requeue_dead(pg, ops.DeadFilters(limit=7), batch_size=3)
+    moved = await ops.requeue_dead(pg, ops.DeadFilters(limit=7), actor=ACTOR, batch_size=3)
     assert moved == 7
     pending = [
         r["id"] for r in await pg.fetch("SELECT id FROM outbox.messages WHERE state = 'pending'")
@@ -211,7 +218,7 @@ async def test_requeue_dead_with_limit_moves_the_newest(pg: asyncpg.Connection) 
 
 async def test_requeue_dead_with_no_rows_is_zero(pg: asyncpg.Connection) -> None:
     """An empty table requeues nothing and does not fail."""
-    assert await ops.requeue_dead(pg, ops.DeadFilters()) == 0
+    assert await ops.requeue_dead(pg, ops.DeadFilters(), actor=ACTOR) == 0
 
 
 async def test_purge_deletes_old_acknowledged_rows_only(pg: asyncpg.Connection) -> None:
@@ -221,7 +228,7 @@ async def test_purge_deletes_old_acknowledged_rows_only(pg: asyncpg.Connection) 
     recent = await insert_message(pg, state="acknowledged", ago=timedelta(days=1))
     old_dead = await insert_message(pg, state="dead", ago=timedelta(days=30))
     pending = await insert_message(pg, state="pending")
-    result = await ops.purge(pg, timedelta(days=7), batch_size=1)
+    result = await ops.purge(pg, timedelta(days=7), actor=ACTOR, batch_size=1)
     assert result == ops.PurgeCounts(acknowledged=2, dead=0)
     left = [r["id"] for r in await pg.fetch("SELECT id FROM outbox.messages ORDER BY id")]
     assert left == [recent, old_dead, pending]
@@ -231,7 +238,7 @@ async def test_purge_include_dead_deletes_old_dead_letters(pg: asyncpg.Connectio
     """With include_dead, old dead letters go too."""
     await insert_message(pg, state="dead", ago=timedelta(days=30))
     await insert_message(pg, state="dead", ago=timedelta(hours=1))
-    result = await ops.purge(pg, timedelta(days=7), include_dead=True)
+    result = await ops.purge(pg, timedelta(days=7), actor=ACTOR, include_dead=True)
     assert result == ops.PurgeCounts(acknowledged=0, dead=1)
 
 
@@ -240,7 +247,7 @@ async def test_purge_dry_run_counts_and_deletes_nothing(pg: asyncpg.Connection) 
     await insert_message(pg, state="acknowledged", ago=timedelta(days=8))
     await insert_message(pg, state="dead", ago=timedelta(days=8))
     before = await snapshot(pg)
-    result = await ops.purge(pg, timedelta(days=7), include_dead=True, dry_run=True)
+    result = await ops.purge(pg, timedelta(days=7), actor=ACTOR, include_dead=True, dry_run=True)
     assert result == ops.PurgeCounts(acknowledged=1, dead=1)
     assert await snapshot(pg) == before
 

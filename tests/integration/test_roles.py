@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -16,39 +13,12 @@ import outbox_worker
 from outbox_worker.config import sqlalchemy_url
 from outbox_worker.models import State
 from outbox_worker.store.delivery import PostgresStore
+from tests.integration.conftest import LoginAs
 from tests.integration.rows import SIMPLE_PAYLOAD, insert_message
 from tests.integration.test_delivery_store import settlement
 from tests.processes import cli
 
-LoginAs = Callable[[str], Awaitable[str]]
 DENIED = asyncpg.InsufficientPrivilegeError
-
-
-def _as_user(url: str, user: str, password: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{user}:{password}@{host}").geturl()
-
-
-@pytest.fixture
-async def login_as(pg: asyncpg.Connection, database_url: str) -> AsyncIterator[LoginAs]:
-    """Factory: a LOGIN role of this test's own in the given group role; returns its URL."""
-    made: list[str] = []
-
-    async def make(group: str) -> str:
-        name = f"outbox_login_{uuid.uuid4().hex[:10]}"
-        await pg.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'pw' IN ROLE {group}")
-        made.append(name)
-        return _as_user(database_url, name, "pw")
-
-    try:
-        yield make
-    finally:
-        for name in made:
-            await pg.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name
-            )
-            await pg.execute(f"DROP ROLE {name}")
 
 
 async def _connect(url: str) -> asyncpg.Connection:
@@ -188,8 +158,8 @@ async def test_operator_cannot_insert_or_rewrite_payloads(login_as: LoginAs) -> 
 
 
 async def test_public_may_not_execute_outbox_functions(pg: asyncpg.Connection) -> None:
-    """PUBLIC holds EXECUTE on no outbox function; the producer functions and retention run as
-    their owner with a pinned search_path."""
+    """PUBLIC holds EXECUTE on no outbox function; the producer functions and retention (of
+    messages and of audit rows) run as their owner with a pinned search_path."""
     public = await pg.fetch(
         "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
         "WHERE n.nspname = 'outbox' AND has_function_privilege('public', p.oid, 'EXECUTE')"
@@ -203,4 +173,5 @@ async def test_public_may_not_execute_outbox_functions(pg: asyncpg.Connection) -
         ("enqueue", ["search_path=pg_catalog, outbox, pg_temp"]),
         ("insert_message", ["search_path=pg_catalog, outbox, pg_temp"]),
         ("purge_expired", ["search_path=pg_catalog, outbox, pg_temp"]),
+        ("purge_expired_audit", ["search_path=pg_catalog, outbox, pg_temp"]),
     ]

@@ -41,7 +41,7 @@ from outbox_worker.settings_parsing import (
     parse_number,
     parse_size,
 )
-from outbox_worker.urls import check_database_url, check_endpoint_url
+from outbox_worker.urls import check_database_url, check_endpoint_url, redact_url
 from tests.unit.fakes import Recording
 
 KEY = "sk_live_Sup3rS3cretKey"
@@ -348,6 +348,9 @@ BAD_DATABASE_URLS = [
     (f"postgresql://app:{PASSWORD} x@db/app", "contains a space"),
     (f"postgresql://app:{PASSWORD}é@db/app", "non-ASCII character"),
     (f"postgresql://app:{PASSWORD}\n@db/app", "a control character"),
+    (f"postgresql://app:{PASSWORD}@db1:5432,db2:54x/app", "is malformed (bad port)"),
+    (f"postgresql://app:{PASSWORD}@db1:5432,,db2/app", "is malformed (bad host)"),
+    (f"postgresql://app:{PASSWORD}@db1,db2/app?target_session_attrs=master", "one of any,"),
 ]
 
 
@@ -365,6 +368,21 @@ def test_database_url_accepts_driver_suffixes_and_socket_urls() -> None:
     """postgres://, postgresql+asyncpg:// and host-less socket URLs are fine."""
     for url in ("postgres://a@h/d", "postgresql+asyncpg://a:b@h:5/d", "postgresql:///d"):
         assert check_database_url(url) == url
+
+
+MULTI_HOST_URLS = [
+    "postgresql://app:pw@db1:5432,db2:5433/app?target_session_attrs=read-write",
+    "postgresql://app:pw@db1,db2/app?target_session_attrs=primary",
+    "postgresql://app:pw@[2001:db8::1]:5432,[2001:db8::2],db3:6432/app",
+    "postgresql://app@/app?host=db1,db2&port=5432,5433&target_session_attrs=read-write",
+]
+
+
+@pytest.mark.parametrize("url", MULTI_HOST_URLS)
+def test_database_url_may_name_several_hosts_for_failover(url: str) -> None:
+    """A URL listing a primary and its standbys (each with its own port) is accepted, and shown without its password."""
+    assert settings(database_url=url).database_url == url
+    assert "pw" not in redact_url(url)
 
 
 def test_missing_database_url_says_what_to_set() -> None:
@@ -611,6 +629,7 @@ EVERY_VARIABLE = [
     ("OUTBOX_METRICS_PORT", "9100", "metrics_port", 9100),
     ("OUTBOX_BACKLOG_INTERVAL", "15s", "backlog_interval", timedelta(seconds=15)),
     ("OUTBOX_LIVENESS_TIMEOUT", "2m", "liveness_timeout", timedelta(minutes=2)),
+    ("OUTBOX_DATABASE_TIMEOUT", "3s", "database_timeout", timedelta(seconds=3)),
     ("OUTBOX_RETAIN_ACKNOWLEDGED", "2d", "retain_acknowledged", timedelta(days=2)),
     ("OUTBOX_RETAIN_DEAD", "90d", "retain_dead", timedelta(days=90)),
     ("OUTBOX_RETENTION_INTERVAL", "1h", "retention_interval", timedelta(hours=1)),

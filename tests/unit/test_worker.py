@@ -327,6 +327,25 @@ async def test_outcomes_survive_a_database_outage(rig: Rig, logs: Log) -> None:
     assert events(logs, "database.reconnected")
 
 
+async def test_no_send_starts_while_outcomes_cannot_be_written(rig: Rig, logs: Log) -> None:
+    """Once a flush finds the database unavailable (a failover, a partition), queued claims are handed back unsent, not sent into answers nobody could write; sending resumes when it answers."""
+    gates, rig.sender = hold(1)
+    rig.store.fail("settle", DatabaseUnavailable("read-only"))
+    rig.store.add(*(message(n) for n in range(5)))
+    async with rig.running(concurrency=1):
+        await wait_for(lambda: rig.sender.in_flight == {1} and not rig.store.due)
+        await wait_for(lambda: rig.store.failures["settle"] >= 1, message="a failed flush")
+        gates[1].set()  # in flight before the outage was seen: it finishes
+        await wait_for(lambda: rig.sender.in_flight == set() and rig.store.failures["settle"] >= 3)
+        assert sorted(rig.sender.sent) == [0, 1]
+        rig.store.answer_again("settle")
+        await wait_for(lambda: len(rig.store.settled) == 2, message="both outcomes written")
+        await wait_for(lambda: len(rig.store.released) == 3, message="three claims handed back")
+    assert sorted(rig.sender.sent) == [0, 1]
+    assert sorted(rig.store.released_ids()) == [2, 3, 4]
+    assert events(logs, "database.reconnected")
+
+
 # --- Hand-back at shutdown -----------------------------------------------------------------
 
 

@@ -54,3 +54,20 @@ GRANT SELECT ON outbox.alembic_version TO outbox_operator;
 GRANT UPDATE (state, attempts, available_at, dead_at, lease_token, claimed_at, requeue_count,
               requeued_at)
   ON outbox.messages TO outbox_operator;
+
+-- Fleet control (revision 0008), when the schema has it: workers keep their row in the registry
+-- and read the pause; operators read the registry, set the pause, and add and read audit rows
+-- (never change or delete them).
+DO $$
+BEGIN
+  IF to_regclass('outbox.workers') IS NOT NULL THEN
+    GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.workers TO outbox_worker;
+    GRANT SELECT ON outbox.pause TO outbox_worker;
+    GRANT EXECUTE ON FUNCTION outbox.purge_expired_audit(interval, integer, bigint)
+      TO outbox_worker;
+    GRANT SELECT ON outbox.workers TO outbox_operator;
+    GRANT SELECT, INSERT, UPDATE ON outbox.pause TO outbox_operator;
+    GRANT SELECT, INSERT ON outbox.audit_log TO outbox_operator;
+  END IF;
+END
+$$;

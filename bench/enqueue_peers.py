@@ -1,0 +1,356 @@
+"""(c) Enqueue against peers, each inside the application's own transaction.
+
+    python -m bench.enqueue_peers [--seconds 3] [--rounds 3] [--tiny]
+    (also run by ``python -m bench.enqueue_bench`` after its tables (a) and (b))
+
+The same application transaction as enqueue_bench, ``BEGIN; INSERT INTO users ...; <enqueue>;
+COMMIT``, where <enqueue> is:
+    plain INSERT                 INSERT INTO bench_plain (payload) VALUES ($1::jsonb): the floor
+    plain INSERT + NOTIFY        the same and ``pg_notify``: the part of a peer's cost that is its
+                                 wake-up (a NOTIFY holds a cluster-wide lock through the commit)
+    Python API enqueue_async     validate + serialize in Python, ``outbox.insert_message``
+    pgqueuer enqueue             ``Queries(AsyncpgDriver(conn)).enqueue(entrypoint, payload)`` on
+                                 the caller's asyncpg connection (its statement trigger NOTIFYs)
+    procrastinate defer_async    ``task.configure(connection=conn).defer_async(update=...)`` on
+                                 the caller's psycopg 3 connection: the way procrastinate offers to
+                                 join a caller's transaction outside Django (its Django connector
+                                 does the same on Django's connection); its row trigger NOTIFYs
+pgqueuer runs on asyncpg and procrastinate on psycopg 3, so each driver has its own plain INSERT
+and Python API row; every row is a ratio to the plain transaction on its own driver, and the
+Python API on the peer's driver is divided by the peer (where the Python API does not accept
+psycopg yet, the asyncpg API stands in, and the table says so). 1, 8 and 32 connections, each its
+own transactions, in this one Python process; interleaved rounds with the order rotated; medians
+of per-round ratios. Peers enqueue ``json.dumps(update)`` as they are: no validation.
+
+Targets: Python API / peer >= 1.25 at 8 and 32 connections (both peers NOTIFY from every
+enqueueing transaction, which serializes committing transactions cluster-wide), >= 1.1 at 1.
+pgqueuer and procrastinate are the ``bench`` extra; without either, its rows are skipped with a
+printed line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import logging
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import psycopg
+
+from bench.harness import (
+    add_database_option,
+    bench_database,
+    load,
+    print_table,
+    run_async,
+    sample_updates,
+)
+from outbox_worker import enqueue_async
+
+ASYNCPG, PSYCOPG = "asyncpg", "psycopg 3"
+PLAIN, API, PGQUEUER, PROCRASTINATE = "plain INSERT", "Python API", "pgqueuer", "procrastinate"
+# What a path is in the table: the floor of its driver, the Python API, a peer, or a reference.
+FLOOR, OURS, PEER, REFERENCE = "floor", "ours", "peer", "reference"
+CONNECTIONS = (1, 8, 32)
+TARGETS = {1: 1.1, 8: 1.25, 32: 1.25}  # Python API / peer, by connections
+INSTALL = "pip install -e '.[bench]'"
+
+# enqueue_bench's tables, created here too when this module runs alone.
+SETUP = """
+CREATE TABLE IF NOT EXISTS users (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS bench_plain (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    payload jsonb NOT NULL,
+    created_at timestamptz DEFAULT now()
+);
+"""
+INSERT_USER = "INSERT INTO users (email) VALUES ($1)"
+INSERT_PLAIN = "INSERT INTO bench_plain (payload) VALUES ($1::jsonb)"
+NOTIFY = "SELECT pg_notify('bench_peers', '')"
+PG_INSERT_USER = "INSERT INTO users (email) VALUES (%s)"
+PG_INSERT_PLAIN = "INSERT INTO bench_plain (payload) VALUES (%s::jsonb)"
+
+Update = dict[str, Any]
+Rates = dict[tuple[str, int], list[float]]  # transactions/s per (path, connections), by round
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """One connection of a path, with what its enqueue needs beside it (pgqueuer's Queries)."""
+
+    conn: Any  # asyncpg.Connection or psycopg.AsyncConnection
+    helper: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """One way to write the application's transaction, on one driver."""
+
+    name: str
+    driver: str
+    role: str  # FLOOR, OURS, PEER or REFERENCE
+    connect: Callable[[str], Awaitable[Client]]
+    txn: Callable[[Client, Update], Awaitable[None]]
+
+
+def _username(update: Update) -> str:
+    return str(update["registration"].get("username", "x"))
+
+
+# --- asyncpg --------------------------------------------------------------------------------
+
+
+async def _asyncpg_client(url: str) -> Client:
+    return Client(await asyncpg.connect(url))
+
+
+async def _asyncpg_plain(client: Client, update: Update) -> None:
+    async with client.conn.transaction():
+        await client.conn.execute(INSERT_USER, _username(update))
+        await client.conn.execute(INSERT_PLAIN, json.dumps(update))
+
+
+async def _asyncpg_api(client: Client, update: Update) -> None:
+    async with client.conn.transaction():
+        await client.conn.execute(INSERT_USER, _username(update))
+        await enqueue_async(client.conn, update)
+
+
+async def _asyncpg_notify(client: Client, update: Update) -> None:
+    """The plain transaction plus one NOTIFY, as each peer sends: what that alone costs."""
+    async with client.conn.transaction():
+        await client.conn.execute(INSERT_USER, _username(update))
+        await client.conn.execute(INSERT_PLAIN, json.dumps(update))
+        await client.conn.execute(NOTIFY)
+
+
+async def _pgqueuer_client(url: str) -> Client:
+    from pgqueuer import AsyncpgDriver, Queries  # the bench extra: imported only when installed
+
+    conn = await asyncpg.connect(url)
+    # Built once per connection, as an application holds it.
+    return Client(conn, Queries(AsyncpgDriver(conn)))
+
+
+async def _pgqueuer_txn(client: Client, update: Update) -> None:
+    from bench.pgqueuer_pipeline import ENTRYPOINT
+
+    async with client.conn.transaction():
+        await client.conn.execute(INSERT_USER, _username(update))
+        await client.helper.enqueue(ENTRYPOINT, json.dumps(update).encode())
+
+
+# --- psycopg 3 ------------------------------------------------------------------------------
+
+
+async def _psycopg_client(url: str) -> Client:
+    # autocommit: each transaction() block sends its own BEGIN and COMMIT, as asyncpg's does.
+    return Client(await psycopg.AsyncConnection.connect(url, autocommit=True))
+
+
+async def _psycopg_plain(client: Client, update: Update) -> None:
+    async with client.conn.transaction():
+        await client.conn.execute(PG_INSERT_USER, (_username(update),))
+        await client.conn.execute(PG_INSERT_PLAIN, (json.dumps(update),))
+
+
+async def _psycopg_api(client: Client, update: Update) -> None:
+    async with client.conn.transaction():
+        await client.conn.execute(PG_INSERT_USER, (_username(update),))
+        await enqueue_async(client.conn, update)
+
+
+def _registration(update: Update) -> None:
+    """procrastinate's task: never run, the bench only defers it."""
+
+
+def _procrastinate_path(url: str) -> Path:
+    """procrastinate's defer on the caller's psycopg connection (``configure(connection=...)``)."""
+    import procrastinate  # the bench extra: imported only when installed
+
+    # The connector's pool is never opened: with connection= the INSERT runs on the caller's.
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+
+    # Not decorator syntax: without the bench extra, mypy sees app.task as untyped.
+    registration = app.task(name="registration")(_registration)
+
+    async def txn(client: Client, update: Update) -> None:
+        async with client.conn.transaction():
+            await client.conn.execute(PG_INSERT_USER, (_username(update),))
+            await registration.configure(connection=client.conn).defer_async(update=update)
+
+    return Path(f"{PROCRASTINATE} defer_async", PSYCOPG, PEER, _psycopg_client, txn)
+
+
+async def install_procrastinate(url: str) -> None:
+    """procrastinate's schema (tables, functions, the NOTIFY trigger) in the bench database."""
+    import procrastinate
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+
+
+def have(module: str) -> bool:
+    """Whether ``module`` (a peer from the bench extra) is installed."""
+    return importlib.util.find_spec(module) is not None
+
+
+async def psycopg_api_supported(url: str, update: Update) -> bool:
+    """Whether enqueue_async accepts a psycopg AsyncConnection (issue 19's drivers); rolled back."""
+    client = await _psycopg_client(url)
+    try:
+        async with client.conn.transaction(force_rollback=True):
+            await enqueue_async(client.conn, update)
+    except Exception:  # an unsupported connection type, whichever error says so
+        return False
+    finally:
+        await client.conn.close()
+    return True
+
+
+async def paths(url: str, updates: list[Update]) -> list[Path]:
+    """Every path this run can measure; a skipped peer is announced with a printed line."""
+    found = [
+        Path(f"{PLAIN} ({ASYNCPG})", ASYNCPG, FLOOR, _asyncpg_client, _asyncpg_plain),
+        Path(f"{API} enqueue_async ({ASYNCPG})", ASYNCPG, OURS, _asyncpg_client, _asyncpg_api),
+        Path(f"{PLAIN} + NOTIFY ({ASYNCPG})", ASYNCPG, REFERENCE, _asyncpg_client, _asyncpg_notify),
+    ]
+    if have("pgqueuer"):
+        from bench import pgqueuer_pipeline
+
+        await pgqueuer_pipeline.install(url)
+        found.append(Path(f"{PGQUEUER} enqueue", ASYNCPG, PEER, _pgqueuer_client, _pgqueuer_txn))
+    else:
+        print(f"pgqueuer: skipped (not installed; {INSTALL})", flush=True)
+    if not have("procrastinate"):
+        print(f"procrastinate: skipped (not installed; {INSTALL})", flush=True)
+        return found
+    # psycopg 3's rows: procrastinate's floor and, where enqueue_async takes psycopg, its rival.
+    await install_procrastinate(url)
+    found.append(Path(f"{PLAIN} ({PSYCOPG})", PSYCOPG, FLOOR, _psycopg_client, _psycopg_plain))
+    if await psycopg_api_supported(url, updates[0]):
+        name = f"{API} enqueue_async ({PSYCOPG})"
+        found.append(Path(name, PSYCOPG, OURS, _psycopg_client, _psycopg_api))
+    else:
+        print("Python API on psycopg: not accepted by this checkout; asyncpg's stands in")
+    found.append(_procrastinate_path(url))
+    return found
+
+
+async def throughput(url: str, updates: list[Update], path: Path, connections: int,
+                     seconds: float) -> float:  # fmt: skip
+    """Transactions/s with ``connections`` clients each running ``path`` back to back."""
+    clients = [await path.connect(url) for _ in range(connections)]
+
+    async def loop(client: Client, offset: int, deadline: float) -> int:
+        done = 0
+        while time.perf_counter() < deadline:
+            await path.txn(client, updates[(offset + done) % len(updates)])
+            done += 1
+        return done
+
+    try:
+        started = time.perf_counter()
+        deadline = started + seconds
+        counts = await asyncio.gather(*(loop(c, i * 97, deadline) for i, c in enumerate(clients)))
+        return sum(counts) / (time.perf_counter() - started)
+    finally:
+        for client in clients:
+            await client.conn.close()
+
+
+async def measure(url: str, updates: list[Update], found: list[Path], seconds: float,
+                  rounds: int) -> Rates:  # fmt: skip
+    """Transactions/s per (path, connections), one entry a round; order rotated each round."""
+    for path in found:  # warm-up: plans cached, pages in memory, tables extended
+        await throughput(url, updates, path, 8, min(seconds, 1.0))
+    rates: Rates = {}
+    for round_ in range(rounds):
+        for connections in CONNECTIONS:
+            shift = round_ % len(found)
+            for path in found[shift:] + found[:shift]:
+                rate = await throughput(url, updates, path, connections, seconds)
+                rates.setdefault((path.name, connections), []).append(rate)
+        print(f"(c) round {round_ + 1} done; {load()}", flush=True)
+    return rates
+
+
+def _ratios(rates: Rates, top: str, bottom: str, n: int) -> list[float]:
+    """Per round, top's rate / bottom's rate in the same round."""
+    return [t / b for t, b in zip(rates[(top, n)], rates[(bottom, n)], strict=True)]
+
+
+def print_peers(found: list[Path], rates: Rates, seconds: float, rounds: int) -> None:
+    """The table: txn/s, vs the plain INSERT on the same driver, and the Python API / peer."""
+    plain = {p.driver: p.name for p in found if p.role == FLOOR}
+    api = {p.driver: p.name for p in found if p.role == OURS}
+    rows: list[list[object]] = []
+    for n in CONNECTIONS:
+        for path in found:
+            vs_plain = statistics.median(_ratios(rates, path.name, plain[path.driver], n))
+            api_vs: str | None = None
+            verdict = ""
+            if path.role == PEER:
+                mine = api.get(path.driver, api[ASYNCPG])
+                ratios = _ratios(rates, mine, path.name, n)
+                ratio = statistics.median(ratios)
+                api_vs = f"{ratio:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+                target = TARGETS[n]
+                label = "" if path.driver in api else " (asyncpg API)"
+                verdict = f">= {target}: {'met' if ratio >= target else 'MISSED'}{label}"
+            median = statistics.median(rates[(path.name, n)])
+            rows.append([n, path.name, path.driver, median, vs_plain, api_vs, verdict])
+    print_table(
+        f"(c) Enqueue against peers in the application's transaction, {seconds:g} s each, "
+        f"median of {rounds} interleaved rounds",
+        ["connections", "path", "driver", "txn/s", "vs plain (same driver)",
+         "Python API / peer (min-max)", "target"],
+        rows,
+    )  # fmt: skip
+
+
+async def peers_table(url: str, updates: list[Update], seconds: float, rounds: int) -> None:
+    """(c): every path at 1, 8 and 32 connections in interleaved rounds, and the table."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(SETUP)
+    finally:
+        await conn.close()
+    found = await paths(url, updates)
+    rates = await measure(url, updates, found, seconds, rounds)
+    print_peers(found, rates, seconds, rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_database_option(parser)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--tiny", action="store_true", help="CI size: a few seconds in all")
+    args = parser.parse_args()
+    if args.tiny:
+        args.seconds, args.rounds = 0.3, 1
+    # procrastinate warns when its App is built in the __main__ module, as it is when this
+    # module runs as a script; the bench never runs a procrastinate worker, so the warning is noise.
+    logging.getLogger("procrastinate").setLevel(logging.ERROR)
+    updates = sample_updates(500)
+    with bench_database(args.database_url) as url:
+        run_async(lambda: peers_table(url, updates, args.seconds, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
