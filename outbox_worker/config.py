@@ -217,6 +217,9 @@ class Settings(WorkerSettings):
     metrics_port: int = 0  # 0 means no metrics/health endpoint
     liveness_timeout: timedelta = DEFAULT_LIVENESS_TIMEOUT
     database_timeout: timedelta = DEFAULT_DATABASE_TIMEOUT
+    # Where spans go ("otlp", "console"), as the OTEL_* variables ask; empty: no tracing
+    # (environment.read_traces_exporters; README "Tracing").
+    traces: tuple[str, ...] = ()
     database: str = field(init=False, default="")  # redact_url(database_url), set when checked
 
     def __post_init__(self) -> None:

@@ -30,8 +30,9 @@ from outbox_worker.errors import NotInTransaction
 if TYPE_CHECKING:
     from sqlalchemy import TextClause
 
-#: What every statement takes, in its order: the update's JSON text and the dedup key.
-Args: TypeAlias = tuple[str, str | None]
+#: What every statement takes, in its order: the update's JSON text, the dedup key and, only
+#: when the caller is traced, its W3C trace context as JSON (revision 0009).
+Args: TypeAlias = tuple[str, str | None] | tuple[str, str | None, str]
 SyncInsert: TypeAlias = Callable[[Any, Args, bool], int]
 AsyncInsert: TypeAlias = Callable[[Any, Args, bool], Awaitable[int]]
 
@@ -40,12 +41,25 @@ AsyncInsert: TypeAlias = Callable[[Any, Args, bool], Awaitable[int]]
 # than double the cost of an enqueue. outbox.insert_message() stores it (dedup rules, and a
 # NOTIFY at commit at most once per 10 ms across all transactions: migration 0006) in one round
 # trip; it is SECURITY DEFINER, so a producer role needs no privilege on the table itself.
+# The same statement in each driver's parameter style, written out rather than built, each with
+# the trace context's third argument only when there is one: an application without tracing
+# sends the same statement as before.
 INSERT_ASYNCPG: Final = "SELECT outbox.insert_message($1::jsonb, $2)"
-INSERT_SQLALCHEMY: Final = "SELECT outbox.insert_message(CAST(:payload AS jsonb), :dedup_key)"
-#: psycopg 3, psycopg2 and Django's cursors ("format" parameter style).
-INSERT_FORMAT: Final = "SELECT outbox.insert_message(%s::jsonb, %s) AS message_id"
+INSERT_TRACED_ASYNCPG: Final = "SELECT outbox.insert_message($1::jsonb, $2, $3::jsonb)"
+_INSERT_SQLALCHEMY: Final = "SELECT outbox.insert_message(CAST(:payload AS jsonb), :dedup_key)"
+_INSERT_TRACED_SQLALCHEMY: Final = (
+    "SELECT outbox.insert_message(CAST(:payload AS jsonb), :dedup_key, CAST(:trace AS jsonb))"
+)
+#: psycopg 3, psycopg2 and Django's cursors ("format" parameter style), by argument count - 2.
+INSERT_FORMAT: Final = (
+    "SELECT outbox.insert_message(%s::jsonb, %s) AS message_id",
+    "SELECT outbox.insert_message(%s::jsonb, %s, %s::jsonb) AS message_id",
+)
 # psycopg 3's RawCursor takes PostgreSQL's own placeholders.
-_INSERT_RAW: Final = "SELECT outbox.insert_message($1::jsonb, $2) AS message_id"
+_INSERT_RAW: Final = (
+    "SELECT outbox.insert_message($1::jsonb, $2) AS message_id",
+    "SELECT outbox.insert_message($1::jsonb, $2, $3::jsonb) AS message_id",
+)
 
 _PQTRANS_IDLE: Final = 0  # libpq's PQTRANS_IDLE: connected, no transaction open
 
@@ -61,11 +75,18 @@ def message_id(row: Any) -> int:
 
 
 @cache
-def _sqlalchemy_insert() -> TextClause:
+def _sqlalchemy_insert(traced: bool) -> TextClause:
     # SQLAlchemy is imported on first use: every worker process imports this package.
     from sqlalchemy import text
 
-    return text(INSERT_SQLALCHEMY)
+    return text(_INSERT_TRACED_SQLALCHEMY if traced else _INSERT_SQLALCHEMY)
+
+
+def _sqlalchemy_call(args: Args) -> tuple[TextClause, dict[str, str | None]]:
+    params = {"payload": args[0], "dedup_key": args[1]}
+    if len(args) == 3:
+        params["trace"] = args[2]
+    return _sqlalchemy_insert(len(args) == 3), params
 
 
 def _sqlalchemy_autocommits(sync_conn: Any) -> bool:
@@ -77,8 +98,7 @@ def _sqlalchemy_autocommits(sync_conn: Any) -> bool:
 def _sqlalchemy_connection(conn: Any, args: Args, allow_autocommit: bool) -> int:
     if not allow_autocommit and _sqlalchemy_autocommits(conn):
         raise NotInTransaction("SQLAlchemy")
-    params = {"payload": args[0], "dedup_key": args[1]}
-    return int(conn.execute(_sqlalchemy_insert(), params).scalar_one())
+    return int(conn.execute(*_sqlalchemy_call(args)).scalar_one())
 
 
 def _sqlalchemy_session(session: Any, args: Args, allow_autocommit: bool) -> int:
@@ -88,8 +108,7 @@ def _sqlalchemy_session(session: Any, args: Args, allow_autocommit: bool) -> int
 async def _sqlalchemy_async_connection(conn: Any, args: Args, allow_autocommit: bool) -> int:
     if not allow_autocommit and _sqlalchemy_autocommits(conn.sync_connection):
         raise NotInTransaction("SQLAlchemy")
-    params = {"payload": args[0], "dedup_key": args[1]}
-    return int((await conn.execute(_sqlalchemy_insert(), params)).scalar_one())
+    return int((await conn.execute(*_sqlalchemy_call(args))).scalar_one())
 
 
 async def _sqlalchemy_async_session(session: Any, args: Args, allow_autocommit: bool) -> int:
@@ -111,11 +130,11 @@ def _psycopg_connection(conn: Any, args: Args, allow_autocommit: bool) -> int:
 
 
 def _psycopg_cursor(
-    cursor: Any, args: Args, allow_autocommit: bool, sql: str = INSERT_FORMAT
+    cursor: Any, args: Args, allow_autocommit: bool, sql: tuple[str, str] = INSERT_FORMAT
 ) -> int:
     if not allow_autocommit and _psycopg_autocommits(cursor.connection):
         raise NotInTransaction("psycopg")
-    cursor.execute(sql, args)
+    cursor.execute(sql[len(args) - 2], args)
     return message_id(cursor.fetchone())
 
 
@@ -128,11 +147,11 @@ async def _psycopg_async_connection(conn: Any, args: Args, allow_autocommit: boo
 
 
 async def _psycopg_async_cursor(
-    cursor: Any, args: Args, allow_autocommit: bool, sql: str = INSERT_FORMAT
+    cursor: Any, args: Args, allow_autocommit: bool, sql: tuple[str, str] = INSERT_FORMAT
 ) -> int:
     if not allow_autocommit and _psycopg_autocommits(cursor.connection):
         raise NotInTransaction("psycopg")
-    await cursor.execute(sql, args)
+    await cursor.execute(sql[len(args) - 2], args)
     return message_id(await cursor.fetchone())
 
 
@@ -155,7 +174,7 @@ def _psycopg2_cursor(cursor: Any, args: Args, allow_autocommit: bool) -> int:
     conn = cursor.connection
     if not allow_autocommit and conn.autocommit and conn.get_transaction_status() == _PQTRANS_IDLE:
         raise NotInTransaction("psycopg2")
-    cursor.execute(INSERT_FORMAT, args)
+    cursor.execute(INSERT_FORMAT[len(args) - 2], args)
     return message_id(cursor.fetchone())
 
 

@@ -19,13 +19,21 @@ the caller passes ``allow_autocommit=True``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from outbox_worker.drivers import INSERT_ASYNCPG, resolve_async, resolve_sync
+from outbox_worker.drivers import (
+    INSERT_ASYNCPG,
+    INSERT_TRACED_ASYNCPG,
+    Args,
+    resolve_async,
+    resolve_sync,
+)
 from outbox_worker.errors import NotInTransaction
 
 if TYPE_CHECKING:
@@ -61,6 +69,32 @@ if TYPE_CHECKING:
 Update: TypeAlias = "RegistrationUpdate | Mapping[str, Any]"
 
 
+def trace_context() -> str | None:
+    """The caller's current W3C trace context as stored JSON, or None.
+
+    Until the application imports OpenTelemetry this is one dict lookup: nothing is imported
+    here, and an application that does not trace pays nothing measurable.
+    """
+    if "opentelemetry.trace" not in sys.modules:
+        return None
+    return _current_trace_context()()
+
+
+@cache
+def _current_trace_context() -> Callable[[], str | None]:
+    from outbox_worker.integrations.otel import current_trace_context
+
+    return current_trace_context
+
+
+def _arguments(update: Update, dedup_key: str | None) -> Args:
+    # The caller's trace context (revision 0009) is a third argument only when there is one: an
+    # application without tracing sends the same statement as before.
+    body = serialize(update)
+    trace = trace_context()
+    return (body, dedup_key) if trace is None else (body, dedup_key, trace)
+
+
 def serialize(update: Update) -> str:
     """Validate an update and return the JSON text that will be stored and sent."""
     from outbox_worker.payload import parse_update
@@ -83,7 +117,7 @@ def enqueue(
     ``allow_autocommit`` is true; ``InvalidUpdate`` when the update breaks Ravelin's rules.
     """
     insert = resolve_sync(type(conn))
-    return insert(conn, (serialize(update), dedup_key), allow_autocommit)
+    return insert(conn, _arguments(update, dedup_key), allow_autocommit)
 
 
 async def enqueue_async(
@@ -103,9 +137,10 @@ async def enqueue_async(
     # asyncpg first and inline: the worker's own tests and most async producers use it, and the
     # lookup below costs about as much as this whole branch.
     if isinstance(conn, asyncpg.Connection | PoolConnectionProxy):
-        body = serialize(update)
+        args = _arguments(update, dedup_key)
         if not allow_autocommit and not conn.is_in_transaction():
             raise NotInTransaction("asyncpg")
-        return int(await conn.fetchval(INSERT_ASYNCPG, body, dedup_key))
+        sql = INSERT_ASYNCPG if len(args) == 2 else INSERT_TRACED_ASYNCPG
+        return int(await conn.fetchval(sql, *args))
     insert = resolve_async(type(conn))
-    return await insert(conn, (serialize(update), dedup_key), allow_autocommit)
+    return await insert(conn, _arguments(update, dedup_key), allow_autocommit)

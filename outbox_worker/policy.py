@@ -23,7 +23,6 @@ from outbox_worker.answers import (
     ERROR_MAX_CHARS,
     one_line,
     ravelin_error_details,
-    safe_details,
     summary,
     truncate,
     warnings,
@@ -62,7 +61,7 @@ def classify(answer: Answer, retry: RetrySettings, sent: bytes = b"") -> Outcome
         error = f"{status} redirect{where} not followed: check OUTBOX_ENDPOINT_URL"
         return Outcome(Verdict.PAUSE, status, error=truncate(one_line(error), ERROR_MAX_CHARS))
     response = ravelin_error_details(answer.body)
-    error = summary(status, safe_details(response, sent))
+    error = summary(status, response, sent)
     stored = response or None
     if status == 429:
         # Ravelin keeps rate-limited data on an internal queue and processes it when demand

@@ -125,8 +125,10 @@ class PostgresStore:
                 timedelta(seconds=age_s),
                 token,
                 None if body is not None else _unsendable(kind, size),
+                traceparent,
+                tracestate,
             )
-            for id_, body, size, kind, attempts, age_s in rows
+            for id_, body, size, kind, attempts, age_s, traceparent, tracestate in rows
         ]
 
     async def settle(self, settlements: Sequence[Settlement]) -> int:

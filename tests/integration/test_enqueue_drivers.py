@@ -17,6 +17,7 @@ import psycopg
 import psycopg2
 import psycopg2.extras
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from psycopg.rows import dict_row, namedtuple_row
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -325,3 +326,22 @@ async def test_a_connection_of_the_other_kind_is_a_type_error(database_url: str)
             outbox_worker.enqueue(aconn, EXAMPLE)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"enqueue cannot use a builtins\.object"):
         outbox_worker.enqueue(object(), EXAMPLE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["psycopg Cursor", "psycopg RawCursor", "psycopg2 cursor"])
+async def test_a_traced_enqueue_through_psycopg_stores_the_span(
+    kind: str, database_url: str, pg: asyncpg.Connection
+) -> None:
+    """Inside a span, enqueue through psycopg stores the span's traceparent with the row."""
+    conn, target = SYNC[kind](database_url)
+    try:
+        with TracerProvider().get_tracer("signup").start_as_current_span("signup") as span:
+            message_id = outbox_worker.enqueue(target, EXAMPLE)
+        conn.commit()
+    finally:
+        conn.close()
+    context = span.get_span_context()
+    stored = await pg.fetchval(
+        "SELECT trace_context->>'traceparent' FROM outbox.messages WHERE id = $1", message_id
+    )
+    assert stored == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
