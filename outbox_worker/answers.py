@@ -3,6 +3,8 @@ HTTP dates and Retry-After, and values any text or jsonb column accepts. Pure, n
 
 Everything here takes what an endpoint sent (hostile by assumption: NUL characters, lone
 surrogates, NaN, absurd dates, megabytes of body) and returns bounded, printable, storable values.
+Its text is taken to carry the message's personal data too (an error may quote the body back):
+``summary`` masks it before any log line, error column or summary is made of it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from http import HTTPStatus
 from typing import Any
 
 from outbox_worker.models import Response
+from outbox_worker.pii import mask_text
+from outbox_worker.quoted import QuotedValues
 
 ERROR_MAX_CHARS = 300  # Outcome.error / last_error: one line, at most this long
 
@@ -149,14 +153,21 @@ def warnings(body: bytes) -> Response | None:
     return {"warnings": classes} if classes else None
 
 
-def summary(status: int, details: dict[str, Any]) -> str:
-    """One line like ``400 Bad Request: <message> (traceId ...)``; the traceId always survives."""
+def summary(status: int, details: dict[str, Any], sent: bytes = b"") -> str:
+    """One line like ``400 Bad Request: <message> (traceId ...)``; the traceId always survives.
+
+    The line goes to logs, ``last_error`` and the history, which ``stats`` and ``dead list``
+    read: its text is masked (before it is shortened, so no value is cut in half) by the values
+    of ``sent``, the body the endpoint answered (parsed only when there is text), and by the
+    personal patterns. The traceId is kept as it came, for Ravelin's support.
+    """
     phrase = _PHRASES.get(status)
     head = f"{status} {phrase}" if phrase else f"HTTP {status}"
     tail = f" (traceId {details['traceId']})" if "traceId" in details else ""
     message = details.get("message") or "; ".join(map(str, details.get("validationErrors", [])[:3]))
     if not message:
         return truncate(head + tail, ERROR_MAX_CHARS)
+    message = mask_text(message, QuotedValues.of_body(sent))
     room = ERROR_MAX_CHARS - len(head) - len(tail) - 2
     return f"{head}: {truncate(one_line(message), max(room, 20))}{tail}"[:ERROR_MAX_CHARS]
 

@@ -7,15 +7,19 @@ cannot drift apart (a store without the LISTEN URL, a session without the HTTP t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from outbox_worker.config import Settings
+from outbox_worker.errors import ConfigError
 from outbox_worker.liveness import ClaimProgress
 from outbox_worker.observability import Metrics
 from outbox_worker.sender import http_sender
 from outbox_worker.store.delivery import PostgresStore
+from outbox_worker.tracing import NO_TRACING, Tracing
 from outbox_worker.worker import Worker
 
 
@@ -27,16 +31,21 @@ class Parts:
     store: PostgresStore  # not open yet: the caller decides how to wait for the database
     metrics: Metrics
     progress: ClaimProgress
+    tracing: Tracing = NO_TRACING  # closed (buffered spans exported) when the worker is done
 
 
-def parts(settings: Settings) -> Parts:
-    """The store (not yet open), metrics and claim progress for ``settings``."""
+def parts(settings: Settings, *, tracing: Tracing | None = None) -> Parts:
+    """The store (not yet open), metrics, claim progress and tracer for ``settings`` (or the
+    ``tracing`` given); ConfigError at once when OTEL_* asks for traces and OpenTelemetry is not
+    installed."""
     store = PostgresStore(
         settings.database_url,
         history_cap=settings.history_cap,
+        timeout_s=settings.database_timeout.total_seconds(),
         listen_url=settings.listen_database_url,
     )
-    return Parts(settings, store, Metrics(), ClaimProgress())
+    chosen = tracing_for(settings) if tracing is None else tracing
+    return Parts(settings, store, Metrics(), ClaimProgress(), chosen)
 
 
 @asynccontextmanager
@@ -53,17 +62,43 @@ async def worker_on(built: Parts) -> AsyncIterator[Worker]:
             timeout_s=timeout_s,
         ) as sender:
             yield Worker(
-                settings.worker, built.store, sender, metrics=built.metrics, progress=built.progress
+                settings.worker,
+                built.store,
+                sender,
+                metrics=built.metrics,
+                progress=built.progress,
+                tracing=built.tracing,
             )
     finally:
         await built.store.close()
+        # Exports what is buffered; the OTLP exporter blocks on HTTP, so not on the event loop.
+        await asyncio.to_thread(built.tracing.close)
+
+
+def tracing_for(settings: Settings) -> Tracing:
+    """The worker's tracer, chosen once: OpenTelemetry when OTEL_* asks for traces (the SDK
+    imported only then), else the no-op."""
+    if not settings.traces:
+        return NO_TRACING
+    try:
+        from outbox_worker.integrations.otel import start_tracing
+    except ImportError:
+        raise ConfigError(
+            "OTEL_* asks for traces but OpenTelemetry is not installed: "
+            "pip install 'outbox-worker[otel]', or unset OTEL_EXPORTER_OTLP_ENDPOINT "
+            "and OTEL_TRACES_EXPORTER"
+        ) from None
+    host = urlsplit(settings.endpoint_url).hostname or ""
+    return start_tracing(settings.traces, server_address=host)
 
 
 @asynccontextmanager
-async def opened_worker(settings: Settings) -> AsyncIterator[Worker]:
+async def opened_worker(
+    settings: Settings, *, tracing: Tracing | None = None
+) -> AsyncIterator[Worker]:
     """Build the worker from ``settings`` with its store opened now (no waiting for the
     database: for the demo and tests, whose database is known to be up)."""
-    built = parts(settings)
+    built = parts(settings, tracing=tracing)
     await built.store.open()
     async with worker_on(built) as worker:
         yield worker

@@ -34,6 +34,7 @@ DURATION_BOUNDS: Final[Mapping[str, tuple[timedelta, timedelta]]] = {
     "probe_cap": (10 * MS, timedelta(days=1)),
     "backlog_interval": (10 * MS, timedelta(minutes=10)),
     "liveness_timeout": (100 * MS, timedelta(hours=1)),
+    "database_timeout": (100 * MS, timedelta(minutes=10)),
     # At least an hour: a typo must not delete the rows an operator is still reading.
     "retain_acknowledged": (timedelta(hours=1), timedelta(days=3650)),
     "retain_dead": (timedelta(hours=1), timedelta(days=3650)),

@@ -69,6 +69,10 @@ DEFAULT_PROBE_CAP = timedelta(seconds=60)
 DEFAULT_OUTAGE_THRESHOLD = 10
 
 DEFAULT_HISTORY_CAP = 20
+# The longest the worker waits on one database statement or new connection before it takes the
+# database for unavailable. A silent partition (packets dropped, no reset) never errors by itself:
+# this bounds how long the worker waits on it, well inside the default lease.
+DEFAULT_DATABASE_TIMEOUT = timedelta(seconds=10)
 
 # Every worker samples the backlog (pending due / not yet due, oldest pending age, dead count) in
 # one statement this often, for its Prometheus gauges and its liveness check.
@@ -218,6 +222,10 @@ class Settings(WorkerSettings):
     history_cap: int = DEFAULT_HISTORY_CAP
     metrics_port: int = 0  # 0 means no metrics/health endpoint
     liveness_timeout: timedelta = DEFAULT_LIVENESS_TIMEOUT
+    database_timeout: timedelta = DEFAULT_DATABASE_TIMEOUT
+    # Where spans go ("otlp", "console"), as the OTEL_* variables ask; empty: no tracing
+    # (environment.read_traces_exporters; README "Tracing").
+    traces: tuple[str, ...] = ()
     database: str = field(init=False, default="")  # redact_url(database_url), set when checked
 
     def __post_init__(self) -> None:

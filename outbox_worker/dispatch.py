@@ -25,6 +25,7 @@ from outbox_worker.models import Answer, Message, Outcome, Settlement, Verdict
 from outbox_worker.observability import Metrics
 from outbox_worker.pacing import FleetPacer, stopped_within
 from outbox_worker.ports import Sender
+from outbox_worker.tracing import NO_TRACING, AttemptSource, AttemptTrace
 from outbox_worker.writer import OutcomeWriter
 
 log = structlog.get_logger("outbox_worker.worker")
@@ -36,6 +37,7 @@ class Claim(NamedTuple):
     message: Message
     claimed_at: float  # monotonic time just before the claim statement started
     send_by: float  # monotonic time after which the lease is too short to start the send
+    traces: AttemptSource = NO_TRACING  # where this attempt's span starts (the claim's tracer)
 
 
 class Dispatcher:
@@ -84,14 +86,21 @@ class Dispatcher:
 
     async def deliver(self, claim: Claim) -> None:
         """Send one claimed message and hand its row write (or its release) to the writer."""
+        trace = claim.traces.attempt(claim.message)
+        try:
+            await self._deliver(claim, trace)
+        finally:
+            trace.end()
+
+    async def _deliver(self, claim: Claim, trace: AttemptTrace) -> None:
         message = claim.message
         if message.unsendable is not None:
-            self._writer.write(policy.unsendable(message))
+            self._write(policy.unsendable(message), trace)
             log.warning("delivery.dead_lettered", message_id=message.id, error=message.unsendable)
             return
         permit = self._circuit.acquire()
         if permit is None:  # the circuit opened after this message was claimed
-            self._writer.release(message)
+            self._release(message, trace)
             return
         written = False
         started = self._clock()
@@ -109,17 +118,18 @@ class Dispatcher:
             self.sends += 1
             answer = await self._sender.send(message.body)
             settlement, outcome, changed = self._judge(claim, permit, answer)
-            self._writer.write(settlement)
+            self._write(settlement, trace)
             written = True
             if outcome is not None:
-                self._react(message, outcome, changed)
+                self._react(message, outcome, changed, trace)
         except Exception as exc:  # one message can only fail itself
             log.error("delivery.failed", message_id=message.id, error=type(exc).__name__,
                       note="an attempt is spent; the message is retried later")  # fmt: skip
+            trace.failed(type(exc).__name__)
             if not written:
                 written = True
                 self._circuit.record_other(permit)
-                self._writer.write(
+                self._write(
                     policy.internal_failure(
                         message,
                         exc,
@@ -127,12 +137,21 @@ class Dispatcher:
                         latency_s=self._clock() - started,
                         retry=self._retry,
                         rng=self._rng,
-                    )
+                    ),
+                    trace,
                 )
         finally:
             if not written:  # cancelled mid-send (shutdown) or handed back: no attempt spent
                 self._circuit.record_other(permit)
-                self._writer.release(message)
+                self._release(message, trace)
+
+    def _write(self, settlement: Settlement, trace: AttemptTrace) -> None:
+        self._writer.write(settlement)
+        trace.settled(settlement)
+
+    def _release(self, message: Message, trace: AttemptTrace) -> None:
+        self._writer.release(message)
+        trace.handed_back()
 
     def _judge(
         self, claim: Claim, permit: Permit, answer: Answer
@@ -144,7 +163,7 @@ class Dispatcher:
         if plain is not None:  # the common answer: no Outcome to build unless the circuit closed
             changed = self._circuit.record_success(permit)
             return plain, Outcome(Verdict.ACKNOWLEDGE, plain.status) if changed else None, changed
-        outcome = policy.classify(answer, self._retry)
+        outcome = policy.classify(answer, self._retry, message.body)
         recorded = self._circuit.record(permit, outcome.verdict, transient=outcome.transient)
         settlement = policy.settlement(
             message,
@@ -179,10 +198,16 @@ class Dispatcher:
                 return now
         return self._clock()
 
-    def _react(self, message: Message, outcome: Outcome, changed: bool) -> None:
+    def _react(
+        self, message: Message, outcome: Outcome, changed: bool, trace: AttemptTrace
+    ) -> None:
         """Act on an answer beyond its row: the circuit, the global slow-down, loud logs."""
         if changed:
             self._circuit_changed(outcome)
+            reason = self._circuit.reason
+            trace.circuit_changed(
+                None if reason is None else reason.value, self._circuit.next_probe_in()
+            )
         elif outcome.verdict is Verdict.DEAD_LETTER:
             log.warning(
                 "delivery.dead_lettered",

@@ -7,7 +7,8 @@ stored text is what the worker will send, byte for byte, on every attempt.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -32,15 +33,39 @@ Update: TypeAlias = "RegistrationUpdate | Mapping[str, Any]"
 # commit at most once per 10 ms across all transactions: migration 0006) in one round trip; it
 # is SECURITY DEFINER, so a producer role needs no privilege on the table itself.
 # The same statement in each driver's parameter style, written out rather than built.
+# With the caller's trace context (revision 0009) as a third argument only when there is one: an
+# application without tracing sends the same statement as before.
 _INSERT_ASYNCPG = "SELECT outbox.insert_message($1::jsonb, $2)"
 _INSERT_SQLALCHEMY = "SELECT outbox.insert_message(CAST(:payload AS jsonb), :dedup_key)"
+_INSERT_TRACED_ASYNCPG = "SELECT outbox.insert_message($1::jsonb, $2, $3::jsonb)"
+_INSERT_TRACED_SQLALCHEMY = (
+    "SELECT outbox.insert_message(CAST(:payload AS jsonb), :dedup_key, CAST(:trace AS jsonb))"
+)
 
 
 @cache
-def _insert() -> TextClause:
+def _insert(traced: bool = False) -> TextClause:
     from sqlalchemy import text
 
-    return text(_INSERT_SQLALCHEMY)
+    return text(_INSERT_TRACED_SQLALCHEMY if traced else _INSERT_SQLALCHEMY)
+
+
+def trace_context() -> str | None:
+    """The caller's current W3C trace context as stored JSON, or None.
+
+    Until the application imports OpenTelemetry this is one dict lookup: nothing is imported
+    here, and an application that does not trace pays nothing measurable.
+    """
+    if "opentelemetry.trace" not in sys.modules:
+        return None
+    return _current_trace_context()()
+
+
+@cache
+def _current_trace_context() -> Callable[[], str | None]:
+    from outbox_worker.integrations.otel import current_trace_context
+
+    return current_trace_context
 
 
 def serialize(update: Update) -> str:
@@ -53,7 +78,10 @@ def serialize(update: Update) -> str:
 def enqueue(conn: Connection | Session, update: Update, *, dedup_key: str | None = None) -> int:
     """Store an update in the outbox within the caller's transaction; return the message id."""
     params = {"payload": serialize(update), "dedup_key": dedup_key}
-    return int(conn.execute(_insert(), params).scalar_one())
+    trace = trace_context()
+    if trace is not None:
+        params["trace"] = trace
+    return int(conn.execute(_insert(trace is not None), params).scalar_one())
 
 
 async def enqueue_async(
@@ -64,7 +92,12 @@ async def enqueue_async(
 ) -> int:
     """Store an update in the outbox within the caller's transaction; return the message id."""
     body = serialize(update)
+    trace = trace_context()
     if isinstance(conn, asyncpg.Connection | PoolConnectionProxy):
+        if trace is not None:
+            return int(await conn.fetchval(_INSERT_TRACED_ASYNCPG, body, dedup_key, trace))
         return int(await conn.fetchval(_INSERT_ASYNCPG, body, dedup_key))
     params = {"payload": body, "dedup_key": dedup_key}
-    return int((await conn.execute(_insert(), params)).scalar_one())
+    if trace is not None:
+        params["trace"] = trace
+    return int((await conn.execute(_insert(trace is not None), params)).scalar_one())

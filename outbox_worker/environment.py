@@ -33,8 +33,10 @@ _BOOLEANS: Final = frozenset({"allow_insecure_http", "retry_on_429", "poll_only"
 # Read apart: the URLs and the key have their own checks and messages; retry and circuit nest;
 # ``listen`` is the negation of OUTBOX_POLL_ONLY; ``database`` is derived from the URL.
 _NOT_TUNABLE: Final = frozenset(
-    {"database_url", "api_key", "database", "retry", "circuit", "listen"}
+    {"database_url", "api_key", "database", "retry", "circuit", "listen", "traces"}
 )
+# The span exporters the worker ships (the `otel` extra), by their OTEL_TRACES_EXPORTER names.
+_TRACES_EXPORTERS: Final = frozenset({"otlp", "console"})
 _TUNABLES: Final = (
     *(
         item.name
@@ -61,8 +63,42 @@ def read_settings(
         api_key=source.api_key(),
         retry=RetrySettings(**_take(values, RetrySettings)),
         circuit=CircuitSettings(**_take(values, CircuitSettings)),
+        traces=read_traces_exporters(source.environ),
         **values,
     )
+
+
+def read_traces_exporters(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The span exporters the standard OTEL_* variables ask for; () when they ask for none.
+
+    Tracing is on when OTEL_TRACES_EXPORTER names exporters, or (unset) when an OTLP endpoint is
+    set; OTEL_SDK_DISABLED=true turns it off. Unlike the SDK, an unset OTEL_TRACES_EXPORTER alone
+    does not mean "otlp to localhost": a worker traces only when told where to.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ()
+    named = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
+    if not named:
+        endpoints = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+        named = ["otlp"] if any(env.get(name, "").strip() for name in endpoints) else ["none"]
+    if named == ["none"]:
+        return ()
+    unknown = sorted(set(named) - _TRACES_EXPORTERS)
+    if unknown:
+        raise ConfigError(
+            f"OTEL_TRACES_EXPORTER names {', '.join(unknown)}, which this worker does not ship; "
+            "use otlp, console or none"
+        )
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if "otlp" in named and protocol.strip() != "http/protobuf":
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL is {protocol.strip()!r}; this worker exports OTLP "
+            "over HTTP only: set it to http/protobuf (or unset it)"
+        )
+    return tuple(dict.fromkeys(named))
 
 
 def read_database_url(environ: Mapping[str, str] | None = None, override: str | None = None) -> str:

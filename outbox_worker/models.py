@@ -50,6 +50,10 @@ class Message:
     # Why a stored row cannot be sent at all (another service wrote it: not a JSON object, or past
     # the size limit); its body is then empty and the worker dead-letters it without sending.
     unsendable: str | None = None
+    # The producer's W3C trace context at enqueue (revision 0009), as stored: text another
+    # service wrote, parsed (or ignored) only by a tracer that wants it.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,17 +19,24 @@ Free text (``mask_text``): Ravelin's error messages, the last answer, the attemp
 keys and log values. Emails (with or without a dot in the domain), IPv4 (also at the end of a
 sentence), IPv6 (also after a ``:``), phone numbers (with or without ``+``), API keys and
 ``token ...`` headers are masked, and so is any value the caller names as ``known`` (the
-message's own payload values, which an error may quote back).
+message's own payload values, which an error may quote back: outbox_worker.quoted says how they
+are found). Known values are masked first and whole, so a quoted email becomes ``***`` rather
+than a hint: two customers' answers then read the same, and ``stats`` counts them as one reason.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Final
 
-MASK: Final = "***"
+from outbox_worker.quoted import MASK as MASK  # one mask everywhere; importers take it from here
+from outbox_worker.quoted import QuotedValues, payload_texts
+
+Known = Collection[str] | QuotedValues
+"""A message's own values: as text, or already prepared (``QuotedValues``) for many texts."""
 
 ALLOWED_KEYS: Final = frozenset(
     {
@@ -54,8 +61,6 @@ _PHONE_PLUS: Final = re.compile(r"\+\d[\d ()-]{6,}\d")
 _PHONE: Final = re.compile(r"(?<![\w+.:/-])\(?\d[\d ().-]{5,}\d(?![\w:-]|\.\d)")
 _DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SECRET: Final = re.compile(r"(token\s+|sk_(?:live|test)_)[A-Za-z0-9_\-]+", re.IGNORECASE)
-# Shorter known values would mask ordinary words ("ios", "GBR").
-_KNOWN_MIN_LENGTH: Final = 4
 
 
 def normal_key(key: str) -> str:
@@ -107,11 +112,10 @@ _HINTS: Final[dict[str, Callable[[str], str]]] = {
 }
 
 
-def mask_text(text: str, known: Collection[str] = ()) -> str:
-    """Mask emails, IPs, phone numbers, secrets and the ``known`` values inside free text."""
-    for value in sorted(known, key=len, reverse=True):
-        if len(value) >= _KNOWN_MIN_LENGTH and value in text:
-            text = text.replace(value, MASK)
+def mask_text(text: str, known: Known = ()) -> str:
+    """Mask the ``known`` values, then emails, IPs, phone numbers and secrets inside free text."""
+    if known:
+        text = quoted_values(known).mask(text)
     text = _SECRET.sub(lambda m: m.group(1)[:3] + MASK, text)
     text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
     text = _IPV6_RUN.sub(lambda m: _mask_ipv6_run(m.group(0)), text)
@@ -166,30 +170,51 @@ def _walk(value: Any, key: str) -> Any:
     return MASK
 
 
-def mask_answer(value: Any, known: Collection[str] = ()) -> Any:
-    """Mask an endpoint's answer or history: every string is free text, numbers are kept."""
+def quoted_values(known: Known) -> QuotedValues:
+    """``known`` prepared for masking (done once for the many strings of an answer)."""
+    return known if isinstance(known, QuotedValues) else QuotedValues.of(known)
+
+
+def mask_answer(value: Any, known: Known = ()) -> Any:
+    """Mask an endpoint's answer or history: every string is free text; numbers are kept,
+    unless one is a ``known`` value quoted back (an id, a timestamp, a coordinate)."""
+    if not known:
+        return _mask_answer(value, None)
+    # Prepared and narrowed once for the whole answer, not once for each of its strings.
+    return _mask_answer(value, quoted_values(known).narrowed(" ".join(_texts(value))))
+
+
+def _mask_answer(value: Any, known: QuotedValues | None) -> Any:
     if isinstance(value, dict):
-        return {k: mask_answer(item, known) for k, item in value.items()}
+        return {k: _mask_answer(item, known) for k, item in value.items()}
     if isinstance(value, list):
-        return [mask_answer(item, known) for item in value]
+        return [_mask_answer(item, known) for item in value]
     if isinstance(value, str):
-        return mask_text(value, known)
+        return mask_text(value, known or ())
+    if known is not None and isinstance(value, int | float) and not isinstance(value, bool):
+        text = json.dumps(value)  # a bool is never a value: one bit says nothing about a person
+        return MASK if known.mask(text) != text else value
     return value
 
 
-def payload_values(value: Any) -> set[str]:
-    """Every masked string and number of a payload, as text: what an error may quote back."""
-    return set(_leaves(value, key=""))
-
-
-def _leaves(value: Any, key: str) -> Iterator[str]:
+def _texts(value: Any) -> Iterator[str]:
+    """Every string of an answer, and its numbers as text."""
     if isinstance(value, dict):
-        for name, item in value.items():
-            yield from _leaves(item, normal_key(str(name)))
+        for item in value.values():
+            yield from _texts(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _leaves(item, key)
-    elif key in ALLOWED_KEYS or value is None or isinstance(value, bool):
-        return
-    elif isinstance(value, str | int | float):
-        yield str(value)
+            yield from _texts(item)
+    elif isinstance(value, str):
+        yield value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield json.dumps(value)
+
+
+def payload_values(value: Any) -> set[str]:
+    """Every value of a payload an error may quote back, as text (outbox_worker.quoted).
+
+    Every string under any key, allowed ones too (a reason quoting a customer id would be one
+    ``stats`` line per customer), and numbers of 5 or more characters.
+    """
+    return set(payload_texts(value))

@@ -7,7 +7,7 @@ instantly; what the endpoint said is made safe in ``answers`` first. Due times a
 here: a settlement carries a delay, and the database adds it to its own ``now()``, so a worker
 host's clock changes nothing.
 
-    classify(answer, retry) -> Outcome           the "Answer policy" table of DESIGN.md
+    classify(answer, retry, sent) -> Outcome     the "Answer policy" table of DESIGN.md
     plain_acknowledgement(message, answer)       the common answer's write, or None: a shortcut
     settlement(message, outcome, ...) -> Settlement  the row write: acknowledged, later, or dead
     unsendable(message) -> Settlement            a stored row that cannot be sent: dead, unsent
@@ -40,8 +40,13 @@ PAUSE_STATUSES = frozenset({401, 403, 404, 405, 406})
 # --- The answer policy ---------------------------------------------------------------------
 
 
-def classify(answer: Answer, retry: RetrySettings) -> Outcome:
-    """Decide what one answer means for its message (DESIGN.md, "Answer policy")."""
+def classify(answer: Answer, retry: RetrySettings, sent: bytes = b"") -> Outcome:
+    """Decide what one answer means for its message (DESIGN.md, "Answer policy").
+
+    ``sent`` is the body the answer is about: its values are masked wherever the answer's text
+    quotes them, in the error line (``last_error``, the history, logs); ``response`` keeps the
+    text as it came, for ``dead show --show-pii``.
+    """
     status = answer.status
     if status is None:
         reason = one_line(answer.error or "no HTTP answer")
@@ -56,7 +61,7 @@ def classify(answer: Answer, retry: RetrySettings) -> Outcome:
         error = f"{status} redirect{where} not followed: check OUTBOX_ENDPOINT_URL"
         return Outcome(Verdict.PAUSE, status, error=truncate(one_line(error), ERROR_MAX_CHARS))
     response = ravelin_error_details(answer.body)
-    error = summary(status, response)
+    error = summary(status, response, sent)
     stored = response or None
     if status == 429:
         # Ravelin keeps rate-limited data on an internal queue and processes it when demand

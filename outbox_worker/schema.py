@@ -71,6 +71,15 @@ messages = Table(
     Column("history", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("requeue_count", Integer, nullable=False, server_default=text("0")),
     Column("requeued_at", DateTime(timezone=True), nullable=True),
+    # The producer's W3C trace context at enqueue ({"traceparent", "tracestate"}; revision 0009):
+    # the worker's spans of this message join that trace (README "Tracing").
+    Column(
+        "trace_context",
+        JSONB,
+        nullable=True,
+        comment="The producer's W3C trace context at enqueue "
+        '({"traceparent", "tracestate"}), or NULL',
+    ),
     CheckConstraint("state IN ('pending', 'acknowledged', 'dead')", name="messages_state_check"),
     CheckConstraint("attempts >= 0", name="messages_attempts_check"),
     # Rows no producer or other service can plant (revision 0004): the worker's own history is an

@@ -48,6 +48,7 @@ from outbox_worker.observability import Metrics
 from outbox_worker.pacing import FleetPacer
 from outbox_worker.ports import Hints, Sender, Store
 from outbox_worker.rhythm import PollRhythm
+from outbox_worker.tracing import NO_TRACING, AttemptSource, Tracing
 from outbox_worker.writer import Backoff, OutcomeWriter
 
 log = structlog.get_logger("outbox_worker.worker")
@@ -68,6 +69,7 @@ class Worker:
         *,
         metrics: Metrics | None = None,
         progress: ClaimProgress | None = None,
+        tracing: Tracing = NO_TRACING,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -75,6 +77,7 @@ class Worker:
         self._store = store
         self._metrics = metrics or Metrics()
         self._clock, self._rng = clock, rng
+        self._tracing = tracing
         self._circuit = CircuitBreaker(settings.circuit, clock)
         self._writer = OutcomeWriter(
             store,
@@ -215,8 +218,9 @@ class Worker:
         # the statement: a slow claim must not eat the margin kept for the send.
         started = self._clock()
         room = self._settings.max_claimed_bytes - self._held_bytes
+        trace = self._tracing.claim_started()
         claimed = await self._store.claim(limit, self._settings.lease, room)
-        self._enqueue_claims(claimed, started)
+        self._enqueue_claims(claimed, started, trace.claimed(claimed))
         due_in = None if len(claimed) == limit else await self._store.seconds_until_due()
         return claimed, due_in
 
@@ -249,7 +253,9 @@ class Worker:
         except TimeoutError:
             pass
 
-    def _enqueue_claims(self, claimed: list[Message], started: float) -> None:
+    def _enqueue_claims(
+        self, claimed: list[Message], started: float, traces: AttemptSource
+    ) -> None:
         if not claimed:
             return
         self._metrics.claimed.inc(len(claimed))
@@ -257,7 +263,7 @@ class Worker:
         send_by = started + room.total_seconds()
         for message in claimed:
             self._held_bytes += len(message.body)
-            self._queue.put_nowait(Claim(message, started, send_by))
+            self._queue.put_nowait(Claim(message, started, send_by, traces))
 
     def _release_queued(self) -> None:
         while not self._queue.empty():

@@ -109,13 +109,15 @@ class Enqueue(Protocol):
 
 
 def clean_env() -> dict[str, str]:
-    """This process's environment without OUTBOX_* variables."""
-    # A developer's own OUTBOX_* settings must not leak into a child the test configures.
-    return {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    """This process's environment without OUTBOX_* (or OTEL_*) variables."""
+    # A developer's own OUTBOX_* settings (or OpenTelemetry's, which turn tracing on) must not
+    # leak into a child the test configures.
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OUTBOX_", "OTEL_"))}
 
 
 def worker_env(overrides: Mapping[str, str | None]) -> dict[str, str]:
-    """This process's environment without OUTBOX_* variables, plus BASE_ENV and ``overrides``."""
+    """This process's environment without OUTBOX_* or OTEL_* variables, plus BASE_ENV and
+    ``overrides``."""
     env = clean_env()
     env.update(BASE_ENV)
     env["PYTHONUNBUFFERED"] = "1"

@@ -24,7 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from outbox_worker.models import Stats
-from outbox_worker.pii import mask_answer, mask_payload, mask_text, payload_values
+from outbox_worker.pii import mask_answer, mask_payload, mask_text
+from outbox_worker.quoted import QuotedValues
 from outbox_worker.store.operations import DeadLetter, MessageDetail
 
 REASON_WIDTH = 80
@@ -85,13 +86,16 @@ def age(seconds: float | None) -> str:
 
 
 def one_line(
-    text: str | None, show_pii: bool, width: int = REASON_WIDTH, known: frozenset[str] = frozenset()
+    text: str | None,
+    show_pii: bool,
+    width: int = REASON_WIDTH,
+    known: QuotedValues | None = None,
 ) -> str:
     """Free text on one line, masked unless ``show_pii``, then shortened to ``width``."""
     if not text:
         return ""
     flat = " ".join(text.split())
-    flat = flat if show_pii else mask_text(flat, known)
+    flat = flat if show_pii else mask_text(flat, known or ())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -106,9 +110,10 @@ def _masked(value: Any, show_pii: bool) -> Any:
     return value if show_pii else mask_payload(value)
 
 
-def _known(payload: Any, show_pii: bool) -> frozenset[str]:
-    """The payload's masked values, which an endpoint's error text may quote back."""
-    return frozenset() if show_pii else frozenset(payload_values(payload))
+def _known(payload: Any, show_pii: bool) -> QuotedValues:
+    """The payload's values, which an endpoint's text may quote back (rows an older worker
+    wrote hold them unmasked; this worker masks them before writing)."""
+    return QuotedValues() if show_pii else QuotedValues.of_payload(payload)
 
 
 def _subject(payload: Any) -> str:

@@ -159,10 +159,12 @@ async def _serving_health(
 
 
 async def schema_problem(url: str) -> str | None:
-    """None when the database answers and the schema is at head, else why not (for /readyz)."""
+    """None when the database answers, takes writes and has the schema at head, else why not
+    (for /readyz)."""
     try:
         async with connected(url, application_name="outbox-worker-readyz") as conn:
             await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
+            await ensure_writable(conn, url)  # a standby or a demoted primary: not ready
     except (DatabaseUnavailable, SchemaNotReady, StatementRejected) as exc:
         return str(exc)
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
@@ -38,9 +39,15 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
+    # Class 57 (operator intervention): shutdown, "starting up", a canceled statement (a DBA's
+    # statement_timeout or pg_cancel_backend, a cancel that arrived late after a partition).
+    asyncpg.OperatorInterventionError,
+    # Answers about the server's state, never about a row: a serialization failure or deadlock
+    # (class 40, also a standby's "conflict with recovery"), a lock_timeout, out of resources
+    # (class 53: disk full, too many connections). Retried later like a refused connection.
+    asyncpg.TransactionRollbackError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.InsufficientResourcesError,
 )
 # Answers of a server that takes no writes: a hot standby ("cannot execute ... during recovery"
 # or "... in a read-only transaction", both SQLSTATE 25006), a primary started read-only, and
@@ -95,6 +102,32 @@ def rejection(exc: asyncpg.PostgresError) -> str:
     first = str(exc).splitlines()[0] if str(exc) else ""
     message = " ".join(_QUOTED.sub("…", first).split())[:200]
     return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate}): {message}"
+
+
+async def detect_dead_peer(conn: asyncpg.Connection, *, timeout_s: float) -> None:
+    """Let the kernel find a silently dead path under ``conn`` within about ``timeout_s``.
+
+    TCP keepalives probe an idle connection after ``timeout_s`` and give up after three lost
+    probes a third of that apart; TCP_USER_TIMEOUT drops a connection whose sent data goes
+    unacknowledged for ``timeout_s``. Either way the next statement fails at once instead of
+    waiting for its own deadline. Linux names; elsewhere (and over a Unix socket) nothing is set.
+    """
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps its socket's transport here
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    seconds = max(1, round(timeout_s))
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), seconds),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), max(1, seconds // 3)),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), 3),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), round(timeout_s * 1000)),
+    ]
+    for level, option, value in options:
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(level, option, value)
 
 
 async def connect(url: str, *, application_name: str = "outbox-worker") -> asyncpg.Connection:

@@ -9,6 +9,7 @@ and was taken over cannot overwrite the new owner's outcome.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from outbox_worker.schema import FLEET_PAUSE, SEND_SCHEDULE
 from outbox_worker.store.connection import (
     CLOSE_ERRORS,
     POOLER_SAFE,
+    detect_dead_peer,
     direct_route,
     translate_errors,
 )
@@ -68,8 +70,10 @@ class PostgresStore:
         history_cap: int,
         listen_url: str | None = None,
         listen_check_s: float = 5.0,
+        timeout_s: float = 10.0,
     ) -> None:
         self._url = database_url
+        self._timeout_s = timeout_s
         self._listen_url = listen_url or database_url
         self._history_cap = history_cap
         self._listen_check_s = listen_check_s
@@ -89,8 +93,12 @@ class PostgresStore:
                 asyncpg_dsn(self._url),
                 min_size=1,
                 max_size=3,
-                timeout=10,
-                command_timeout=30,
+                # A partition drops packets without a reset: nothing errors by itself, so every
+                # connection attempt and statement has a deadline, and the socket finds a dead
+                # path on its own (keepalives, unacknowledged data).
+                timeout=self._timeout_s,
+                command_timeout=self._timeout_s,
+                init=functools.partial(detect_dead_peer, timeout_s=self._timeout_s),
                 server_settings={"application_name": "outbox-worker"},
                 **cache,
             )
@@ -128,8 +136,10 @@ class PostgresStore:
                 timedelta(seconds=age_s),
                 token,
                 None if body is not None else _unsendable(kind, size),
+                traceparent,
+                tracestate,
             )
-            for id_, body, size, kind, attempts, age_s in rows
+            for id_, body, size, kind, attempts, age_s, traceparent, tracestate in rows
         ]
 
     async def settle(self, settlements: Sequence[Settlement]) -> int:

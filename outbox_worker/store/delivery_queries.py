@@ -42,7 +42,10 @@ RETURNING m.id, CASE WHEN sized.sendable THEN convert_to(sized.body, 'UTF8') END
     sized.bytes, sized.kind,
     m.attempts,
     -- max_age counts from a requeue, or a requeued message would be dead at its first failure
-    extract(epoch FROM now() - coalesce(m.requeued_at, m.created_at))::float8 AS age_s
+    extract(epoch FROM now() - coalesce(m.requeued_at, m.created_at))::float8 AS age_s,
+    -- The producer's trace context as two texts (no JSON to decode in the worker), cut one past
+    -- their longest valid length: a longer value (another service's row) stays invalid.
+    left(m.trace_context ->> 'traceparent', 56), left(m.trace_context ->> 'tracestate', 513)
 """
 
 # One statement settles a whole flush: each row gets its own state, next time and record, and

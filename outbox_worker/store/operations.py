@@ -14,6 +14,7 @@ says exactly which batches committed, by whom and with which filter.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,11 +25,15 @@ import asyncpg
 
 from outbox_worker.errors import MessageNotFound
 from outbox_worker.models import State, Stats
+from outbox_worker.quoted import QuotedValues
 from outbox_worker.store import operator_queries as sql
 from outbox_worker.store.audit import Actor, AuditAction, Trail
 
 DEFAULT_BATCH_SIZE = 5_000
 TOP_REASONS = 5
+# Reason groups read for each one shown: rows an older worker wrote quote a customer's values, so
+# their reasons split per customer until masking merges them back.
+_REASON_GROUPS_READ = 4
 
 Progress = Callable[[int], None]
 """Called after each batch with the number of rows that batch changed."""
@@ -328,7 +333,7 @@ async def stats(conn: asyncpg.Connection, *, top: int = TOP_REASONS) -> Stats:
     """Counts by state, backlog age, recent dead letters and deliveries, top dead reasons."""
     r = await conn.fetchrow(sql.STATS)
     assert r is not None
-    reasons = await conn.fetch(sql.DEAD_REASONS, top)
+    reasons = await _dead_reasons(conn, top)
     return Stats(
         pending=r["pending"],
         claimed=r["claimed"],
@@ -339,5 +344,21 @@ async def stats(conn: asyncpg.Connection, *, top: int = TOP_REASONS) -> Stats:
         dead_last_day=r["dead_last_day"],
         delivered_last_minute=r["delivered_last_minute"],
         delivered_last_hour=r["delivered_last_hour"],
-        top_dead_reasons=[(x["reason"], x["n"]) for x in reasons],
+        top_dead_reasons=reasons,
     )
+
+
+async def _dead_reasons(conn: asyncpg.Connection, top: int) -> list[tuple[str, int]]:
+    """The ``top`` dead-letter reasons, each masked by a sample row's own values, then merged.
+
+    This worker writes reasons already masked; a reason an older worker wrote may quote the
+    values of the message it was about, which every row of its group shares.
+    """
+    groups = await conn.fetch(sql.DEAD_REASONS, top * _REASON_GROUPS_READ)
+    samples = await conn.fetch(sql.PAYLOADS, [g["sample_id"] for g in groups])
+    payloads = {r["id"]: json.loads(r["payload"]) for r in samples}
+    merged: Counter[str] = Counter()
+    for g in groups:
+        known = QuotedValues.of_payload(payloads.get(g["sample_id"]))
+        merged[known.mask(g["reason"])] += g["n"]
+    return sorted(merged.items(), key=lambda item: (-item[1], item[0]))[:top]

@@ -166,13 +166,21 @@ SELECT
 
 # Dead letters grouped by reason, most frequent first, at most $1 (NULL: all); for `stats` and
 # the demo's summary. The traceId differs on every answer, so it is cut out here (it stays in
-# last_error for `dead show`) and the same reason groups together.
+# last_error for `dead show`) and the same reason groups together. The worker masks the values a
+# reason quotes before writing it; sample_id (one row of the group) lets `stats` mask a reason an
+# older worker wrote with that row's payload.
 DEAD_REASONS: Final = r"""
 SELECT regexp_replace(
            coalesce(last_error, 'HTTP ' || last_status, 'no reason recorded'),
            ' \(traceId [^)]*\)', '', 'g'
        ) AS reason,
-       count(*) AS n
+       count(*) AS n,
+       min(id) AS sample_id
 FROM outbox.messages WHERE state = 'dead'
 GROUP BY 1 ORDER BY n DESC, reason LIMIT $1
 """
+
+# The payloads of the messages named in $1 (ids with no row are simply absent).
+PAYLOADS: Final = (
+    "SELECT id, payload::text AS payload FROM outbox.messages WHERE id = ANY($1::bigint[])"
+)

@@ -3,7 +3,7 @@
 Every payload field that is not on the allow-list (outbox_worker.pii.ALLOWED_KEYS), the free text
 of the endpoint's answers, the dedup key, the API key and the database URL's passwords carry
 canary values. None may appear in any log line (debug included), any command's output (text and
-JSON), the /metrics page or an error; ``--show-pii`` reveals the payload's. Allowed fields (ids,
+JSON), the /metrics page, the spans the worker exports (OTLP) or an error; ``--show-pii`` reveals the payload's. Allowed fields (ids,
 timestamps, enums, the country) carry plain values: showing them is the allow-list's purpose.
 """
 
@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.test_demo import demo_env
 from tests.integration.test_worker_hostile import Endpoint, raw
+from tests.otlp import OtlpReceiver
 from tests.processes import REPO, Run, acli, free_port, worker_env
 from tests.waiting import wait_for
 
@@ -90,6 +91,7 @@ CANARIES = [
     "113.77", "canary-agent-q7x", "canary.err.q7x", "canaryhost", "100.23", "900555", "db8::77",
     "canary.ve.q7x",
 ]  # fmt: skip
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PAYLOAD_CANARIES = ["canary-dob-q7x", "canary-note-q7x", "canary.email.q7x", "8675309"]
 
 
@@ -121,11 +123,22 @@ async def endpoint() -> AsyncIterator[Endpoint]:
 
 
 async def run_worker_once(url: str, endpoint: Endpoint, pg: asyncpg.Connection) -> list[str]:
-    """Run a debug-logging worker until the message is dead; return its log and /metrics page."""
+    """Run a debug-logging, tracing worker until the message is dead; return its log, /metrics
+    page and exported spans."""
+    async with OtlpReceiver() as collector:
+        found = await _run_worker_once(url, endpoint, pg, collector)
+    assert "deliver outbox" in collector.text()  # the spans were exported, and are checked
+    return [*found, collector.text()]
+
+
+async def _run_worker_once(
+    url: str, endpoint: Endpoint, pg: asyncpg.Connection, collector: OtlpReceiver
+) -> list[str]:
     port = free_port()
     env = worker_env(
         {"OUTBOX_DATABASE_URL": url, "OUTBOX_ENDPOINT_URL": endpoint.url,
-         "OUTBOX_API_KEY": API_KEY, "OUTBOX_METRICS_PORT": str(port)}
+         "OUTBOX_API_KEY": API_KEY, "OUTBOX_METRICS_PORT": str(port),
+         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
     )  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "outbox_worker", "run", "--log-level", "debug", "--log-json",
@@ -170,8 +183,9 @@ async def test_no_canary_leaks_anywhere(
 ) -> None:
     """No canary reaches a log line, a command's output, the metrics page or an error."""
     message_id = await pg.fetchval(
-        "SELECT outbox.enqueue($1::jsonb, $2)", json.dumps(PAYLOAD), DEDUP_KEY
-    )
+        "SELECT outbox.enqueue($1::jsonb, $2, $3::jsonb)", json.dumps(PAYLOAD), DEDUP_KEY,
+        json.dumps({"traceparent": TRACEPARENT}),
+    )  # fmt: skip
     worker_output = await run_worker_once(canary_url, endpoint, pg)
     assert "delivery.dead_lettered" in worker_output[1]
     runs = await run_commands(canary_url, message_id)

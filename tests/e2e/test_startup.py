@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from tests.cases import KEY
+from tests.processes import worker_env
+
 # Run the CLI as the console script would, then list what got imported.
 _IMPORTED_BY = """
 import json, runpy, sys
@@ -34,7 +37,15 @@ def _imported_by(*args: str) -> set[str]:
 @pytest.mark.parametrize(
     "module",
     # rich's top-level package alone (no console) comes with structlog when rich is installed.
-    ["alembic", "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "pydantic", "rich.console", "psycopg"],
+    [
+        "alembic",
+        "sqlalchemy.orm",
+        "sqlalchemy.ext.asyncio",
+        "pydantic",
+        "rich.console",
+        "psycopg",
+        "opentelemetry",
+    ],
 )
 def test_run_does_not_import_what_only_other_commands_need(module: str) -> None:
     """The run command's import graph leaves out migrations, the ORM, validation and rich output."""
@@ -52,3 +63,22 @@ def test_other_commands_are_still_registered() -> None:
     )
     for command in ("migrate", "run", "demo", "stats", "dead", "requeue", "purge", "check"):
         assert f"  {command} " in result.stdout
+
+
+def test_run_refuses_tracing_without_the_otel_extra(database_url: str) -> None:
+    """OTEL_* asking for traces where OpenTelemetry is not installed: one line, exit 2."""
+    hidden = (  # as if opentelemetry were not installed
+        "import runpy, sys; sys.modules['opentelemetry'] = None; sys.argv = ['outbox-worker', 'run']\n"
+        "runpy.run_module('outbox_worker', run_name='__main__')"
+    )
+    env = worker_env(
+        {"OUTBOX_DATABASE_URL": database_url, "OUTBOX_API_KEY": KEY,
+         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    )  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", hidden],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'outbox-worker[otel]'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -57,6 +57,7 @@ class Events:
     started_at: float = 0.0
     kills: list[float] = field(default_factory=list)
     pg_restarts: list[tuple[float, float]] = field(default_factory=list)
+    partitions: list[tuple[float, float]] = field(default_factory=list)  # paths blackholed
     windows: list[tuple[WindowKind, float, float]] = field(default_factory=list)
     unexpected_exits: list[Exit] = field(default_factory=list)
     final_exits: list[Exit] = field(default_factory=list)

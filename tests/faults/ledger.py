@@ -10,7 +10,10 @@ its outcome should have been written (its answer plus ``SETTLE_SLACK_S``):
   the request's recorded arrival (its bytes were on their way when the worker died);
 - a PostgreSQL restart overlapping that span (the write could not be made);
 - a slow answer: the earlier request was answered by a ``slow`` step, or later than the
-  worker's HTTP timeout (the worker gave up on it; the stand-in still accepted it).
+  worker's HTTP timeout (the worker gave up on it; the stand-in still accepted it);
+- a partition (``Events.partitions``, tests/faults/test_partition.py) overlapping that span or
+  ending up to ``SETTLE_SLACK_S`` before the request arrived: its outcome could not be written,
+  or the request itself was held on the dead path and arrived after the worker gave up on it.
 
 Deterministic lines (same seed, same value on a correct worker): enqueued, planted, acknowledged,
 every "dead:" line, and every line that must be 0. Duplicates, kills, restarts and request
@@ -76,6 +79,7 @@ class Cause(StrEnum):
     KILL = "a SIGKILL"
     PG_RESTART = "a PostgreSQL restart"
     SLOW = "a slow answer (timeout)"
+    PARTITION = "a partition"
     NOTHING = "nothing"
 
 
@@ -156,6 +160,11 @@ def explain(earlier: Received, events: Events, *, http_timeout: float) -> Cause:
         return Cause.KILL
     if any(began <= until and ended >= earlier.at for began, ended in events.pg_restarts):
         return Cause.PG_RESTART
+    if any(
+        began <= until and ended + SETTLE_SLACK_S >= earlier.at
+        for began, ended in events.partitions
+    ):
+        return Cause.PARTITION
     return Cause.NOTHING
 
 
@@ -299,7 +308,7 @@ def _duplicate_lines(
                 unexplained.append(_duplicate_example(key, earlier, later, events))
     lines = [
         Line(f"duplicates explained by {cause.value}", causes[cause], deterministic=False)
-        for cause in (Cause.KILL, Cause.PG_RESTART, Cause.SLOW)
+        for cause in (Cause.KILL, Cause.PG_RESTART, Cause.SLOW, Cause.PARTITION)
     ]
     lines.append(
         Line(

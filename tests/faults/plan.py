@@ -336,5 +336,7 @@ def _kills(profile: Profile, chaos_end: float, rng: random.Random) -> list[Kill]
 
 def _pg_restarts(profile: Profile, chaos_end: float, rng: random.Random) -> list[float]:
     count = rng.randint(*profile.pg_restarts)
+    if count == 0:
+        return []
     span = chaos_end * 0.7 / count  # one restart in each slice of the middle of the run
     return [round(chaos_end * 0.15 + span * (i + rng.uniform(0.1, 0.9)), 3) for i in range(count)]

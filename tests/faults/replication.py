@@ -116,8 +116,6 @@ def primary_and_standby(workdir: Path, ports: tuple[int, int]) -> tuple[Node, No
     return primary, standby
 
 
-# What connecting to a node that is stopped or starting raises.
-_NOT_UP: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.CannotConnectNowError)
 # Given to the first primary's command line only (see the module docstring).
 SYNCHRONOUS = ("-c", "synchronous_standby_names=*", "-c", "synchronous_commit=on")
 
@@ -142,7 +140,7 @@ async def writable_since(node: Node, *, timeout: float = 60.0) -> float:
     async def writable() -> bool:
         try:
             conn = await asyncpg.connect(node.url(), timeout=5)
-        except _NOT_UP:
+        except TRANSIENT_ERRORS:
             return False
         try:
             return not await conn.fetchval("SELECT pg_is_in_recovery()")

@@ -11,64 +11,38 @@ batch whose transaction failed (its dedup keys make a retried batch a no-op). Th
 stopped (as a crash), the standby promoted, the old primary started again read-only on its old
 port. The ledger (tests/faults/ledger.py) then balances on the new primary: every update
 accepted by the stand-in, none dead, none left pending or leased, no attempt spent on the
-failover, and every duplicate explained by the failover window.
+failover, and every duplicate explained by the failover window. Afterwards `migrate` and
+`stats --json`, given the multi-host URL, find the new primary (the demoted one is listed first).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from outbox_worker import enqueue_async, migrate
+from outbox_worker import migrate
 from outbox_worker.standin import StandIn
-from outbox_worker.store.connection import TRANSIENT_ERRORS
 from tests.cases import KEY
 from tests.faults.chaos import HTTP_TIMEOUT_S, chaos_env
-from tests.faults.driver import Events, exit_record
-from tests.faults.ledger import ROWS_QUERY, Ledger, Row, build_ledger
-from tests.faults.plan import Plan, Profile, build_plan
+from tests.faults.driver import Events
+from tests.faults.ledger import Ledger, Row, build_ledger
+from tests.faults.plan import Plan, build_plan
 from tests.faults.replication import Node, primary_and_standby, wait_synchronous, writable_since
+from tests.faults.scenario import ACKNOWLEDGED, count, drain, produce, quiet_profile, rows, stop
 from tests.pg import admin_execute
-from tests.processes import WorkerProcess, free_port, spawn_worker
+from tests.processes import Run, WorkerProcess, acli, free_port, spawn_worker
 from tests.waiting import wait_for
 
 DATABASE = "outbox_failover"
 FAILOVER_AT_S = 3.0  # after the producer's first batch
-# What a producer meets during a failover; each makes it retry the batch on a new connection.
-PRODUCER_RETRIES: tuple[type[Exception], ...] = (
-    *TRANSIENT_ERRORS,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ReadOnlySQLTransactionError,
-    asyncpg.TargetServerAttributeNotMatched,
-)
-
-
-def failover_profile(seed: int) -> Profile:
-    """600 healthy updates in 10 s through 3 workers; no kills, windows or hostile answers:
-    the failover is the only fault (its window is the ledger's one "restart")."""
-    return Profile(
-        updates=600,
-        seed=seed,
-        enqueue_rate=60.0,
-        kill_every=(1e6, 1e6),
-        pg_restarts=(1, 1),
-        window_kinds=(),
-        poison=(0.0, 0),
-        redirects=(0.0, 0),
-        rejected=(0.0, 0),
-        always_500=(0.0, 0),
-        planted_each=0,
-        latency=(0.01, 0.05),
-        drain_timeout=60.0,
-    )
 
 
 @dataclass
@@ -79,6 +53,7 @@ class Failover:
     promoted_at: float = 0.0  # the new primary first took writes
     reached_after_s: float = 0.0  # promotion -> the first acknowledgement written by a worker
     producer_retries: list[str] = field(default_factory=list)
+    commands: list[Run] = field(default_factory=list)  # migrate, stats after the failover
 
 
 @pytest.mark.faults
@@ -86,13 +61,15 @@ class Failover:
 async def test_a_failover_costs_time_never_a_message(chaos_seed: int) -> None:
     """Promoting the standby while workers drain and a producer enqueues: the multi-host worker reaches the new primary, a worker on the demoted primary's address waits on 'read-only' without spending an attempt, a worker started on the standby says so once and waits for it to be promoted, and the ledger balances."""
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="outbox-xdg-"))
-    plan = build_plan(failover_profile(chaos_seed))
+    # 600 updates in 10 s through 3 workers; the failover is the plan's one "restart".
+    profile = quiet_profile(chaos_seed, updates=600, enqueue_rate=60.0, workers=3)
+    plan = build_plan(dataclasses.replace(profile, pg_restarts=(1, 1)))
     with tempfile.TemporaryDirectory(prefix="outbox-failover-") as workdir:
         primary, standby = await asyncio.to_thread(
             primary_and_standby, Path(workdir), (free_port(), free_port())
         )
         try:
-            ledger, rows, workers, seen = await _play(plan, primary, standby)
+            ledger, stored, workers, seen = await _play(plan, primary, standby)
         finally:
             for node in (primary, standby):
                 with contextlib.suppress(RuntimeError):
@@ -102,7 +79,12 @@ async def test_a_failover_costs_time_never_a_message(chaos_seed: int) -> None:
           f"producer retries: {seen.producer_retries}")  # fmt: skip
     assert ledger.ok, "\n" + ledger.table()
     # The one answer each message got spent its one attempt; the failover spent none.
-    assert {row.attempts for row in rows} == {1}
+    assert {row.attempts for row in stored} == {1}
+    # Operator commands given the same URL skip the demoted primary (its rows are stale there).
+    migrated, stats = seen.commands
+    assert migrated.code == 0, migrated.err
+    assert stats.code == 0, stats.err
+    assert stats.json()["acknowledged"] == plan.profile.updates
 
     old = workers["old"]
     unavailable = [e for e in old.events if e.get("event") == "database.unavailable"]
@@ -139,16 +121,23 @@ async def _play(
             await workers["standby"].wait_event("database.unavailable", timeout=60)
             events.started_at = time.monotonic()
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(_produce(plan, multi, events, seen.producer_retries))
+                tasks.create_task(produce(plan, multi, events, seen.producer_retries))
                 tasks.create_task(_fail_over(primary, standby, events, seen))
             events.chaos_seconds = time.monotonic() - events.started_at
-            await _drain(standby.url(DATABASE), events, plan.profile.drain_timeout)
+            await drain(standby.url(DATABASE), events, plan.profile.drain_timeout)
+            commands = await _operator_commands(multi)
         finally:
-            await _stop(workers, events)
-        rows = await _rows(standby.url(DATABASE))
+            await stop(list(workers.values()), events)
+        stored = await rows(standby.url(DATABASE))
         received = standin.received
-    ledger = build_ledger(plan, events, rows, received, http_timeout=HTTP_TIMEOUT_S)
-    return ledger, rows, workers, seen
+    ledger = build_ledger(plan, events, stored, received, http_timeout=HTTP_TIMEOUT_S)
+    seen.commands = commands
+    return ledger, stored, workers, seen
+
+
+async def _operator_commands(url: str) -> list[Run]:
+    """`migrate` and `stats --json` with the multi-host URL, the demoted primary listed first."""
+    return [await acli("migrate", db=url), await acli("stats", "--json", db=url)]
 
 
 async def _fail_over(primary: Node, standby: Node, events: Events, seen: Failover) -> None:
@@ -159,98 +148,12 @@ async def _fail_over(primary: Node, standby: Node, events: Events, seen: Failove
     await asyncio.to_thread(standby.promote)
     seen.promoted_at = await writable_since(standby)
     new_primary = standby.url(DATABASE)
-    before = await _acknowledged(new_primary)
+    before = await count(new_primary, ACKNOWLEDGED)
     await asyncio.to_thread(primary.start, "-c", "default_transaction_read_only=on")
     events.pg_restarts.append((seen.stopped_at, time.monotonic()))
 
     async def acknowledged_more() -> bool:
-        return await _acknowledged(new_primary) > before
+        return await count(new_primary, ACKNOWLEDGED) > before
 
     await wait_for(acknowledged_more, timeout=60, interval=0.05, message="a delivery after it")
     seen.reached_after_s = time.monotonic() - seen.promoted_at
-
-
-async def _produce(plan: Plan, url: str, events: Events, retries: list[str]) -> None:
-    """Enqueue the plan's batches on schedule, each in one transaction, retried until stored."""
-    conn: asyncpg.Connection | None = None
-    try:
-        for batch in plan.batches:
-            delay = events.started_at + batch.at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)  # pacing: the plan's enqueue rate
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if conn is None or conn.is_closed():
-                        conn = await asyncpg.connect(url, timeout=10)
-                    async with conn.transaction():
-                        for i in range(batch.first, batch.last):
-                            await enqueue_async(conn, plan.body(i), dedup_key=plan.keys[i])
-                    break
-                except PRODUCER_RETRIES as exc:
-                    retries.append(type(exc).__name__)
-                    if conn is not None:
-                        conn.terminate()
-                        conn = None
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.1)  # pacing between reconnections
-    finally:
-        if conn is not None:
-            conn.terminate()
-
-
-async def _acknowledged(url: str) -> int:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM outbox.messages WHERE state = 'acknowledged'"
-        )
-    finally:
-        await conn.close()
-    return count
-
-
-async def _open_rows(url: str) -> int:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM outbox.messages WHERE state = 'pending' OR lease_token IS NOT NULL"
-        )
-    finally:
-        await conn.close()
-    return count
-
-
-async def _drain(url: str, events: Events, timeout: float) -> None:
-    began = time.monotonic()
-
-    async def settled() -> bool:
-        return await _open_rows(url) == 0
-
-    with contextlib.suppress(AssertionError):
-        await wait_for(settled, timeout=timeout, interval=0.25, message="every row settled")
-        events.drained = True
-    events.drain_seconds = time.monotonic() - began
-
-
-async def _stop(workers: dict[str, WorkerProcess], events: Events) -> None:
-    for worker in workers.values():
-        if worker.returncode is None:
-            worker.process.terminate()
-    for worker in workers.values():
-        try:
-            code = await worker.wait_exit(timeout=30)
-        except TimeoutError:
-            worker.process.kill()
-            code = await worker.wait_exit(timeout=30)
-        events.final_exits.append(exit_record(worker, code))
-
-
-async def _rows(url: str) -> list[Row]:
-    conn = await asyncpg.connect(url, timeout=30)
-    try:
-        records = await conn.fetch(ROWS_QUERY, [])
-    finally:
-        await conn.close()
-    return [Row(**dict(record)) for record in records]

@@ -10,18 +10,19 @@ from typing import Any
 
 from outbox_worker.assemble import opened_worker
 from outbox_worker.config import Secret, Settings
+from outbox_worker.tracing import Tracing
 from outbox_worker.worker import Worker
 from tests.cases import KEY
 
 
 @asynccontextmanager
 async def running_worker(
-    database_url: str, endpoint_url: str, **changes: Any
+    database_url: str, endpoint_url: str, *, tracing: Tracing | None = None, **changes: Any
 ) -> AsyncIterator[Worker]:
     """Run a Worker against ``database_url`` and ``endpoint_url`` for the block, then stop it.
 
     Short timings (poll 200 ms, HTTP timeout 2 s, lease 10 s, grace 2 s); ``changes`` override
-    any setting. Leaving the block stops the worker and fails the test if it does not stop.
+    any setting; ``tracing`` replaces the tracer OTEL_* would choose. Leaving the block stops the worker and fails the test if it does not stop.
     """
     settings = Settings(
         database_url=database_url,
@@ -33,7 +34,7 @@ async def running_worker(
         shutdown_grace=timedelta(seconds=2),
     ).with_changes(**changes)
     stop = asyncio.Event()
-    async with opened_worker(settings) as worker:
+    async with opened_worker(settings, tracing=tracing) as worker:
         task = asyncio.create_task(worker.run(stop), name="worker-under-test")
         try:
             yield worker

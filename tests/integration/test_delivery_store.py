@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import MutableMapping
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from outbox_worker.store.delivery import PostgresStore
 from tests.cases import update
 from tests.integration.rows import drop_row_constraints
 from tests.pgbouncer import pgbouncer
+from tests.proxy import Proxy, through, to_database
 
 LEASE = timedelta(seconds=30)
 
@@ -319,3 +321,38 @@ async def test_a_read_only_server_is_unavailable_not_a_refused_statement(
     await pg.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
     claimed = await store.claim(10, LEASE, MAX_PAYLOAD_BYTES)  # the pool connected afresh
     assert len(claimed) == 1
+
+
+async def test_a_tcp_connection_finds_a_dead_path_on_its_own(database_url: str) -> None:
+    """Over TCP the worker's connections carry keepalives and TCP_USER_TIMEOUT of the database timeout, so the kernel breaks a silently dead path instead of leaving it hanging."""
+    proxy = Proxy(to_database(database_url))  # TCP even when the test server is on a socket
+    await proxy.start()
+    conn = await connect(through(database_url, proxy))
+    try:
+        await connection.detect_dead_peer(conn, timeout_s=4.5)
+        sock = conn._transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 4500
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 4
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()
+        await proxy.stop()
+
+
+async def test_a_canceled_statement_is_unavailable_not_a_fault_of_its_rows(
+    pg: asyncpg.Connection, database_url: str
+) -> None:
+    """A statement canceled by the server (statement_timeout, a cancel that arrived late) says nothing about its rows: DatabaseUnavailable, retried, never a dead letter."""
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SET statement_timeout = '50ms'")
+        with (
+            pytest.raises(DatabaseUnavailable, match="QueryCanceledError"),
+            connection.translate_errors(database_url),
+        ):
+            await conn.execute("SELECT pg_sleep(5)")
+    finally:
+        await conn.close()

@@ -629,6 +629,7 @@ EVERY_VARIABLE = [
     ("OUTBOX_METRICS_PORT", "9100", "metrics_port", 9100),
     ("OUTBOX_BACKLOG_INTERVAL", "15s", "backlog_interval", timedelta(seconds=15)),
     ("OUTBOX_LIVENESS_TIMEOUT", "2m", "liveness_timeout", timedelta(minutes=2)),
+    ("OUTBOX_DATABASE_TIMEOUT", "3s", "database_timeout", timedelta(seconds=3)),
     ("OUTBOX_RETAIN_ACKNOWLEDGED", "2d", "retain_acknowledged", timedelta(days=2)),
     ("OUTBOX_RETAIN_DEAD", "90d", "retain_dead", timedelta(days=90)),
     ("OUTBOX_RETAIN_AUDIT", "730d", "retain_audit", timedelta(days=730)),

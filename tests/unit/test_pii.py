@@ -126,11 +126,18 @@ def test_mask_text_patterns(text: str, masked: str | None) -> None:
 
 
 def test_mask_text_hides_known_values_quoted_back() -> None:
-    """A payload's masked value that an error quotes back is hidden, wherever it stands."""
+    """A payload's value that an error quotes back is hidden, wherever it stands, ids too."""
     known = payload_values(PII_PAYLOAD)
-    assert "cust-42" not in known  # allowed ids stay findable
+    assert "cust-42" in known  # a quoted id would make one stats line per customer
     text = mask_text("name 'Johnathan Smithers' is not allowed in 221B Baker Street", known)
     assert text == "name '***' is not allowed in ***"
+    assert mask_text("customer cust-42 refused", known) == "customer *** refused"
+
+
+def test_known_values_are_masked_before_patterns() -> None:
+    """A quoted email of the payload becomes ***, not a hint: two customers' reasons match."""
+    known = payload_values(PII_PAYLOAD)
+    assert mask_text(PII_ERROR, known) == "email *** is already registered (from ***)"
 
 
 def test_mask_answer_masks_every_string_of_an_endpoint_answer() -> None:
@@ -140,4 +147,14 @@ def test_mask_answer_masks_every_string_of_an_endpoint_answer() -> None:
         "status": 400,
         "message": "bad email a***@e***",
         "validationErrors": ["x 1.2.*.*"],
+    }
+
+
+def test_mask_answer_masks_a_known_number_quoted_back() -> None:
+    """A number of the payload inside an answer is masked; other numbers and flags stay."""
+    known = payload_values({"loyalty": {"card": 86753091}, "flag": "true"})
+    answer = {"status": 400, "validationErrors": [{"value": 86753091, "ok": True}]}
+    assert mask_answer(answer, known) == {
+        "status": 400,
+        "validationErrors": [{"value": MASK, "ok": True}],
     }

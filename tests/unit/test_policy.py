@@ -171,6 +171,37 @@ def test_dead_letter_keeps_ravelins_message_trace_id_and_validation_errors() -> 
     }
 
 
+QUOTED_BODY = json.dumps(
+    {"customer": {"customerId": "cust-9", "name": "Maria Lindqvist", "extra": {"x": "Zoë Ñúñez"}}}
+).encode()
+
+
+@pytest.mark.parametrize("status", [400, 401, 422, 429, 503])
+def test_error_line_masks_the_values_an_answer_quotes(status: int) -> None:
+    """The error line (logs, last_error, history, stats) masks the body's quoted values and
+    personal patterns; the traceId survives and ``response`` keeps the answer as it came."""
+    quoted = {
+        "message": "customer cust-9 'MARIA LINDQVIST' <m.l@example.com> is not valid",
+        "traceId": TRACE,
+        "validationErrors": [
+            {"field": "customer.extra.x", "message": "Zo\u00eb \u00d1\u00fa\u00f1ez?"}
+        ],
+    }
+    outcome = classify(answer(status, json.dumps(quoted).encode()), RETRY, QUOTED_BODY)
+    assert outcome.error is not None
+    assert outcome.error.endswith(
+        f": customer *** '***' <m***@e***.com> is not valid (traceId {TRACE})"
+    )
+    assert outcome.response == quoted
+
+
+def test_error_line_without_a_message_masks_the_validation_errors() -> None:
+    """With no message, the validation errors that make the error line are masked too."""
+    body = json.dumps({"validationErrors": ["name 'Maria Lindqvist' too long"]}).encode()
+    outcome = classify(answer(400, body), RETRY, QUOTED_BODY)
+    assert outcome.error == "400 Bad Request: name '***' too long"
+
+
 def test_pause_keeps_ravelins_message() -> None:
     """A wrong key's answer is kept so the loud log line says what Ravelin said."""
     body = b'{"status": 403, "message": "Invalid Request: API Key Incorrect."}'

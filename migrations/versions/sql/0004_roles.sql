@@ -24,8 +24,20 @@ $$;
 -- Producers: enqueue (SQL and Python API) through the SECURITY DEFINER functions only. No
 -- privilege on the table: they cannot skip validation, write states or read others' rows.
 GRANT USAGE ON SCHEMA outbox TO outbox_producer;
-GRANT EXECUTE ON FUNCTION outbox.enqueue(jsonb, text) TO outbox_producer;
-GRANT EXECUTE ON FUNCTION outbox.insert_message(jsonb, text) TO outbox_producer;
+-- Whichever signatures this schema has: (jsonb, text) up to revision 0008, (jsonb, text, jsonb)
+-- with the trace context from revision 0009 (this file is also what `migrate` prints at head).
+DO $$
+DECLARE
+  fn regprocedure;
+BEGIN
+  FOR fn IN
+    SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+    WHERE p.pronamespace = 'outbox'::regnamespace AND p.proname IN ('enqueue', 'insert_message')
+  LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO outbox_producer', fn);
+  END LOOP;
+END
+$$;
 
 -- Workers: claim, settle and release (read rows, update the delivery columns, never the
 -- payload or dedup key), and read the schema version at start. No DDL, no DELETE, no INSERT.

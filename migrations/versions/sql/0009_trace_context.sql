@@ -1,0 +1,132 @@
+-- The producer's trace context with each message: revision 0009.
+--
+-- A nullable column without a default is a change to the catalog alone: no table rewrite, no
+-- scan. It still needs a moment's ACCESS EXCLUSIVE lock, and waiting for that lock behind a long
+-- transaction would queue every enqueue behind it; lock_timeout fails the migration instead (run
+-- it again) so the application never stalls.
+--
+-- enqueue and insert_message take the context as a third, optional argument (a JSON object with
+-- the W3C "traceparent" and "tracestate"); a call with two arguments is the same call as before.
+-- A defaulted third argument beside the old two-argument function would make two-argument calls
+-- ambiguous, so the old functions are replaced, not overloaded.
+
+SET LOCAL lock_timeout = '5s';
+
+ALTER TABLE outbox.messages ADD COLUMN trace_context jsonb;
+COMMENT ON COLUMN outbox.messages.trace_context IS
+  'The producer''s W3C trace context at enqueue ({"traceparent", "tracestate"}), or NULL';
+
+DROP FUNCTION outbox.enqueue(jsonb, text);
+DROP FUNCTION outbox.insert_message(jsonb, text);
+
+CREATE FUNCTION outbox.insert_message(
+  payload jsonb, dedup_key text DEFAULT NULL, trace_context jsonb DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, outbox, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+  new_id bigint;
+  kept jsonb;
+BEGIN
+  IF jsonb_typeof(insert_message.payload) IS DISTINCT FROM 'object'
+     OR jsonb_typeof(insert_message.payload #> '{registration,success}') IS DISTINCT FROM 'boolean'
+     OR jsonb_typeof(insert_message.payload -> 'timestamp') IS DISTINCT FROM 'number'
+  THEN
+    RAISE EXCEPTION USING
+      ERRCODE = 'invalid_parameter_value',
+      MESSAGE = 'invalid registration update: it must be an object with a numeric timestamp '
+                'and a boolean registration.success',
+      HINT = 'Call outbox.enqueue(payload, dedup_key), which names every bad field.';
+  END IF;
+
+  -- The trace context is kept only as W3C Trace Context names it: a well-formed traceparent and
+  -- a tracestate of at most 512 bytes. Anything else (baggage, which may carry personal data, a
+  -- malformed value, a huge one) is dropped, never refused: tracing must not cost a registration.
+  IF insert_message.trace_context IS NOT NULL THEN
+    kept := jsonb_build_object('traceparent', insert_message.trace_context -> 'traceparent');
+    IF coalesce(insert_message.trace_context ->> 'traceparent', '')
+         !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' THEN
+      kept := NULL;
+    ELSIF jsonb_typeof(insert_message.trace_context -> 'tracestate') = 'string'
+          AND octet_length(insert_message.trace_context ->> 'tracestate') <= 512 THEN
+      kept := kept || jsonb_build_object('tracestate', insert_message.trace_context -> 'tracestate');
+    END IF;
+  END IF;
+
+  IF insert_message.dedup_key IS NULL THEN
+    INSERT INTO outbox.messages AS m (payload, trace_context) VALUES (insert_message.payload, kept)
+    RETURNING m.id INTO new_id;
+  ELSE
+    INSERT INTO outbox.messages AS m (payload, dedup_key, trace_context)
+    VALUES (insert_message.payload, insert_message.dedup_key, kept)
+    ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+    RETURNING m.id INTO new_id;
+    IF new_id IS NULL THEN
+      -- A row with this key exists (committed, or committed by the transaction we waited on).
+      SELECT m.id INTO new_id FROM outbox.messages AS m WHERE m.dedup_key = insert_message.dedup_key;
+      IF new_id IS NULL THEN
+        -- Only under REPEATABLE READ or SERIALIZABLE can the winner be invisible here.
+        RAISE EXCEPTION USING
+          ERRCODE = 'serialization_failure',
+          MESSAGE = 'the dedup_key was enqueued by a concurrent transaction; retry';
+      END IF;
+      RETURN new_id;
+    END IF;
+  END IF;
+
+  -- At most one notifying transaction per interval cluster-wide (revision 0006).
+  IF outbox.claim_wakeup() THEN
+    PERFORM pg_notify('outbox', '');
+  END IF;
+  RETURN new_id;
+END
+$$;
+
+-- The enqueue API for any service in any language: validate, normalize, store (as in revision
+-- 0007), with the caller's trace context when it passes one.
+CREATE FUNCTION outbox.enqueue(
+  payload jsonb, dedup_key text DEFAULT NULL, trace_context jsonb DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, outbox, pg_temp
+AS $$
+DECLARE
+  problems text[];
+BEGIN
+  IF NOT coalesce(outbox.is_plainly_valid(enqueue.payload), false) THEN
+    problems := outbox.update_problems(enqueue.payload);
+    IF cardinality(problems) > 0 THEN
+      RAISE EXCEPTION USING
+        ERRCODE = 'invalid_parameter_value',
+        MESSAGE = format(
+          'invalid registration update (%s %s): %s',
+          cardinality(problems),
+          CASE WHEN cardinality(problems) = 1 THEN 'problem' ELSE 'problems' END,
+          array_to_string(problems, '; ')
+        ),
+        HINT = 'Fix the fields named above; nothing was stored.';
+    END IF;
+  END IF;
+  RETURN outbox.insert_message(
+    outbox.normalize_update(enqueue.payload), enqueue.dedup_key, enqueue.trace_context
+  );
+END
+$$;
+
+-- Revision 0004's rule: nobody calls an outbox function by default; producers keep the two
+-- enqueue functions.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox FROM PUBLIC;
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'outbox_producer') THEN
+    GRANT EXECUTE ON FUNCTION outbox.enqueue(jsonb, text, jsonb) TO outbox_producer;
+    GRANT EXECUTE ON FUNCTION outbox.insert_message(jsonb, text, jsonb) TO outbox_producer;
+  END IF;
+END
+$$;

@@ -1,0 +1,1 @@
+"""Optional bridges to third-party frameworks, each imported only when asked for."""

@@ -1,0 +1,262 @@
+"""OpenTelemetry for the outbox (the ``otel`` extra): the producer's trace context at enqueue, and
+a span for each claim and each delivery attempt in the worker (README "Tracing").
+
+Imported only when asked for: ``outbox_worker.enqueue`` imports it once the application itself
+has imported ``opentelemetry.trace`` (a producer needs opentelemetry-api alone), and
+`outbox-worker run` when OTEL_* asks for traces. The SDK and the exporter are imported by
+``start_tracing`` alone.
+
+Each attempt's span is a child of the span that enqueued the message, in the producer's trace:
+the request that registered the user, its enqueue, every attempt and Ravelin's answers are one
+trace. Spans carry ids, counts, HTTP status codes, outcomes and the circuit's reasons; never the
+payload, the endpoint's answer text, the dedup key or the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+
+from outbox_worker.models import Message, Settlement, State
+from outbox_worker.tracing import NO_TRACING, AttemptSource, AttemptTrace, ClaimTrace
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+# --- the producer: the caller's trace context at enqueue ---------------------------------------
+
+
+def current_trace_context() -> str | None:
+    """The caller's current span context as the JSON the outbox stores, or None without one."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    if not context.trace_state:
+        return f'{{"traceparent":"{parent}"}}'  # hex digits and dashes only: nothing to escape
+    state = context.trace_state.to_header()
+    return json.dumps({"traceparent": parent, "tracestate": state}, separators=(",", ":"))
+
+
+# --- the worker: the stored context, parsed as hostile text -------------------------------------
+
+_TRACEPARENT: Final = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# W3C Trace Context's list-member grammar (as opentelemetry-api checks it), so the API never
+# rejects a value here, and never logs one.
+_KEY: Final = r"(?:[a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})"
+_VALUE: Final = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+_TRACESTATE: Final = re.compile(f"{_KEY}={_VALUE}(?:,{_KEY}={_VALUE}){{0,31}}")
+_MAX_TRACESTATE: Final = 512
+
+
+def producer_context(message: Message) -> SpanContext | None:
+    """The span that enqueued ``message``, or None when the row has no valid trace context."""
+    match = _TRACEPARENT.fullmatch(message.traceparent or "")
+    if match is None or match[1] == "ff":
+        return None
+    trace_id, span_id = int(match[2], 16), int(match[3], 16)
+    if not trace_id or not span_id:
+        return None
+    state = message.tracestate
+    if state is not None and (len(state) > _MAX_TRACESTATE or not _TRACESTATE.fullmatch(state)):
+        state = None
+    return SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(int(match[4], 16) & TraceFlags.SAMPLED),
+        trace_state=None if state is None else TraceState.from_header([state]),
+    )
+
+
+# --- the worker's spans -------------------------------------------------------------------------
+
+# OpenTelemetry's messaging conventions: the outbox table is the queue, a claim "receives" a
+# batch, each delivery attempt "processes" one message. messaging.operation is the attribute's
+# older name, which backends built on earlier conventions still read.
+_SYSTEM: Final = {"messaging.system": "outbox", "messaging.destination.name": "outbox.messages"}
+_OUTCOMES: Final = {State.ACKNOWLEDGED: "acknowledged", State.DEAD: "dead_lettered"}
+
+
+class OtelTracing:
+    """The worker's ``Tracing`` on an OpenTelemetry tracer."""
+
+    def __init__(
+        self, tracer: trace.Tracer, *, server_address: str, provider: TracerProvider | None = None
+    ) -> None:
+        self._tracer = tracer
+        self._server_address = server_address
+        self._provider = provider
+
+    def claim_started(self) -> ClaimTrace:
+        """A claim is about to run: its span starts now, if it takes any rows."""
+        return _Claim(self._tracer, self._server_address, time.time_ns())
+
+    def close(self) -> None:
+        """Export what is buffered and shut the provider down (blocks: run it in a thread)."""
+        if self._provider is not None:
+            self._provider.shutdown()
+
+
+class _Claim:
+    __slots__ = ("_server_address", "_span", "_started_ns", "_tracer")
+
+    def __init__(self, tracer: trace.Tracer, server_address: str, started_ns: int) -> None:
+        self._tracer = tracer
+        self._server_address = server_address
+        self._started_ns = started_ns
+        self._span: SpanContext | None = None
+
+    def claimed(self, messages: Sequence[Message]) -> AttemptSource:
+        """One span for a claim that took rows, linked to each message's producer; an empty
+        claim (the idle worker's polls) leaves no span."""
+        if not messages:
+            return NO_TRACING
+        links = [Link(c) for m in messages if (c := producer_context(m)) is not None]
+        span = self._tracer.start_span(
+            "claim outbox",
+            context=Context(),  # a root: a claim serves many producers' traces
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **_SYSTEM,
+                "messaging.operation": "receive",
+                "messaging.operation.type": "receive",
+                "messaging.operation.name": "claim",
+                "messaging.batch.message_count": len(messages),
+            },
+            links=links,
+            start_time=self._started_ns,
+        )
+        span.end()
+        self._span = span.get_span_context()
+        return self
+
+    def attempt(self, message: Message) -> AttemptTrace:
+        """The attempt's span: a child of the producer's span, linked to this claim's."""
+        parent = producer_context(message)
+        span = self._tracer.start_span(
+            "deliver outbox",
+            context=Context()
+            if parent is None
+            else trace.set_span_in_context(NonRecordingSpan(parent), Context()),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **_SYSTEM,
+                "messaging.operation": "process",
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "deliver",
+                "messaging.message.id": str(message.id),
+                # The attempt's number among those that counted (a paused one does not).
+                "outbox.attempt": message.attempts + 1,
+                "server.address": self._server_address,
+            },
+            links=None if self._span is None else [Link(self._span)],
+        )
+        return _Attempt(span)
+
+
+class _Attempt:
+    __slots__ = ("_error_type", "_span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+        self._error_type: str | None = None
+
+    def settled(self, settlement: Settlement) -> None:
+        """Record the outcome; anything but an acknowledgement is an error of this span."""
+        attributes: dict[str, Any] = {"outbox.attempt_counted": settlement.attempt_spent}
+        if settlement.status is not None:
+            attributes["http.response.status_code"] = settlement.status
+        outcome = _OUTCOMES.get(settlement.state)
+        if outcome is None:  # pending again: retried later, or a pause took the blame
+            outcome = "retry" if settlement.attempt_spent else "paused"
+            if settlement.delay is not None:
+                attributes["outbox.retry_in_s"] = settlement.delay.total_seconds()
+        attributes["outbox.outcome"] = outcome
+        if outcome != "acknowledged":
+            # The status code, or what kind of failure: never the endpoint's or the error's text.
+            attributes["error.type"] = self._failure(settlement)
+            self._span.set_status(Status(StatusCode.ERROR))
+        self._span.set_attributes(attributes)
+
+    def _failure(self, settlement: Settlement) -> str:
+        if settlement.status is not None:
+            return str(settlement.status)
+        if self._error_type is not None:
+            return self._error_type
+        if settlement.state is State.DEAD and not settlement.attempt_spent:
+            return "unsendable"  # a row another service wrote, dead-lettered without a send
+        return "transport"  # no answer: timeout, refused or dropped connection, TLS
+
+    def failed(self, error_type: str) -> None:
+        """Our own failure: its exception type only (its message might quote the payload)."""
+        self._error_type = error_type
+        self._span.add_event("outbox.internal_error", {"exception.type": error_type})
+
+    def handed_back(self) -> None:
+        """Released unsent: no attempt spent."""
+        self._span.set_attribute("outbox.outcome", "handed_back")
+
+    def circuit_changed(self, reason: str | None, next_probe_in_s: float) -> None:
+        """An event on the attempt whose answer paused (or resumed) all delivery."""
+        if reason is None:
+            self._span.add_event("outbox.circuit.closed")
+        else:
+            self._span.add_event(
+                "outbox.circuit.opened",
+                {
+                    "outbox.circuit.reason": reason,
+                    "outbox.circuit.next_probe_in_s": round(next_probe_in_s, 3),
+                },
+            )
+
+    def end(self) -> None:
+        """End the span (the batch processor exports it in the background)."""
+        self._span.end()
+
+
+# --- start-up -----------------------------------------------------------------------------------
+
+
+def start_tracing(exporters: Sequence[str], *, server_address: str) -> OtelTracing:
+    """A tracer provider of the worker's own, exporting in the background to ``exporters``
+    ("otlp": OTLP over HTTP, "console": stdout); the SDK reads the rest of OTEL_* itself
+    (endpoint, headers, sampler, service name, batch sizes)."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "outbox-worker"}))
+    provider = TracerProvider(resource=resource)
+    for name in exporters:
+        exporter: SpanExporter
+        if name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporter = ConsoleSpanExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return OtelTracing(
+        provider.get_tracer("outbox_worker"), server_address=server_address, provider=provider
+    )

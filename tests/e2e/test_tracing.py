@@ -1,0 +1,57 @@
+"""Tracing end to end: a worker process exports over OTLP/HTTP to a local collector.
+
+The producer (this test) enqueues inside a span of its own; the stand-in answers that message's
+first POST with a 503 and its second with a 200; the collector must see both attempts, in the
+producer's trace, as children of the producer's span.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from opentelemetry.sdk.trace import TracerProvider
+
+import outbox_worker
+from outbox_worker.standin import StandIn
+from tests.cases import update
+from tests.otlp import ExportedSpan, OtlpReceiver
+from tests.processes import StartWorker
+from tests.waiting import wait_for
+
+# Export each finished span within 100 ms instead of the SDK's 5 s.
+FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": "outbox-e2e"}
+
+
+async def test_retried_message_is_traced_in_the_producers_trace(
+    start_worker: StartWorker, standin: StandIn, pg: asyncpg.Connection
+) -> None:
+    """The collector sees a 503 attempt then an acknowledged 200, both under the producer's span."""
+    standin.script_for("traced", [503])
+    provider = TracerProvider()
+    with provider.get_tracer("signup-app").start_as_current_span("signup") as producer:
+        async with pg.transaction():
+            message_id = await outbox_worker.enqueue_async(pg, update("traced"))
+    trace_id = f"{producer.get_span_context().trace_id:032x}"
+    span_id = f"{producer.get_span_context().span_id:016x}"
+
+    def attempts() -> list[ExportedSpan]:
+        return [s for s in collector.spans() if s.name == "deliver outbox"]
+
+    async with OtlpReceiver() as collector:
+        await start_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, **FAST_EXPORT})
+        await wait_for(
+            lambda: any(s.attributes.get("outbox.outcome") == "acknowledged" for s in attempts()),
+            message="the acknowledged attempt exported",
+        )
+    outcomes = [
+        (s.attributes["outbox.attempt"], s.attributes["http.response.status_code"],
+         s.attributes["outbox.outcome"], s.status_code)
+        for s in attempts()
+    ]  # fmt: skip
+    assert outcomes == [(1, 503, "retry", 2), (2, 200, "acknowledged", 0)]
+    for span in attempts():
+        assert (span.trace_id, span.parent_span_id) == (trace_id, span_id)
+        assert span.attributes["messaging.message.id"] == str(message_id)
+        assert span.service == "outbox-e2e"
+    claims = [s for s in collector.spans() if s.name == "claim outbox"]
+    assert claims
+    assert all(s.parent_span_id == "" for s in claims)

@@ -1,0 +1,329 @@
+"""Traces: the producer's context stored at enqueue, and the worker's span tree in memory.
+
+The worker runs in this process (tests/integration/running.py) with an OpenTelemetry tracer whose
+spans go to the SDK's in-memory exporter; the producer's span is opened by the test, as the
+application's request handler would open it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    TraceState,
+)
+from sqlalchemy import create_engine
+
+import outbox_worker
+from outbox_worker.config import CircuitSettings, RetrySettings, sqlalchemy_url
+from outbox_worker.integrations.otel import OtelTracing
+from outbox_worker.standin import StandIn
+from tests.cases import update
+from tests.e2e.test_canaries import PAYLOAD, canaries_in
+from tests.integration.running import running_worker
+from tests.waiting import wait_for
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+FAST_RETRY = RetrySettings(backoff_base=timedelta(milliseconds=50), backoff_cap=timedelta(1))
+
+
+@pytest.fixture
+def exported() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A tracer provider whose finished spans land in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+@pytest.fixture
+def app_tracer(exported: tuple[TracerProvider, InMemorySpanExporter]) -> Tracer:
+    """The producer application's tracer."""
+    return exported[0].get_tracer("signup-app")
+
+
+@pytest.fixture
+def worker_tracing(exported: tuple[TracerProvider, InMemorySpanExporter]) -> OtelTracing:
+    """The worker's tracing on the same in-memory exporter."""
+    return OtelTracing(exported[0].get_tracer("outbox_worker"), server_address="127.0.0.1")
+
+
+async def stored_context(pg: asyncpg.Connection, message_id: int) -> Any:
+    """The row's trace_context as Python data (None when NULL)."""
+    text = await pg.fetchval(
+        "SELECT trace_context::text FROM outbox.messages WHERE id = $1", message_id
+    )
+    return None if text is None else json.loads(text)
+
+
+def traceparent_of(span: Any) -> str:
+    context = span.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+async def test_enqueue_async_stores_the_current_span(
+    pg: asyncpg.Connection, app_tracer: Tracer
+) -> None:
+    """enqueue_async inside a span stores that span's traceparent; outside any span, NULL."""
+    with app_tracer.start_as_current_span("signup") as span:
+        async with pg.transaction():
+            traced = await outbox_worker.enqueue_async(pg, update("traced"))
+    async with pg.transaction():
+        plain = await outbox_worker.enqueue_async(pg, update("plain"))
+    assert await stored_context(pg, traced) == {"traceparent": traceparent_of(span)}
+    assert await stored_context(pg, plain) is None
+
+
+def test_enqueue_on_sqlalchemy_stores_the_current_span(
+    database_url: str, app_tracer: Tracer
+) -> None:
+    """The synchronous enqueue (SQLAlchemy) stores the span's context, its tracestate too."""
+    state = TraceState([("vendor", "opaque-1"), ("other@tenant", "x")])
+    parent = SpanContext(0xAB, 0xCD, is_remote=True, trace_flags=TraceFlags(1), trace_state=state)
+    context = trace.set_span_in_context(NonRecordingSpan(parent))
+    engine = create_engine(sqlalchemy_url(database_url, "psycopg"))
+    try:
+        with (
+            app_tracer.start_as_current_span("signup", context=context) as span,
+            engine.begin() as conn,
+        ):
+            message_id = outbox_worker.enqueue(conn, update("sync"))
+    finally:
+        engine.dispose()
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT trace_context FROM outbox.messages WHERE id = %s", [message_id]
+        ).fetchone()
+    assert row == ({"traceparent": traceparent_of(span), "tracestate": state.to_header()},)
+
+
+SQL_CONTEXTS = [
+    # what a producer passes as outbox.enqueue's third argument -> what is stored
+    ({"traceparent": TRACEPARENT}, {"traceparent": TRACEPARENT}),
+    (
+        {"traceparent": TRACEPARENT, "tracestate": "a=1"},
+        {"traceparent": TRACEPARENT, "tracestate": "a=1"},
+    ),
+    (
+        {"traceparent": TRACEPARENT, "baggage": "user.email=x@y.example"},
+        {"traceparent": TRACEPARENT},
+    ),
+    ({"traceparent": TRACEPARENT, "tracestate": "a=" + "x" * 600}, {"traceparent": TRACEPARENT}),
+    ({"traceparent": TRACEPARENT, "tracestate": 7}, {"traceparent": TRACEPARENT}),
+    ({"traceparent": "00-not-a-trace"}, None),
+    ({"traceparent": TRACEPARENT.upper()}, None),
+    ({"tracestate": "a=1"}, None),
+    ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None),
+    ([TRACEPARENT], None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize(("given", "stored"), SQL_CONTEXTS)
+async def test_sql_enqueue_keeps_only_a_well_formed_trace_context(
+    pg: asyncpg.Connection, given: Any, stored: Any
+) -> None:
+    """outbox.enqueue's trace_context keeps traceparent and a short tracestate; the rest is dropped, never refused."""
+    message_id = await pg.fetchval(
+        "SELECT outbox.enqueue($1::jsonb, NULL, $2::jsonb)",
+        json.dumps(update("sql")),
+        None if given is None else json.dumps(given),
+    )
+    assert await stored_context(pg, message_id) == stored
+
+
+async def test_two_argument_calls_still_work(pg: asyncpg.Connection) -> None:
+    """Callers written before revision 0009 (two arguments) enqueue as before, without a context."""
+    first = await pg.fetchval("SELECT outbox.enqueue($1::jsonb, 'k-1')", json.dumps(update("a")))
+    second = await pg.fetchval("SELECT outbox.insert_message($1::jsonb)", json.dumps(update("b")))
+    assert [await stored_context(pg, i) for i in (first, second)] == [None, None]
+
+
+def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name == name]
+
+
+async def test_each_attempt_is_a_span_in_the_producers_trace(
+    database_url: str,
+    standin: StandIn,
+    pg: asyncpg.Connection,
+    app_tracer: Tracer,
+    worker_tracing: OtelTracing,
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """A 503 then a 200: two attempt spans, children of the enqueuing span, with status and outcome."""
+    exporter = exported[1]
+    standin.script_for("flaky", [503])
+    with app_tracer.start_as_current_span("signup") as producer:
+        async with pg.transaction():
+            message_id = await outbox_worker.enqueue_async(pg, update("flaky"))
+    async with running_worker(database_url, standin.url, retry=FAST_RETRY, tracing=worker_tracing):
+        await wait_for(
+            lambda: len([s for s in spans_named(exporter, "deliver outbox")
+                         if s.attributes and s.attributes.get("outbox.outcome") == "acknowledged"]),
+            message="the acknowledged attempt's span",
+        )  # fmt: skip
+    attempts = spans_named(exporter, "deliver outbox")
+    assert [s.attributes and s.attributes["outbox.outcome"] for s in attempts] == [
+        "retry",
+        "acknowledged",
+    ]
+    producer_context = producer.get_span_context()
+    for number, span in enumerate(attempts, start=1):
+        assert span.context is not None
+        assert span.parent is not None
+        assert span.context.trace_id == producer_context.trace_id
+        assert span.parent.span_id == producer_context.span_id
+        assert span.kind is SpanKind.CONSUMER
+        assert span.attributes is not None
+        assert span.attributes["messaging.system"] == "outbox"
+        assert span.attributes["messaging.operation"] == "process"
+        assert span.attributes["messaging.message.id"] == str(message_id)
+        assert span.attributes["outbox.attempt"] == number
+    first, second = attempts
+    assert first.attributes is not None
+    assert second.attributes is not None
+    assert first.attributes["http.response.status_code"] == 503
+    assert first.attributes["error.type"] == "503"
+    assert first.status.status_code is StatusCode.ERROR
+    assert second.attributes["http.response.status_code"] == 200
+    assert second.status.status_code is StatusCode.UNSET
+
+
+async def test_claims_are_spans_linked_to_producers_and_from_attempts(
+    database_url: str,
+    standin: StandIn,
+    pg: asyncpg.Connection,
+    app_tracer: Tracer,
+    worker_tracing: OtelTracing,
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """A claim that took rows is a root span linked to each producer; each attempt links to it."""
+    exporter = exported[1]
+    with app_tracer.start_as_current_span("signup") as producer:
+        async with pg.transaction():
+            await outbox_worker.enqueue_async(pg, update("one"))
+    async with pg.transaction():
+        await outbox_worker.enqueue_async(pg, update("untraced"))
+    async with running_worker(database_url, standin.url, tracing=worker_tracing):
+        await wait_for(lambda: len(spans_named(exporter, "deliver outbox")) == 2)
+    claims = spans_named(exporter, "claim outbox")
+    attempts = spans_named(exporter, "deliver outbox")
+    assert claims
+    assert all(c.parent is None and c.attributes for c in claims)
+    counts = [c.attributes["messaging.batch.message_count"] for c in claims if c.attributes]
+    assert sum(int(str(n)) for n in counts) == 2
+    linked = {link.context.span_id for c in claims for link in c.links}
+    assert linked == {producer.get_span_context().span_id}
+    claim_ids = {c.context.span_id for c in claims if c.context}
+    assert all(a.links and a.links[0].context.span_id in claim_ids for a in attempts)
+    untraced = [a for a in attempts if a.parent is None]
+    assert len(untraced) == 1  # no stored context: the attempt starts a trace of its own
+
+
+async def test_circuit_pause_and_resume_are_events_on_attempts(
+    database_url: str,
+    standin: StandIn,
+    pg: asyncpg.Connection,
+    worker_tracing: OtelTracing,
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """A 401 opens the circuit (an event on that attempt, outcome paused); the probe's 200 closes it."""
+    exporter = exported[1]
+    standin.script_for("key", [401])
+    async with pg.transaction():
+        await outbox_worker.enqueue_async(pg, update("key"))
+    fast = CircuitSettings(
+        probe_initial=timedelta(milliseconds=100), probe_cap=timedelta(milliseconds=400)
+    )
+    async with running_worker(database_url, standin.url, circuit=fast, tracing=worker_tracing):
+        await wait_for(lambda: any(
+            e.name == "outbox.circuit.closed" for s in spans_named(exporter, "deliver outbox") for e in s.events
+        ), message="the circuit closed")  # fmt: skip
+    attempts = spans_named(exporter, "deliver outbox")
+    opened = [s for s in attempts if any(e.name == "outbox.circuit.opened" for e in s.events)]
+    assert len(opened) == 1
+    assert opened[0].attributes is not None
+    assert opened[0].attributes["outbox.outcome"] == "paused"
+    assert opened[0].attributes["outbox.attempt_counted"] is False
+    event = next(e for e in opened[0].events if e.name == "outbox.circuit.opened")
+    assert event.attributes is not None
+    assert event.attributes["outbox.circuit.reason"] == "configuration"
+
+
+async def test_spans_carry_no_personal_data(
+    database_url: str,
+    standin: StandIn,
+    pg: asyncpg.Connection,
+    app_tracer: Tracer,
+    worker_tracing: OtelTracing,
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """A canary payload, dead-lettered by a 400: no canary in any span, event or attribute."""
+    exporter = exported[1]
+    standin.set_default_status(400)
+    with app_tracer.start_as_current_span("signup"):
+        async with pg.transaction():
+            await outbox_worker.enqueue_async(pg, PAYLOAD)
+    async with running_worker(database_url, standin.url, tracing=worker_tracing):
+        await wait_for(lambda: spans_named(exporter, "deliver outbox"))
+    worker_spans = [s for s in exporter.get_finished_spans() if s.name != "signup"]
+    assert canaries_in("\n".join(s.to_json() for s in worker_spans)) == []
+    (attempt,) = spans_named(exporter, "deliver outbox")
+    assert attempt.attributes is not None
+    assert attempt.attributes["outbox.outcome"] == "dead_lettered"
+
+
+def test_hostile_stored_contexts_start_a_trace_of_their_own() -> None:
+    """A row's trace context that is not W3C's (another service wrote it) is ignored, not trusted."""
+    from outbox_worker.integrations.otel import producer_context
+    from outbox_worker.models import LeaseToken, Message, MessageId
+
+    def message(traceparent: str | None, tracestate: str | None = None) -> Message:
+        return Message(MessageId(1), b"{}", 0, timedelta(0), LeaseToken(uuid.uuid4()),
+                       traceparent=traceparent, tracestate=tracestate)  # fmt: skip
+
+    assert producer_context(message(TRACEPARENT)) is not None
+    for bad in [None, "", "ff" + TRACEPARENT[2:], TRACEPARENT + "-extra",
+                "00-" + "0" * 32 + "-b7ad6b7169203331-01", TRACEPARENT.replace("b7ad", "B7AD")]:  # fmt: skip
+        assert producer_context(message(bad)) is None, bad
+    kept = producer_context(message(TRACEPARENT, "vendor=ok"))
+    assert kept is not None
+    assert kept.trace_state.to_header() == "vendor=ok"
+    for bad_state in ["Vendor=x", "a=" + "x" * 600, "a=b,,", "a=\u00e9", "a=b=c"]:
+        dropped = producer_context(message(TRACEPARENT, bad_state))
+        assert dropped is not None
+        assert len(dropped.trace_state) == 0, bad_state
+
+
+def test_no_opentelemetry_import_without_tracing() -> None:
+    """Importing the package and enqueueing without OpenTelemetry imports none of it."""
+    code = (
+        "import sys, outbox_worker; "
+        "assert sys.modules['outbox_worker.enqueue'].trace_context() is None; "
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
