@@ -20,9 +20,9 @@ import socket
 import time
 import uuid
 from collections import deque
-from importlib.metadata import PackageNotFoundError, version
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
 import structlog
 
