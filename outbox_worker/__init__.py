@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from outbox_worker.enqueue import enqueue, enqueue_async
-from outbox_worker.errors import InvalidUpdate, OutboxError
+from outbox_worker.errors import InvalidUpdate, NotInTransaction, OutboxError
 
 if TYPE_CHECKING:
     from outbox_worker.payload import RegistrationUpdate
@@ -20,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "InvalidUpdate",
+    "NotInTransaction",
     "OutboxError",
     "RegistrationUpdate",
     "__version__",

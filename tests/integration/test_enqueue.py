@@ -111,8 +111,10 @@ async def test_enqueue_does_not_commit(database_url: str, pg: asyncpg.Connection
 
 async def test_same_dedup_key_returns_first_id(pg: asyncpg.Connection) -> None:
     """The same dedup_key twice yields the first message's id and one row."""
-    first = await outbox_worker.enqueue_async(pg, EXAMPLE, dedup_key="signup-42")
-    second = await outbox_worker.enqueue_async(pg, VALID_EXAMPLES[1][1], dedup_key="signup-42")
+    async with pg.transaction():
+        first = await outbox_worker.enqueue_async(pg, EXAMPLE, dedup_key="signup-42")
+    async with pg.transaction():
+        second = await outbox_worker.enqueue_async(pg, VALID_EXAMPLES[1][1], dedup_key="signup-42")
     third = await pg.fetchval("SELECT outbox.enqueue($1::jsonb, 'signup-42')", json.dumps(EXAMPLE))
     assert first == second == third
     assert len(await _stored(pg)) == 1
@@ -120,9 +122,9 @@ async def test_same_dedup_key_returns_first_id(pg: asyncpg.Connection) -> None:
 
 async def test_enqueues_without_a_dedup_key_each_store_a_row(pg: asyncpg.Connection) -> None:
     """The same update twice without a dedup_key, through either API, is two rows with two ids."""
-    first = await outbox_worker.enqueue_async(pg, EXAMPLE)
+    first = await outbox_worker.enqueue_async(pg, EXAMPLE, allow_autocommit=True)
     second = await pg.fetchval("SELECT outbox.enqueue($1::jsonb)", json.dumps(EXAMPLE))
-    third = await outbox_worker.enqueue_async(pg, EXAMPLE)
+    third = await outbox_worker.enqueue_async(pg, EXAMPLE, allow_autocommit=True)
     assert len({first, second, third}) == 3
     assert len(await _stored(pg)) == 3
 
@@ -185,7 +187,8 @@ async def test_invalid_update_is_refused_by_python_and_sql(
 ) -> None:
     """Python and SQL both refuse a bad update, name the same path, and store nothing."""
     with pytest.raises(outbox_worker.InvalidUpdate) as python_error:
-        await outbox_worker.enqueue_async(pg, payload)
+        async with pg.transaction():
+            await outbox_worker.enqueue_async(pg, payload)
     assert path in python_error.value.paths
     with pytest.raises(asyncpg.InvalidParameterValueError) as sql_error:
         await pg.fetchval("SELECT outbox.enqueue($1::jsonb)", json.dumps(payload))

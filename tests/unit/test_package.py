@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import outbox_worker
 from outbox_worker import migrate
 
@@ -16,3 +19,17 @@ def test_public_api_names_resolve() -> None:
     for name in outbox_worker.__all__:
         assert getattr(outbox_worker, name) is not None
     assert outbox_worker.RegistrationUpdate.__name__ == "RegistrationUpdate"
+
+
+def test_importing_the_package_imports_no_optional_driver() -> None:
+    """psycopg, psycopg2 and Django stay unimported until a caller passes their objects."""
+    probe = (
+        "import sys, outbox_worker, outbox_worker.drivers, outbox_worker.enqueue\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in OPTIONAL)\n"
+        "print(loaded)\n"
+    )
+    optional = "OPTIONAL = {'psycopg', 'psycopg2', 'django'}\n"
+    done = subprocess.run(
+        [sys.executable, "-c", optional + probe], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
