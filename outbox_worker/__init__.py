@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 from outbox_worker.enqueue import enqueue, enqueue_async
 from outbox_worker.errors import InvalidUpdate, OutboxError
 from outbox_worker.version import __version__
+from outbox_worker.errors import InvalidUpdate, NotInTransaction, OutboxError
 
 if TYPE_CHECKING:
     from outbox_worker.payload import RegistrationUpdate
 
 __all__ = [
     "InvalidUpdate",
+    "NotInTransaction",
     "OutboxError",
     "RegistrationUpdate",
     "__version__",

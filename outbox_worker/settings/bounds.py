@@ -38,6 +38,8 @@ DURATION_BOUNDS: Final[Mapping[str, tuple[timedelta, timedelta]]] = {
     # At least an hour: a typo must not delete the rows an operator is still reading.
     "retain_acknowledged": (timedelta(hours=1), timedelta(days=3650)),
     "retain_dead": (timedelta(hours=1), timedelta(days=3650)),
+    # The database refuses to delete audit rows younger than 90 days (revision 0008).
+    "retain_audit": (timedelta(days=90), timedelta(days=3650)),
     "retention_interval": (10 * MS, timedelta(days=1)),
 }
 INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {

@@ -631,6 +631,7 @@ EVERY_VARIABLE = [
     ("OUTBOX_DATABASE_TIMEOUT", "3s", "database_timeout", timedelta(seconds=3)),
     ("OUTBOX_RETAIN_ACKNOWLEDGED", "2d", "retain_acknowledged", timedelta(days=2)),
     ("OUTBOX_RETAIN_DEAD", "90d", "retain_dead", timedelta(days=90)),
+    ("OUTBOX_RETAIN_AUDIT", "730d", "retain_audit", timedelta(days=730)),
     ("OUTBOX_RETENTION_INTERVAL", "1h", "retention_interval", timedelta(hours=1)),
     ("OUTBOX_BACKOFF_BASE", "2s", "retry.backoff_base", timedelta(seconds=2)),
     ("OUTBOX_BACKOFF_CAP", "1h", "retry.backoff_cap", timedelta(hours=1)),

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import grimp
+import subprocess
+import sys
 
 import outbox_worker
 from outbox_worker import migrate
@@ -100,3 +102,15 @@ def test_no_module_imports_a_module_that_imports_it_back() -> None:
                 module,
                 imported,
             )
+def test_importing_the_package_imports_no_optional_driver() -> None:
+    """psycopg, psycopg2 and Django stay unimported until a caller passes their objects."""
+    probe = (
+        "import sys, outbox_worker, outbox_worker.drivers, outbox_worker.enqueue\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in OPTIONAL)\n"
+        "print(loaded)\n"
+    )
+    optional = "OPTIONAL = {'psycopg', 'psycopg2', 'django'}\n"
+    done = subprocess.run(
+        [sys.executable, "-c", optional + probe], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
