@@ -14,7 +14,6 @@ import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from outbox_worker.config import parse_duration
 from outbox_worker.console.filters import FILTER_FIELDS, parse_dead_query, parse_ids
 from outbox_worker.console.guard import ACCESS, Visitor, require_admin
 from outbox_worker.console.pages.confirm import confirm_page
@@ -22,6 +21,7 @@ from outbox_worker.console.routes import show_message
 from outbox_worker.console.state import POOL, signed_in_page
 from outbox_worker.errors import ConfigError
 from outbox_worker.models import State
+from outbox_worker.settings.parsing import parse_duration
 from outbox_worker.store import audit
 from outbox_worker.store import operations as ops
 from outbox_worker.store.audit import Actor

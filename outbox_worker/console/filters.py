@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Final
 from urllib.parse import urlencode
 
-from outbox_worker.config import parse_duration
 from outbox_worker.errors import ConfigError
 from outbox_worker.pii import mask_text
+from outbox_worker.settings.parsing import parse_duration
 from outbox_worker.store.operations import DeadCursor, DeadFilters
 
 PAGE_SIZE: Final = 50

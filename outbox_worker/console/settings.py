@@ -15,8 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from outbox_worker.config import env_value, parse_duration
 from outbox_worker.errors import ConfigError
+from outbox_worker.settings.environment import read_database_url, read_text
+from outbox_worker.settings.parsing import parse_duration
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -89,16 +90,15 @@ def read_console_settings(
     flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> ConsoleSettings:
     """Settings from the flags (None: not given) over OUTBOX_CONSOLE_* and OUTBOX_DATABASE_URL."""
-    from outbox_worker.config import database_url_from_env
 
     def pick(name: str) -> Any:
         flag = flags.get(name)
-        return flag if flag is not None else env_value(f"console_{name}", environ)
+        return flag if flag is not None else read_text(f"console_{name}", environ)
 
     tokens = pick("tokens_file")
     ttl = pick("session_ttl")
     settings = ConsoleSettings(
-        database_url=database_url_from_env(environ, flags.get("database_url")),
+        database_url=read_database_url(environ, flags.get("database_url")),
         host=str(pick("host") or DEFAULT_HOST),
         port=_port(pick("port")),
         tokens_file=Path(tokens) if tokens else None,
