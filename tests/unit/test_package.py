@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
-import subprocess
-import sys
 
 import outbox_worker
 from outbox_worker import migrate
