@@ -1,5 +1,19 @@
 """The app config Django finds for ``"outbox_worker.django"`` in INSTALLED_APPS."""
 
-from outbox_worker.integrations.django import OutboxWorkerConfig
+from django.apps import AppConfig
+from django.core import checks
 
-__all__ = ["OutboxWorkerConfig"]
+from outbox_worker.django import check_outbox_schema
+
+
+class OutboxWorkerConfig(AppConfig):
+    """The app ``outbox_worker.django`` in INSTALLED_APPS: registers the schema check."""
+
+    name = "outbox_worker.django"
+    label = "outbox_worker"
+    verbose_name = "outbox-worker"
+
+    def ready(self) -> None:
+        """Register the schema check, run by ``check --database`` and ``migrate``."""
+        # Tagged "database": Django runs such checks only when told which databases to query.
+        checks.register(check_outbox_schema, checks.Tags.database)
