@@ -286,7 +286,7 @@ def serve_worker() -> None:
     """The worker for the benchmark: `outbox-worker run`'s settings and parts from OUTBOX_*,
     without the start-up schema check; runs until SIGTERM."""
     from outbox_worker.assemble import opened_worker
-    from outbox_worker.config import Settings
+    from outbox_worker.settings.config import Settings
 
     settings = Settings.from_env()
 

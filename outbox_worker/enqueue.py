@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
     from sqlalchemy.orm import Session, scoped_session
 
-    from outbox_worker.payload import RegistrationUpdate
+    from outbox_worker.payload.model import RegistrationUpdate
 
     SyncConnection: TypeAlias = (
         Connection
@@ -97,7 +97,7 @@ def _arguments(update: Update, dedup_key: str | None) -> Args:
 
 def serialize(update: Update) -> str:
     """Validate an update and return the JSON text that will be stored and sent."""
-    from outbox_worker.payload import parse_update
+    from outbox_worker.payload.model import parse_update
 
     return parse_update(update).to_json()
 

@@ -19,9 +19,12 @@ from typing import Any
 import asyncpg
 import structlog
 
-from outbox_worker.config import asyncpg_dsn
 from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.schema import SEND_SCHEDULE
+from outbox_worker.settings.config import asyncpg_dsn
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import (
     Backlog,
     LeaseToken,

@@ -16,10 +16,10 @@ from typing import Final
 import asyncpg
 import structlog
 
-from outbox_worker.config import redact_url
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.ports import Hints
 from outbox_worker.schema import NOTIFY_CHANNEL
+from outbox_worker.settings.config import redact_url
 from outbox_worker.store.connection import TRANSIENT_ERRORS, close_quietly, connect
 
 log = structlog.get_logger("outbox_worker.store")

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 import outbox_worker
-from outbox_worker.config import sqlalchemy_url
-from outbox_worker.payload import parse_update
+from outbox_worker.payload.model import parse_update
+from outbox_worker.settings.config import sqlalchemy_url
 from tests.cases import INVALID_CASES, VALID_EXAMPLES
 from tests.processes import free_port
 from tests.proxy import Proxy, through, to_database

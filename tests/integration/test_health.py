@@ -9,13 +9,13 @@ from datetime import timedelta
 
 import pytest
 
-from outbox_worker.config import Secret, Settings
+from outbox_worker.delivery.health import ReadinessCheck, health_app, serving
+from outbox_worker.delivery.liveness import ClaimProgress
+from outbox_worker.delivery.worker import Worker
 from outbox_worker.errors import ConfigError
-from outbox_worker.health import ReadinessCheck, health_app, serving
-from outbox_worker.liveness import ClaimProgress
 from outbox_worker.models import Answer, Backlog, Message, Settlement, State
 from outbox_worker.observability import Metrics
-from outbox_worker.worker import Worker
+from outbox_worker.settings.config import Secret, Settings
 from tests.probes import get, status_is
 from tests.unit.fakes import ManualClock
 from tests.waiting import wait_for

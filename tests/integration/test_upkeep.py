@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import asyncpg
 
-from outbox_worker.config import RETENTION_BATCH_SIZE, Secret, Settings
+from outbox_worker.delivery.upkeep import retention_pass
 from outbox_worker.models import Backlog, State
 from outbox_worker.observability import Metrics
+from outbox_worker.settings.config import RETENTION_BATCH_SIZE, Secret, Settings
 from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.store.housekeeping import RETENTION_LOCK
-from outbox_worker.upkeep import retention_pass
 from tests.integration.rows import insert_message
 from tests.integration.running import running_worker
 from tests.waiting import wait_for

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from outbox_worker.config import (
+from outbox_worker.settings.config import (
     DEFAULT_BACKLOG_INTERVAL,
     DEFAULT_LIVENESS_TIMEOUT,
     DEFAULT_RETAIN_ACKNOWLEDGED,

@@ -11,8 +11,8 @@ from dataclasses import fields
 from datetime import timedelta
 from typing import Any, Final
 
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.settings_parsing import parse_duration, parse_int, parse_number, parse_size
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.settings.parsing import parse_duration, parse_int, parse_number, parse_size
 
 MS: Final = timedelta(milliseconds=1)
 KIB: Final = 1024

@@ -21,12 +21,14 @@ from datetime import timedelta
 
 import structlog
 
-from outbox_worker.config import RETENTION_BATCH_SIZE, RETENTION_FIRST_PASS, WorkerSettings
+from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
-from outbox_worker.liveness import ClaimProgress
+from outbox_worker.models import State
+from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.models import REGISTRY_FORGET_AFTER, State
 from outbox_worker.observability import Metrics
 from outbox_worker.ports import Store
+from outbox_worker.settings.config import RETENTION_BATCH_SIZE, RETENTION_FIRST_PASS, WorkerSettings
 
 log = structlog.get_logger("outbox_worker.upkeep")
 
