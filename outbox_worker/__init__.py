@@ -7,9 +7,8 @@ Application code calls ``enqueue`` (or ``enqueue_async``) inside its own transac
 from typing import TYPE_CHECKING, Any
 
 from outbox_worker.enqueue import enqueue, enqueue_async
-from outbox_worker.errors import InvalidUpdate, OutboxError
-from outbox_worker.version import __version__
 from outbox_worker.errors import InvalidUpdate, NotInTransaction, OutboxError
+from outbox_worker.version import __version__
 
 if TYPE_CHECKING:
     from outbox_worker.payload import RegistrationUpdate

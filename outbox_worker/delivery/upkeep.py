@@ -23,8 +23,6 @@ import structlog
 
 from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
-from outbox_worker.models import State
-from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.models import REGISTRY_FORGET_AFTER, State
 from outbox_worker.observability import Metrics
 from outbox_worker.ports import Store

@@ -20,11 +20,6 @@ import asyncpg
 import structlog
 
 from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
-from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.schema import SEND_SCHEDULE
-from outbox_worker.settings.config import asyncpg_dsn
-from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import (
     Backlog,
     LeaseToken,
@@ -35,8 +30,10 @@ from outbox_worker.models import (
     State,
     WorkerBeat,
 )
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.ports import Hints
 from outbox_worker.schema import FLEET_PAUSE, SEND_SCHEDULE
+from outbox_worker.settings.config import asyncpg_dsn
 from outbox_worker.store.connection import (
     CLOSE_ERRORS,
     POOLER_SAFE,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
-import subprocess
-import sys
 
 import outbox_worker
 from outbox_worker import migrate
@@ -102,6 +102,8 @@ def test_no_module_imports_a_module_that_imports_it_back() -> None:
                 module,
                 imported,
             )
+
+
 def test_importing_the_package_imports_no_optional_driver() -> None:
     """psycopg, psycopg2 and Django stay unimported until a caller passes their objects."""
     probe = (
