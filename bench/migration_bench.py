@@ -286,9 +286,9 @@ def serve_worker() -> None:
     """The worker for the benchmark: `outbox-worker run`'s settings and parts from OUTBOX_*,
     without the start-up schema check; runs until SIGTERM."""
     from outbox_worker.assemble import opened_worker
-    from outbox_worker.settings.config import Settings
+    from outbox_worker.settings.environment import read_settings
 
-    settings = Settings.from_env()
+    settings = read_settings()
 
     async def serve() -> None:
         stop = asyncio.Event()

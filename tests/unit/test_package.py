@@ -116,3 +116,19 @@ def test_importing_the_package_imports_no_optional_driver() -> None:
         [sys.executable, "-c", optional + probe], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_outbox_worker_django_without_django_names_the_extra() -> None:
+    """Where Django is not installed, importing outbox_worker.django says which extra to install."""
+    probe = (
+        "import sys\n"
+        "sys.modules['django'] = None  # as if Django were not installed\n"
+        "try:\n"
+        "    import outbox_worker.django\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == (
+        "outbox_worker.django needs Django: pip install 'outbox-worker[django]'"
+    )
