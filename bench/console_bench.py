@@ -49,10 +49,10 @@ SELECT jsonb_build_object('timestamp', 1700000000000,
        CASE WHEN g <= $2 THEN 'dead' WHEN g <= $1 - $3 THEN 'acknowledged' ELSE 'pending' END,
        CASE WHEN g <= $2 THEN 25 ELSE 1 END,
        'signup-' || g,
-       now() - make_interval(secs => (g * 7919) % 86400 + 60),
-       CASE WHEN g <= $2 THEN now() - make_interval(secs => (g * 7919) % 86400) END,
+       now() - make_interval(secs => (g::bigint * 7919) % 86400 + 60),
+       CASE WHEN g <= $2 THEN now() - make_interval(secs => (g::bigint * 7919) % 86400) END,
        CASE WHEN g > $2 AND g <= $1 - $3
-            THEN now() - make_interval(secs => (g * 104729) % 86400) END,
+            THEN now() - make_interval(secs => (g::bigint * 104729) % 86400) END,
        CASE WHEN g <= $2 THEN (ARRAY[400, 422, 503, 500])[1 + g % 4] END,
        CASE WHEN g <= $2 THEN (ARRAY['Invalid Request: bad email', 'unprocessable',
             'HTTP 503: Service Unavailable', 'HTTP 500'])[1 + g % 4] END
