@@ -54,10 +54,10 @@ from bench.harness import (
     sample_updates,
 )
 from outbox_worker import enqueue, enqueue_async
-from outbox_worker.config import sqlalchemy_url
 from outbox_worker.enqueue import serialize
 from outbox_worker.migration_scripts import SQL_DIR
-from outbox_worker.payload import parse_update
+from outbox_worker.payload.model import parse_update
+from outbox_worker.settings.config import sqlalchemy_url
 
 SETUP = """
 CREATE TABLE users (

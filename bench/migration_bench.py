@@ -304,9 +304,9 @@ def serve_worker() -> None:
     """This version's worker, as `outbox-worker run` builds it from OUTBOX_* but without the
     start-up schema check; runs until SIGTERM."""
     from outbox_worker.assemble import opened_worker
-    from outbox_worker.config import Settings
+    from outbox_worker.settings.environment import read_settings
 
-    settings = Settings.from_env()
+    settings = read_settings()
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -21,10 +21,11 @@ from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.schema import CreateSchema
 
-from outbox_worker.config import asyncpg_dsn, database_url_from_env
 from outbox_worker.errors import ConfigError
 from outbox_worker.migration_scripts import MIGRATION_LOCK_ID
 from outbox_worker.schema import SCHEMA, VERSION_TABLE, include_name, metadata
+from outbox_worker.settings.config import asyncpg_dsn
+from outbox_worker.settings.environment import read_database_url
 
 # Safe behind a transaction-pooling PgBouncer: the migration is one transaction (one server
 # connection), and SQLAlchemy's asyncpg dialect prepares every statement under a name, so the
@@ -89,7 +90,7 @@ def main() -> None:
     # alembic.ini holds no URL, so that no password sits in a file: plain `alembic` takes it from
     # OUTBOX_DATABASE_URL, checked as every command checks it.
     try:
-        url = context.config.get_main_option("sqlalchemy.url") or database_url_from_env()
+        url = context.config.get_main_option("sqlalchemy.url") or read_database_url()
     except ConfigError as exc:
         raise CommandError(str(exc)) from None  # alembic prints it as one line, no traceback
     asyncio.run(_run_async(url))

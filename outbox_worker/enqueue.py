@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
     from sqlalchemy.orm import Session, scoped_session
 
-    from outbox_worker.payload import RegistrationUpdate
+    from outbox_worker.payload.model import RegistrationUpdate
 
     SyncConnection: TypeAlias = (
         Connection
@@ -87,9 +87,12 @@ def _current_trace_context() -> Callable[[], str | None]:
     return current_trace_context
 
 
-def _arguments(update: Update, dedup_key: str | None) -> Args:
-    # The caller's trace context (revision 0009) is a third argument only when there is one: an
-    # application without tracing sends the same statement as before.
+def arguments(update: Update, dedup_key: str | None) -> Args:
+    """The statement's arguments: the validated update's JSON text, the key, the trace context.
+
+    The caller's trace context (revision 0009) is a third argument only when there is one: an
+    application without tracing sends the same statement as before.
+    """
     body = serialize(update)
     trace = trace_context()
     return (body, dedup_key) if trace is None else (body, dedup_key, trace)
@@ -97,7 +100,7 @@ def _arguments(update: Update, dedup_key: str | None) -> Args:
 
 def serialize(update: Update) -> str:
     """Validate an update and return the JSON text that will be stored and sent."""
-    from outbox_worker.payload import parse_update
+    from outbox_worker.payload.model import parse_update
 
     return parse_update(update).to_json()
 
@@ -117,7 +120,7 @@ def enqueue(
     ``allow_autocommit`` is true; ``InvalidUpdate`` when the update breaks Ravelin's rules.
     """
     insert = resolve_sync(type(conn))
-    return insert(conn, _arguments(update, dedup_key), allow_autocommit)
+    return insert(conn, arguments(update, dedup_key), allow_autocommit)
 
 
 async def enqueue_async(
@@ -137,10 +140,10 @@ async def enqueue_async(
     # asyncpg first and inline: the worker's own tests and most async producers use it, and the
     # lookup below costs about as much as this whole branch.
     if isinstance(conn, asyncpg.Connection | PoolConnectionProxy):
-        args = _arguments(update, dedup_key)
+        args = arguments(update, dedup_key)
         if not allow_autocommit and not conn.is_in_transaction():
             raise NotInTransaction("asyncpg")
         sql = INSERT_ASYNCPG if len(args) == 2 else INSERT_TRACED_ASYNCPG
         return int(await conn.fetchval(sql, *args))
     insert = resolve_async(type(conn))
-    return await insert(conn, _arguments(update, dedup_key), allow_autocommit)
+    return await insert(conn, arguments(update, dedup_key), allow_autocommit)

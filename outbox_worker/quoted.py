@@ -42,7 +42,7 @@ MIN_CHARS: Final = 3
 MIN_SYLLABIC_CHARS: Final = 2
 MIN_NUMBER_CHARS: Final = 5
 WORD_BELOW: Final = 6
-CUT: Final = "…"  # what outbox_worker.answers.truncate ends a shortened text with
+CUT: Final = "…"  # what outbox_worker.delivery.answers.truncate ends a shortened text with
 
 # From the CJK radicals on: kana, CJK ideographs, Yi, Hangul syllables and their compatibility
 # forms, where one or two characters are a name.

@@ -20,9 +20,10 @@ import asyncpg
 import click
 
 from outbox_worker.cli import display as fmt
-from outbox_worker.config import database_url_from_env, parse_duration
 from outbox_worker.errors import ConfigError
 from outbox_worker.migrate import SCHEMA_HEAD
+from outbox_worker.settings.config import parse_duration
+from outbox_worker.settings.environment import read_database_url
 from outbox_worker.store import operations as ops
 from outbox_worker.store.audit import Actor
 from outbox_worker.store.connection import connected, ensure_schema_ready, translate_errors
@@ -39,7 +40,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 @asynccontextmanager
 async def ready_connection(database_url: str | None) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the configured database, its outbox schema checked to be at head."""
-    url = database_url_from_env(None, database_url)
+    url = read_database_url(None, database_url)
     async with connected(url, application_name="outbox-worker operator") as conn:
         with translate_errors(url):
             await ensure_schema_ready(conn, SCHEMA_HEAD)

@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from outbox_worker.config import asyncpg_dsn, redact_url
 from outbox_worker.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -23,7 +22,8 @@ from outbox_worker.errors import (
     SchemaNotReady,
     StatementRejected,
 )
-from outbox_worker.urls import hide_url_secrets
+from outbox_worker.settings.config import asyncpg_dsn, redact_url
+from outbox_worker.settings.urls import hide_url_secrets
 
 CONNECT_TIMEOUT_S = 10.0
 # Behind a transaction-pooling PgBouncer each transaction may run on another server connection,

@@ -29,7 +29,9 @@ from pathlib import Path
 import pytest
 
 from outbox_worker import migrate
+from outbox_worker.errors import DatabaseUnavailable
 from outbox_worker.standin import StandIn
+from outbox_worker.store.connection import connect, translate_errors
 from tests.cases import KEY
 from tests.faults.chaos import HTTP_TIMEOUT_S, chaos_env
 from tests.faults.driver import Events
@@ -54,6 +56,7 @@ class Failover:
     reached_after_s: float = 0.0  # promotion -> the first acknowledgement written by a worker
     producer_retries: list[str] = field(default_factory=list)
     commands: list[Run] = field(default_factory=list)  # migrate, stats after the failover
+    recovery_answer: str = ""  # how a write on the standby was reported, before promotion
 
 
 @pytest.mark.faults
@@ -86,6 +89,9 @@ async def test_a_failover_costs_time_never_a_message(chaos_seed: int) -> None:
     assert stats.code == 0, stats.err
     assert stats.json()["acknowledged"] == plan.profile.updates
 
+    # A standby's "cannot execute ... during recovery" is the database unavailable, not a fault.
+    assert "during recovery" in seen.recovery_answer
+    assert "is read-only" in seen.recovery_answer
     old = workers["old"]
     unavailable = [e for e in old.events if e.get("event") == "database.unavailable"]
     assert any("is read-only" in str(e.get("error")) for e in unavailable), old.lines[-20:]
@@ -119,6 +125,7 @@ async def _play(
             for name in ("multi", "old"):
                 await workers[name].wait_event("worker.started", timeout=60)
             await workers["standby"].wait_event("database.unavailable", timeout=60)
+            seen.recovery_answer = await _write_on(urls["standby"])
             events.started_at = time.monotonic()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(produce(plan, multi, events, seen.producer_retries))
@@ -133,6 +140,17 @@ async def _play(
     ledger = build_ledger(plan, events, stored, received, http_timeout=HTTP_TIMEOUT_S)
     seen.commands = commands
     return ledger, stored, workers, seen
+
+
+async def _write_on(url: str) -> str:
+    """What a write on a hot standby raises, as the store reports it."""
+    conn = await connect(url)
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused, translate_errors(url):
+            await conn.execute("SELECT pg_notify('outbox_probe', '')")
+    finally:
+        await conn.close()
+    return str(refused.value)
 
 
 async def _operator_commands(url: str) -> list[Run]:

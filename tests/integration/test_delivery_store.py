@@ -18,8 +18,8 @@ from structlog.testing import capture_logs
 
 import outbox_worker
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.store import connection
 from outbox_worker.store.connection import connect, directly_connected
 from outbox_worker.store.delivery import PostgresStore

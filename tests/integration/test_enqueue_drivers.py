@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 import outbox_worker
-from outbox_worker.config import sqlalchemy_url
 from outbox_worker.payload import parse_update
+from outbox_worker.settings.config import sqlalchemy_url
 from tests.cases import INVALID_CASES, VALID_EXAMPLES
 
 EXAMPLE = VALID_EXAMPLES[0][1]

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import create_engine
 
 import outbox_worker
-from outbox_worker.config import sqlalchemy_url
 from outbox_worker.models import State
+from outbox_worker.settings.config import sqlalchemy_url
 from outbox_worker.store.delivery import PostgresStore
 from tests.integration.conftest import LoginAs
 from tests.integration.rows import SIMPLE_PAYLOAD, insert_message

@@ -18,8 +18,8 @@ import pytest
 from structlog.testing import capture_logs
 
 import outbox_worker
-from outbox_worker.config import CircuitSettings
-from outbox_worker.sender import USER_AGENT
+from outbox_worker.delivery.sender import USER_AGENT
+from outbox_worker.settings.config import CircuitSettings
 from outbox_worker.standin import StandIn
 from tests.cases import KEY, update
 from tests.integration.running import running_worker
@@ -61,7 +61,7 @@ def retry_settings(**changes: Any) -> Any:
     """RetrySettings with some fields changed."""
     from dataclasses import replace
 
-    from outbox_worker.config import RetrySettings
+    from outbox_worker.settings.config import RetrySettings
 
     return replace(RetrySettings(), **changes)
 
@@ -158,7 +158,7 @@ async def test_configuration_faults_pause_without_spending_attempts(
 
 
 def _fast_circuit() -> Any:
-    from outbox_worker.config import CircuitSettings
+    from outbox_worker.settings.config import CircuitSettings
 
     return CircuitSettings(
         probe_initial=timedelta(milliseconds=100), probe_cap=timedelta(milliseconds=400)

@@ -18,7 +18,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 import outbox_worker
-from outbox_worker.config import CircuitSettings, RetrySettings
+from outbox_worker.settings.config import CircuitSettings, RetrySettings
 from tests.cases import update
 from tests.integration.rows import drop_row_constraints
 from tests.integration.running import running_worker

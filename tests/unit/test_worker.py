@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from outbox_worker.config import MIB, CircuitSettings, RetrySettings, WorkerSettings
+from outbox_worker.delivery.worker import Worker
+from outbox_worker.delivery.writer import Backoff
 from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Answer, MessageId, State
-from outbox_worker.worker import Worker
-from outbox_worker.writer import Backoff
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.settings.config import MIB, CircuitSettings, RetrySettings, WorkerSettings
 from tests.unit.fakes import FakeSender, FakeStore, ManualClock, message, number_of, ok
 from tests.waiting import wait_for
 

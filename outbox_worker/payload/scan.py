@@ -2,7 +2,7 @@
 
 It applies the rules that look at every value (plaintext passwords, NUL characters, lone
 surrogates, non-finite numbers, 64-bit integers) and measures the JSON text, so the limits of
-``outbox_worker.limits`` are enforced before anything recursive runs. Its SQL twin is
+``outbox_worker.payload.limits`` are enforced before anything recursive runs. Its SQL twin is
 ``migrations/versions/sql/0002_bounded_input.sql``; the messages live in ``validation``.
 """
 
@@ -17,8 +17,8 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from outbox_worker.errors import FieldError, InvalidUpdate
-from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
-from outbox_worker.validation import (
+from outbox_worker.payload.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
+from outbox_worker.payload.validation import (
     MAX_INT64,
     MIN_EPOCH_MS,
     MIN_INT64,

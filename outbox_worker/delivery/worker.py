@@ -14,7 +14,10 @@ The rhythm:
 - the writer (``writer.py``) writes those in one statement per flush and hands back claims that
   must not be sent.
 The circuit breaker decides how much is claimed: one probe until an answer shows the endpoint and
-the configuration work, nothing while it is open, full batches once it is closed.
+the configuration work, nothing while it is open, full batches once it is closed. The fleet watch
+(``fleet_watch.py``) keeps this worker's row in the registry and reads the fleet's pause: while an
+operator has paused delivery (or before the pause has been read at all) nothing is claimed, and
+what was claimed but not yet sent is handed back, no attempt spent.
 
 One message can only fail itself: whatever its answer or its row does while it is handled is
 confined to it (an attempt spent with a safe error text), and no task of the worker ends before
@@ -32,20 +35,21 @@ from typing import Any
 
 import structlog
 
-from outbox_worker import upkeep
-from outbox_worker.circuit import CircuitBreaker
-from outbox_worker.config import WorkerSettings
-from outbox_worker.dispatch import Claim, Dispatcher
+from outbox_worker.delivery import upkeep
+from outbox_worker.delivery.circuit import CircuitBreaker, PauseReason
+from outbox_worker.delivery.dispatch import Claim, Dispatcher
+from outbox_worker.delivery.liveness import ClaimProgress
+from outbox_worker.delivery.pacing import FleetPacer
+from outbox_worker.delivery.rhythm import PollRhythm
+from outbox_worker.delivery.writer import Backoff, OutcomeWriter
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.liveness import ClaimProgress
-from outbox_worker.models import Message, MessageId
+from outbox_worker.fleet_watch import FleetWatch, Status
+from outbox_worker.models import Message, MessageId, PausedBy, WorkerState
 from outbox_worker.observability import Metrics
-from outbox_worker.pacing import FleetPacer
-from outbox_worker.ports import Sender, Store
-from outbox_worker.rhythm import PollRhythm
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.ports import Hints, Sender, Store
+from outbox_worker.settings.config import WorkerSettings
 from outbox_worker.tracing import NO_TRACING, AttemptSource, Tracing
-from outbox_worker.writer import Backoff, OutcomeWriter
 
 log = structlog.get_logger("outbox_worker.worker")
 
@@ -108,6 +112,14 @@ class Worker:
         # What /healthz reads: the claim loop's promises and whether work is due.
         self.progress = progress or ClaimProgress(clock)
         self._metrics.claim_loop_late.set_function(self.progress.late_by)
+        self._watch = FleetWatch(
+            store,
+            self._metrics,
+            status=self._status,
+            paused_changed=self._fleet_paused,
+            poll_interval_s=settings.poll_interval.total_seconds(),
+            clock=clock,
+        )
 
     @property
     def metrics(self) -> Metrics:
@@ -132,10 +144,11 @@ class Worker:
                         upkeep.retain(settings, self._store, self._metrics, self._rng),
                         name="retention",
                     ),
+                    tasks.create_task(self._watch.run(), name="registry"),
                 ]
                 if self._settings.listen:
-                    listen = self._store.listen(self._wake.set)
-                    background.append(tasks.create_task(listen, name="listen"))
+                    hints = Hints(self._wake.set, self._watch.hint, self._watch.listening)
+                    background.append(tasks.create_task(self._store.listen(hints), name="listen"))
                 claimer = tasks.create_task(self._claim_loop(), name="claim")
                 senders = [
                     tasks.create_task(self._send_loop(), name=f"send-{i}")
@@ -144,6 +157,7 @@ class Worker:
                 await stop.wait()
                 log.info("worker.stopping", in_flight=len(self._in_flight))
                 await self._stop_claiming(claimer)
+                self._watch.hint()  # the registry shows it stopping
                 self._release_queued()
                 await self._finish_in_flight(senders)
                 for task in background:
@@ -151,6 +165,7 @@ class Worker:
         finally:
             self._release_queued()
             await _shielded(self._writer.final_flush(self._settings.shutdown_grace.total_seconds()))
+            await _shielded(self._watch.final_beat())
         log.info("worker.stopped")
 
     # --- claiming ---------------------------------------------------------------------------
@@ -210,6 +225,8 @@ class Worker:
         return claimed, due_in
 
     def _claim_limit(self) -> int:
+        if self._watch.holding:
+            return 0  # paused fleet-wide, or the pause not read yet: the watch wakes us
         if self._settings.max_claimed_bytes - self._held_bytes < MAX_PAYLOAD_BYTES:
             return 0  # the next row might not fit: wait until sends finish
         busy = self._queue.qsize() + len(self._in_flight)
@@ -253,6 +270,29 @@ class Worker:
             message = self._queue.get_nowait().message
             self._held_bytes -= len(message.body)
             self._writer.release(message)
+
+    # --- the fleet -----------------------------------------------------------------------------
+
+    def _status(self) -> Status:
+        """What the registry shows of this worker."""
+        state, paused_by = WorkerState.DELIVERING, None
+        reason = self._circuit.reason
+        if self._stopping:
+            state = WorkerState.STOPPING
+        elif self._watch.paused:
+            state, paused_by = WorkerState.PAUSED, PausedBy.OPERATOR
+        elif reason is not None and reason is not PauseReason.STARTING:
+            state, paused_by = WorkerState.PAUSED, PausedBy(reason.value)
+        elif self._watch.pause is None:
+            state = WorkerState.STARTING
+        return Status(state, paused_by, len(self._in_flight), self._dispatcher.sends)
+
+    def _fleet_paused(self, paused: bool) -> None:
+        """The fleet's pause changed (or was read for the first time)."""
+        self._dispatcher.hold(paused)
+        if paused:
+            self._release_queued()
+        self._wake.set()
 
     # --- sending ----------------------------------------------------------------------------
 

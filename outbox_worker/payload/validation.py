@@ -23,7 +23,7 @@ from typing import Any
 import pycountry
 from pydantic_core import PydanticCustomError
 
-from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
+from outbox_worker.payload.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
 
 #: Epoch milliseconds accepted: 2001-09-09 up to 2286-11-20. Seconds are 1000x too small,
 #: micro- and nanoseconds far too large; Ravelin merges updates by this value, so a wrong unit

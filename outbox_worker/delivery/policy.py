@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from outbox_worker.answers import (
+from outbox_worker.delivery.answers import (
     ERROR_MAX_CHARS,
     one_line,
     ravelin_error_details,
@@ -27,8 +27,8 @@ from outbox_worker.answers import (
     truncate,
     warnings,
 )
-from outbox_worker.config import RetrySettings
 from outbox_worker.models import Answer, Message, Outcome, Settlement, State, Verdict
+from outbox_worker.settings.config import RetrySettings
 
 Rng = Callable[[], float]  # uniform in [0, 1)
 

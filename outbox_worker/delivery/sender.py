@@ -17,10 +17,10 @@ import aiohttp
 import yarl
 from multidict import CIMultiDict
 
-from outbox_worker import __version__
-from outbox_worker.answers import parse_http_date, parse_retry_after
-from outbox_worker.config import Secret
+from outbox_worker.delivery.answers import parse_http_date, parse_retry_after
 from outbox_worker.models import Answer
+from outbox_worker.settings.config import Secret
+from outbox_worker.version import __version__
 
 USER_AGENT = f"outbox-worker/{__version__} (+registration updates)"
 # Enough of an error body to keep Ravelin's message, traceId and validationErrors.

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from outbox_worker.circuit import SendSlots
+from outbox_worker.delivery.circuit import SendSlots
+from outbox_worker.delivery.writer import Backoff
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.ports import Store
-from outbox_worker.writer import Backoff
 
 
 class FleetPacer:

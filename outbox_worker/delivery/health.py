@@ -21,8 +21,8 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.errors import ConfigError
-from outbox_worker.liveness import ClaimProgress
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when ready, else one line saying why not (never a secret)."""

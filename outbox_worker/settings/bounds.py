@@ -11,8 +11,8 @@ from dataclasses import fields
 from datetime import timedelta
 from typing import Any, Final
 
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.settings_parsing import parse_duration, parse_int, parse_number, parse_size
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.settings.parsing import parse_duration, parse_int, parse_number, parse_size
 
 MS: Final = timedelta(milliseconds=1)
 KIB: Final = 1024
@@ -38,6 +38,8 @@ DURATION_BOUNDS: Final[Mapping[str, tuple[timedelta, timedelta]]] = {
     # At least an hour: a typo must not delete the rows an operator is still reading.
     "retain_acknowledged": (timedelta(hours=1), timedelta(days=3650)),
     "retain_dead": (timedelta(hours=1), timedelta(days=3650)),
+    # The database refuses to delete audit rows younger than 90 days (revision 0008).
+    "retain_audit": (timedelta(days=90), timedelta(days=3650)),
     "retention_interval": (10 * MS, timedelta(days=1)),
 }
 INT_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {

@@ -4,8 +4,8 @@ Python attributes are snake_case, the wire is camelCase; input may use either. V
 strict (no ``"yes"`` for a boolean, no ``1`` for a string, no ``True`` for an integer); the one
 conversion is an integer id becoming a string. Unknown fields pass through unchanged at every
 level, because Ravelin's schema grows. ``parse_update`` is the gate: it reports every bad field as
-a JSON path in one ``InvalidUpdate``; an update past a limit of ``outbox_worker.limits`` (JSON text
-size, nesting depth) is refused with that one problem, before any other rule runs. The SQL
+a JSON path in one ``InvalidUpdate``; an update past a limit of ``payload.limits`` (JSON text size,
+nesting depth) is refused with that one problem, before any other rule runs. The SQL
 function ``outbox.validate_update`` applies the same rules with the same paths and messages.
 """
 
@@ -19,9 +19,9 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, PlainValidator, StrictBool, StrictStr, ValidationError
 from pydantic.alias_generators import to_camel
 
-from outbox_worker import validation as rules
-from outbox_worker._payload_scan import raw_rule_errors
 from outbox_worker.errors import FieldError, InvalidUpdate
+from outbox_worker.payload import validation as rules
+from outbox_worker.payload.scan import raw_rule_errors
 
 __all__ = [
     "App",

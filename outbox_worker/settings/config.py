@@ -2,36 +2,36 @@
 
 ``Settings`` is everything `outbox-worker run` needs; ``Settings.worker`` is the part the delivery
 core reads (``WorkerSettings``: counts, durations, retry and circuit), without the database URL or
-the API key, which go only to the store and the sender. environment.py is the only reader of the
-``OUTBOX_*`` variables (``Settings.from_env``); every value is checked here, at start, against the
-bounds in bounds.py, so a bad setting fails with one line instead of at the first delivery.
+the API key, which go only to the store and the sender. environment.py is the only reader of
+the ``OUTBOX_*`` variables (``environment.read_settings``); every value is checked here, at
+start, against the bounds in bounds.py, so a bad setting fails with one line instead of at the
+first delivery.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from typing import Any, Final, Self
 from urllib.parse import urlsplit
 
-from outbox_worker.bounds import CLAIMED_BYTES_BOUNDS as CLAIMED_BYTES_BOUNDS
-from outbox_worker.bounds import DURATION_BOUNDS as DURATION_BOUNDS
-from outbox_worker.bounds import INT_BOUNDS as INT_BOUNDS
-from outbox_worker.bounds import MIB as MIB
-from outbox_worker.bounds import check_bounds
 from outbox_worker.errors import ConfigError
+from outbox_worker.settings.bounds import CLAIMED_BYTES_BOUNDS as CLAIMED_BYTES_BOUNDS
+from outbox_worker.settings.bounds import DURATION_BOUNDS as DURATION_BOUNDS
+from outbox_worker.settings.bounds import INT_BOUNDS as INT_BOUNDS
+from outbox_worker.settings.bounds import MIB as MIB
+from outbox_worker.settings.bounds import check_bounds
 
 # Re-exported: callers import these from config, where settings come from.
-from outbox_worker.settings_parsing import Secret as Secret
-from outbox_worker.settings_parsing import check_api_key
-from outbox_worker.settings_parsing import parse_duration as parse_duration
-from outbox_worker.urls import asyncpg_dsn as asyncpg_dsn
-from outbox_worker.urls import check_database_url as check_database_url
-from outbox_worker.urls import check_endpoint_url
-from outbox_worker.urls import is_loopback as is_loopback
-from outbox_worker.urls import redact_url as redact_url
-from outbox_worker.urls import sqlalchemy_url as sqlalchemy_url
+from outbox_worker.settings.parsing import Secret as Secret
+from outbox_worker.settings.parsing import check_api_key
+from outbox_worker.settings.parsing import parse_duration as parse_duration
+from outbox_worker.settings.urls import asyncpg_dsn as asyncpg_dsn
+from outbox_worker.settings.urls import check_database_url as check_database_url
+from outbox_worker.settings.urls import check_endpoint_url
+from outbox_worker.settings.urls import is_loopback as is_loopback
+from outbox_worker.settings.urls import redact_url as redact_url
+from outbox_worker.settings.urls import sqlalchemy_url as sqlalchemy_url
 
 DEFAULT_ENDPOINT_URL = "https://api.ravelin.com/v2/registration"
 LISTEN_DATABASE_URL_VAR: Final = "OUTBOX_LISTEN_DATABASE_URL"
@@ -87,6 +87,11 @@ DEFAULT_LIVENESS_TIMEOUT = timedelta(seconds=60)
 # and the longest OUTBOX_MAX_AGE, and covers Ravelin support questions quoting a traceId.
 DEFAULT_RETAIN_ACKNOWLEDGED = timedelta(days=7)
 DEFAULT_RETAIN_DEAD = timedelta(days=30)
+# The operators' audit log (requeue, purge, pause, resume, console sign-ins) is evidence, not
+# work: 400 days covers a full year of history, as PCI DSS 10.5.1 and most SOC 2 auditors ask
+# (12 months), with a month to spare for the audit that reads it. The database keeps at least
+# 90 days whatever this says (outbox.purge_expired_audit refuses less).
+DEFAULT_RETAIN_AUDIT = timedelta(days=400)
 # One pass this often per fleet (whichever worker's turn comes first); the first pass of a
 # worker starts within RETENTION_FIRST_PASS of its start, at a random point to spread a fleet.
 DEFAULT_RETENTION_INTERVAL = timedelta(minutes=10)
@@ -145,6 +150,7 @@ class WorkerSettings:
     backlog_interval: timedelta = DEFAULT_BACKLOG_INTERVAL
     retain_acknowledged: timedelta = DEFAULT_RETAIN_ACKNOWLEDGED
     retain_dead: timedelta = DEFAULT_RETAIN_DEAD
+    retain_audit: timedelta = DEFAULT_RETAIN_AUDIT
     retention_interval: timedelta = DEFAULT_RETENTION_INTERVAL
     retry: RetrySettings = field(default_factory=RetrySettings)
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
@@ -233,17 +239,6 @@ class Settings(WorkerSettings):
         WorkerSettings.__post_init__(self)
         object.__setattr__(self, "database", redact_url(self.database_url))
 
-    @classmethod
-    def from_env(
-        cls,
-        environ: Mapping[str, str] | None = None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> Settings:
-        """Build Settings from OUTBOX_* variables, with CLI flags (``overrides``) winning."""
-        from outbox_worker import environment  # it builds Settings, so it imports this module
-
-        return environment.read_settings(environ, overrides)
-
     @property
     def worker(self) -> WorkerSettings:
         """The part the delivery core reads, as its own object: no database URL, no API key."""
@@ -272,19 +267,3 @@ def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     return value
-
-
-def database_url_from_env(
-    environ: Mapping[str, str] | None = None, override: str | None = None
-) -> str:
-    """The database URL alone (for commands that need no API key), checked."""
-    from outbox_worker import environment
-
-    return environment.read_database_url(environ, override)
-
-
-def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """One OUTBOX_* variable (``name`` without the prefix), or None when unset or empty."""
-    from outbox_worker import environment
-
-    return environment.read_text(name, environ)

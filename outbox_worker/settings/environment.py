@@ -18,16 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
-from outbox_worker.bounds import BOUNDED, bounded, env_name
-from outbox_worker.config import CircuitSettings, RetrySettings, Settings
 from outbox_worker.errors import ConfigError
-from outbox_worker.settings_parsing import (
+from outbox_worker.settings.bounds import BOUNDED, bounded, env_name
+from outbox_worker.settings.config import CircuitSettings, RetrySettings, Settings
+from outbox_worker.settings.parsing import (
     Secret,
     check_api_key,
     parse_bool,
     read_key_file,
 )
-from outbox_worker.urls import check_database_url
+from outbox_worker.settings.urls import check_database_url
 
 _BOOLEANS: Final = frozenset({"allow_insecure_http", "retry_on_429", "poll_only"})
 # Read apart: the URLs and the key have their own checks and messages; retry and circuit nest;

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from outbox_worker.errors import ConfigError
-from outbox_worker.urls import PRINTABLE
+from outbox_worker.settings.urls import PRINTABLE
 
 # Ceiling for durations that have no tighter bounds (operator filters such as --older-than);
 # it keeps timedelta() and PostgreSQL intervals far from overflowing.

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from outbox_worker.config import CircuitSettings
 from outbox_worker.models import Verdict
+from outbox_worker.settings.config import CircuitSettings
 
 Clock = Callable[[], float]  # monotonic seconds
 

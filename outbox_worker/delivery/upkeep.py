@@ -7,7 +7,8 @@
   older than OUTBOX_RETAIN_DEAD: a first pass within a minute of start (at a random point, so a
   fleet started together spreads out), then one every OUTBOX_RETENTION_INTERVAL. Each batch is
   its own short transaction under the fleet's retention lock, so two workers never delete at
-  the same time and nothing waits on a long lock.
+  the same time and nothing waits on a long lock. The same pass deletes audit rows older than
+  OUTBOX_RETAIN_AUDIT and the registry rows of workers not seen for REGISTRY_FORGET_AFTER.
 Neither loop ever ends on a database error: it logs, counts and tries again at its next turn.
 """
 
@@ -20,12 +21,12 @@ from datetime import timedelta
 
 import structlog
 
-from outbox_worker.config import RETENTION_BATCH_SIZE, RETENTION_FIRST_PASS, WorkerSettings
+from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
-from outbox_worker.liveness import ClaimProgress
-from outbox_worker.models import State
+from outbox_worker.models import REGISTRY_FORGET_AFTER, State
 from outbox_worker.observability import Metrics
 from outbox_worker.ports import Store
+from outbox_worker.settings.config import RETENTION_BATCH_SIZE, RETENTION_FIRST_PASS, WorkerSettings
 
 log = structlog.get_logger("outbox_worker.upkeep")
 
@@ -82,9 +83,21 @@ async def retention_pass(
             log.debug("retention.skipped", reason="another worker holds the retention lock")
             break
         deleted[state.value] = count
+    else:  # not skipped: this worker holds the turn, so it also does the rarer chores
+        deleted.update(await _purge_audit(settings.retain_audit, store))
+        deleted["workers"] = await store.forget_workers(REGISTRY_FORGET_AFTER)
     if any(deleted.values()):
         log.info("retention.purged", **deleted)
     return deleted
+
+
+async def _purge_audit(older_than: timedelta, store: Store) -> dict[str, int]:
+    total = 0
+    while (count := await store.purge_expired_audit(older_than, RETENTION_BATCH_SIZE)) is not None:
+        total += count
+        if count < RETENTION_BATCH_SIZE:
+            break
+    return {"audit": total}
 
 
 async def _purge_state(

@@ -18,15 +18,15 @@ from typing import NamedTuple
 
 import structlog
 
-from outbox_worker import policy
-from outbox_worker.circuit import CircuitBreaker, PauseReason, Permit, RateGate
-from outbox_worker.config import WorkerSettings
+from outbox_worker.delivery import policy
+from outbox_worker.delivery.circuit import CircuitBreaker, PauseReason, Permit, RateGate
+from outbox_worker.delivery.pacing import FleetPacer, stopped_within
+from outbox_worker.delivery.writer import OutcomeWriter
 from outbox_worker.models import Answer, Message, Outcome, Settlement, Verdict
 from outbox_worker.observability import Metrics
-from outbox_worker.pacing import FleetPacer, stopped_within
 from outbox_worker.ports import Sender
+from outbox_worker.settings.config import WorkerSettings
 from outbox_worker.tracing import NO_TRACING, AttemptSource, AttemptTrace
-from outbox_worker.writer import OutcomeWriter
 
 log = structlog.get_logger("outbox_worker.worker")
 
@@ -66,11 +66,23 @@ class Dispatcher:
         self._clock, self._rng = clock, rng
         self._circuit_opened, self._circuit_closed = circuit_opened, circuit_closed
         self._gate = RateGate()  # the 429 slow-down; the rate limit is the fleet's (pacing.py)
-        self._stop_requested = asyncio.Event()  # set by stop(); wakes sends being paced
+        # Set by stop() for good, or by hold(True) until hold(False): no send may start. It wakes
+        # sends being paced, which are then handed back unsent.
+        self._halt = asyncio.Event()
+        self._stopped = False
+        self.sends = 0  # sends started (POSTs begun) since the worker started
 
     def stop(self) -> None:
         """Start no more sends: a claim taken from now on is handed back unsent."""
-        self._stop_requested.set()
+        self._stopped = True
+        self._halt.set()
+
+    def hold(self, held: bool) -> None:
+        """Start no send while ``held`` (the fleet is paused): claims are handed back unsent."""
+        if held:
+            self._halt.set()
+        elif not self._stopped:
+            self._halt.clear()
 
     async def deliver(self, claim: Claim) -> None:
         """Send one claimed message and hand its row write (or its release) to the writer."""
@@ -96,12 +108,14 @@ class Dispatcher:
             now = started
             if self._fleet is not None or self._gate.delay(now) > 0:
                 now = await self._pace()
-            if now > claim.send_by or self._stop_requested.is_set() or self._writer.database_down:
-                # The lease is too short now, or stop came (a claim that landed after it, a
-                # slow-down that ended after it), or the database cannot take the outcome (a
-                # failover, a partition: its answer would wait unwritten while the lease runs
-                # out, and another worker would send it again): handed back unsent (finally).
+            if now > claim.send_by or self._halt.is_set() or self._writer.database_down:
+                # The lease is too short now, or stop or a fleet pause came (a claim that landed
+                # after it, a slow-down that ended after it), or the database cannot take the
+                # outcome (a failover, a partition: its answer would wait unwritten while the
+                # lease runs out, and another worker would send it again): handed back unsent
+                # (finally).
                 return
+            self.sends += 1
             answer = await self._sender.send(message.body)
             settlement, outcome, changed = self._judge(claim, permit, answer)
             self._write(settlement, trace)
@@ -170,15 +184,15 @@ class Dispatcher:
 
     async def _pace(self) -> float:
         # Pacing, not synchronization: wait out a 429 slow-down, then for a slot of the fleet's
-        # rate limit; a slow-down that began meanwhile is waited out too. Stop ends the wait: the
-        # send is then handed back unsent at once, not at the end of the grace.
-        while not self._stop_requested.is_set():
+        # rate limit; a slow-down that began meanwhile is waited out too. Stop (or a pause) ends
+        # the wait: the send is then handed back unsent at once, not at the end of the grace.
+        while not self._halt.is_set():
             while (delay := self._gate.delay(self._clock())) > 0:
-                if await stopped_within(self._stop_requested, delay):
+                if await stopped_within(self._halt, delay):
                     break
-            if self._stop_requested.is_set():
+            if self._halt.is_set():
                 break
-            if self._fleet is not None and not await self._fleet.acquire(self._stop_requested):
+            if self._fleet is not None and not await self._fleet.acquire(self._halt):
                 break
             if self._gate.delay(now := self._clock()) == 0:
                 return now
