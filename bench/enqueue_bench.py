@@ -29,6 +29,9 @@ Target: outbox / plain >= 0.9 at every connection count.
 
 (c) The same application transaction with pgqueuer's enqueue and procrastinate's defer joined to
 it, at 1, 8 and 32 connections: bench/enqueue_peers.py (the ``bench`` extra; skipped without it).
+
+(d) The same plain/outbox pair through each driver enqueue accepts (asyncpg, SQLAlchemy sync and
+async, psycopg 3 sync and async, psycopg2, Django): bench/enqueue_drivers.py.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Connection, create_engine, text
 
-from bench import enqueue_peers
+from bench import enqueue_drivers, enqueue_peers
 from bench.harness import (
     add_database_option,
     bench_database,
@@ -342,6 +345,9 @@ async def run_async_part(args: argparse.Namespace, url: str, updates: list[Updat
     await throughput_table(args, url, updates)
     # (c): the same transaction with pgqueuer's and procrastinate's enqueue (bench/enqueue_peers).
     await enqueue_peers.peers_table(url, updates, args.seconds, args.throughput_rounds)
+    if not args.only_throughput:
+        # (d): the same pair through every driver enqueue accepts (bench/enqueue_drivers).
+        await enqueue_drivers.drivers_table(url, updates, args.transactions // 2, args.rounds)
 
 
 async def cost_table(args: argparse.Namespace, url: str, updates: list[Update]) -> None:

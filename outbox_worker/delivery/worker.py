@@ -38,12 +38,12 @@ import structlog
 from outbox_worker.delivery import upkeep
 from outbox_worker.delivery.circuit import CircuitBreaker, PauseReason
 from outbox_worker.delivery.dispatch import Claim, Dispatcher
+from outbox_worker.delivery.fleet_watch import FleetWatch, Status
 from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.delivery.pacing import FleetPacer
 from outbox_worker.delivery.rhythm import PollRhythm
 from outbox_worker.delivery.writer import Backoff, OutcomeWriter
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
-from outbox_worker.fleet_watch import FleetWatch, Status
 from outbox_worker.models import Message, MessageId, PausedBy, WorkerState
 from outbox_worker.observability import Metrics
 from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES

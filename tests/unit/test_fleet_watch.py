@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from outbox_worker.delivery.fleet_watch import RecentCount
 from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.fleet_watch import RecentCount
 from outbox_worker.models import PausedBy, State, WorkerState
 from tests.unit.fakes import ManualClock, message
 from tests.unit.test_worker import Rig, hold

@@ -22,7 +22,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 
 import structlog
 
@@ -36,21 +35,13 @@ from outbox_worker.models import (
 )
 from outbox_worker.observability import Metrics
 from outbox_worker.ports import Store
+from outbox_worker.version import __version__
 
 log = structlog.get_logger("outbox_worker.worker")
 
 # The last beat, written as the worker stops, may take this long before it is given up.
 FINAL_BEAT_TIMEOUT_S = 2.0
 RECENT_WINDOW_S = 60.0
-
-
-def _installed_version() -> str:
-    # Not `outbox_worker.__version__`: the package's __init__ brings the enqueue API and
-    # SQLAlchemy, which the worker's path does not import.
-    try:
-        return version("outbox-worker")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "0.0.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +99,6 @@ class FleetWatch:
         self.worker_id = uuid.uuid4()
         self._host = socket.gethostname()
         self._pid = os.getpid()
-        self._version = _installed_version()
         self.pause: PauseState | None = None  # None until a beat has read it
 
     @property
@@ -147,7 +137,7 @@ class FleetWatch:
             worker_id=self.worker_id,
             host=self._host[:255],
             pid=self._pid,
-            version=self._version[:64],
+            version=__version__[:64],
             state=state or status.state,
             paused_by=None if state else status.paused_by,
             listening=self._listening,
