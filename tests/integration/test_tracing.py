@@ -281,7 +281,6 @@ async def test_circuit_pause_and_resume_are_events_on_attempts(
     assert len(opened) == 1
     assert opened[0].attributes is not None
     assert opened[0].attributes["outbox.outcome"] == "paused"
-    assert opened[0].attributes["outbox.attempt_counted"] is False
     event = next(e for e in opened[0].events if e.name == "outbox.circuit.opened")
     assert event.attributes is not None
     assert event.attributes["outbox.circuit.reason"] == "configuration"
