@@ -30,7 +30,10 @@ Target: outbox / plain >= 0.9 at every connection count.
 (c) The same application transaction with pgqueuer's enqueue and procrastinate's defer joined to
 it, at 1, 8 and 32 connections: bench/enqueue_peers.py (the ``bench`` extra; skipped without it).
 
-(d) Trace capture: the transaction of (a) with and without an active OpenTelemetry span, and the
+(d) The same plain/outbox pair through each driver enqueue accepts (asyncpg, SQLAlchemy sync and
+async, psycopg 3 sync and async, psycopg2, Django): bench/enqueue_drivers.py.
+
+(e) Trace capture: the transaction of (a) with and without an active OpenTelemetry span, and the
 capture alone (bench/trace_capture.py; the ``otel`` extra; skipped without it). Target: <= 1.05.
 """
 
@@ -48,7 +51,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Connection, create_engine, text
 
-from bench import enqueue_peers, trace_capture
+from bench import enqueue_drivers, enqueue_peers, trace_capture
 from bench.harness import (
     add_database_option,
     bench_database,
@@ -58,10 +61,10 @@ from bench.harness import (
     sample_updates,
 )
 from outbox_worker import enqueue, enqueue_async
-from outbox_worker.config import sqlalchemy_url
 from outbox_worker.enqueue import serialize
 from outbox_worker.migration_scripts import SQL_DIR
-from outbox_worker.payload import parse_update
+from outbox_worker.payload.model import parse_update
+from outbox_worker.settings.config import sqlalchemy_url
 
 SETUP = """
 CREATE TABLE users (
@@ -346,9 +349,12 @@ async def run_async_part(args: argparse.Namespace, url: str, updates: list[Updat
     await throughput_table(args, url, updates)
     # (c): the same transaction with pgqueuer's and procrastinate's enqueue (bench/enqueue_peers).
     await enqueue_peers.peers_table(url, updates, args.seconds, args.throughput_rounds)
-    # (d): trace capture; last, since it imports OpenTelemetry.
+    if not args.only_throughput:
+        # (d): the same pair through every driver enqueue accepts (bench/enqueue_drivers).
+        await enqueue_drivers.drivers_table(url, updates, args.transactions // 2, args.rounds)
+    # (e): trace capture; last, since it imports OpenTelemetry.
     if importlib.util.find_spec("opentelemetry.sdk") is None:
-        print("(d) trace capture: skipped (pip install -e '.[otel]')", flush=True)
+        print("(e) trace capture: skipped (pip install -e '.[otel]')", flush=True)
     elif not args.only_throughput:
         await trace_capture.capture_table(url, updates, args.transactions, args.rounds)
 

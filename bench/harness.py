@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from outbox_worker import migrate
-from outbox_worker.payload import parse_update
+from outbox_worker.payload.model import parse_update
 from tests.cases import VALID_EXAMPLES
 from tests.pg import EmbeddedServer, admin_execute, unique_name, with_database
 

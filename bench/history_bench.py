@@ -50,8 +50,12 @@ from bench.harness import (
     standin_process,
 )
 from outbox_worker import migrate
-from outbox_worker.config import DEFAULT_BATCH_SIZE, DEFAULT_LEASE, DEFAULT_MAX_CLAIMED_BYTES
 from outbox_worker.models import LeaseToken, MessageId, Settlement, State
+from outbox_worker.settings.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LEASE,
+    DEFAULT_MAX_CLAIMED_BYTES,
+)
 from outbox_worker.store.delivery import PostgresStore
 from tests.pg import admin_execute, unique_name, with_database
 

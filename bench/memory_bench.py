@@ -31,7 +31,7 @@ from bench.harness import (
     standin_process,
     stop_process,
 )
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 
 MIB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Table (d) of enqueue_bench: what storing the caller's trace context costs an enqueue.
+"""Table (e) of enqueue_bench: what storing the caller's trace context costs an enqueue.
 
 The application transaction of (a) (INSERT a user, then ``enqueue_async`` on asyncpg), with no
 active span and inside the application's span (opened around the transaction, outside the
@@ -41,7 +41,7 @@ def _capture_us(repeat: int = 100_000) -> float:
 async def capture_table(
     url: str, updates: list[dict[str, Any]], transactions: int, rounds: int
 ) -> None:
-    """Print (d): the enqueue transaction with and without an active span, and the capture."""
+    """Print (e): the enqueue transaction with and without an active span, and the capture."""
     imported_already = "opentelemetry.trace" in sys.modules
     not_imported_us = None if imported_already else _capture_us()
     from opentelemetry.sdk.trace import TracerProvider
@@ -77,7 +77,7 @@ async def capture_table(
         ["enqueue_async transaction in a span (context stored)", traced_us, ratio,
          f"<= {TARGET}", "met" if ratio <= TARGET else "MISSED"],
         ["capture alone, OpenTelemetry not imported",
-         "imported before (d)" if not_imported_us is None else not_imported_us,
+         "imported before (e)" if not_imported_us is None else not_imported_us,
          None if not_imported_us is None else 1 + not_imported_us / plain_us, "", ""],
         ["capture alone, imported, no active span", no_span_capture_us,
          1 + no_span_capture_us / plain_us, "", ""],
@@ -85,7 +85,7 @@ async def capture_table(
          ""],
     ]  # fmt: skip
     print_table(
-        f"(d) Trace capture ({rounds} interleaved rounds x {per_round} transactions each; "
+        f"(e) Trace capture ({rounds} interleaved rounds x {per_round} transactions each; "
         "capture rows: µs per call, and the transaction's ratio with it added)",
         ["path", "µs", "vs no span", "target", "result"],
         rows,

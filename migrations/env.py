@@ -21,9 +21,11 @@ from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.schema import CreateSchema
 
-from outbox_worker.config import asyncpg_dsn, database_url_from_env
 from outbox_worker.errors import ConfigError
+from outbox_worker.migration_scripts import MIGRATION_LOCK_ID
 from outbox_worker.schema import SCHEMA, VERSION_TABLE, include_name, metadata
+from outbox_worker.settings.config import asyncpg_dsn
+from outbox_worker.settings.environment import read_database_url
 
 # Safe behind a transaction-pooling PgBouncer: the migration is one transaction (one server
 # connection), and SQLAlchemy's asyncpg dialect prepares every statement under a name, so the
@@ -34,9 +36,6 @@ POOLER_SAFE_ADAPTER_ARGS: dict[str, Any] = {
     "prepared_statement_cache_size": 0,
     "prepared_statement_name_func": lambda: f"__outbox_{uuid.uuid4().hex}__",
 }
-
-# Any 64-bit constant works; this one is "outbox-worker migrate" hashed, fixed forever.
-MIGRATION_LOCK_ID = 7_306_020_415_842_311_201
 
 
 def _run(connection: Connection) -> None:
@@ -53,6 +52,13 @@ def _run(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         connection.execute(CreateSchema(SCHEMA, if_not_exists=True))
         context.run_migrations()
+    # After the commit: what must not hold the migration's locks (a VALIDATE's scan of a big
+    # table). Every revision's step runs on every migrate and finds nothing to do once done, so a
+    # run interrupted between the commit and here is completed by the next.
+    for script in reversed(list(context.script.walk_revisions())):
+        after_commit = getattr(script.module, "after_commit", None)
+        if after_commit is not None:
+            after_commit(connection)
 
 
 async def _run_async(url: str) -> None:
@@ -84,7 +90,7 @@ def main() -> None:
     # alembic.ini holds no URL, so that no password sits in a file: plain `alembic` takes it from
     # OUTBOX_DATABASE_URL, checked as every command checks it.
     try:
-        url = context.config.get_main_option("sqlalchemy.url") or database_url_from_env()
+        url = context.config.get_main_option("sqlalchemy.url") or read_database_url()
     except ConfigError as exc:
         raise CommandError(str(exc)) from None  # alembic prints it as one line, no traceback
     asyncio.run(_run_async(url))

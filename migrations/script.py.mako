@@ -3,6 +3,11 @@
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
+
+Expand only (migrations/README.md): the release before keeps running while this applies. DDL on
+an existing table through outbox_worker.migration_scripts.locked(...); nothing slow after it here
+(the lock is held until the commit): scans and validations go in after_commit(connection).
+Grants to outbox_producer / outbox_worker / outbox_operator; a downgrade.
 """
 
 from collections.abc import Sequence

@@ -4,22 +4,18 @@ Application code calls ``enqueue`` (or ``enqueue_async``) inside its own transac
 ``outbox-worker run`` daemon delivers what was committed.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from outbox_worker.enqueue import enqueue, enqueue_async
-from outbox_worker.errors import InvalidUpdate, OutboxError
+from outbox_worker.errors import InvalidUpdate, NotInTransaction, OutboxError
+from outbox_worker.version import __version__
 
 if TYPE_CHECKING:
     from outbox_worker.payload import RegistrationUpdate
 
-try:
-    __version__ = version("outbox-worker")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
-
 __all__ = [
     "InvalidUpdate",
+    "NotInTransaction",
     "OutboxError",
     "RegistrationUpdate",
     "__version__",

@@ -13,14 +13,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from outbox_worker.config import Settings
+from outbox_worker.delivery.liveness import ClaimProgress
+from outbox_worker.delivery.sender import http_sender
+from outbox_worker.delivery.worker import Worker
 from outbox_worker.errors import ConfigError
-from outbox_worker.liveness import ClaimProgress
 from outbox_worker.observability import Metrics
-from outbox_worker.sender import http_sender
+from outbox_worker.settings.config import Settings
 from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.tracing import NO_TRACING, Tracing
-from outbox_worker.worker import Worker
 
 
 @dataclass(frozen=True, slots=True)

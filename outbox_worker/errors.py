@@ -7,6 +7,8 @@ Every error this package raises on purpose derives from ``OutboxError``; foreign
     ├── ConfigError              bad or missing configuration; the CLI exits 2
     ├── InvalidUpdate            (also ValueError) a registration update that breaks the rules;
     │                            carries every bad field as (path, message)
+    ├── NotInTransaction         enqueue was called outside a transaction (the dual write the
+    │                            outbox prevents); ``allow_autocommit=True`` opts out
     ├── SchemaNotReady           the database has no outbox schema at head: run `migrate`
     ├── MessageNotFound          an operator named an id that does not exist
     ├── InvalidRequest           (also ValueError) an operator's request is malformed (exit 2)
@@ -66,6 +68,25 @@ class InvalidUpdate(OutboxError, ValueError):
     def paths(self) -> list[str]:
         """The JSON paths of the bad fields, in the order found."""
         return [e.path for e in self.errors]
+
+
+class NotInTransaction(OutboxError):
+    """``enqueue`` was called on a connection with no open transaction, so it would commit alone.
+
+    That is the dual write the outbox exists to prevent: the update stored even when the writes
+    it reports roll back. A script that means each enqueue to commit on its own (a backfill)
+    passes ``allow_autocommit=True``.
+    """
+
+    def __init__(self, driver: str) -> None:
+        self.driver = driver
+        super().__init__(
+            f"enqueue refused: the {driver} connection is not inside a transaction, so the update "
+            "would commit on its own, apart from the writes it reports (the dual write the outbox "
+            "prevents). Enqueue inside your transaction (engine.begin(), conn.transaction(), "
+            "transaction.atomic(), ...), or pass allow_autocommit=True where each enqueue is "
+            "meant to commit alone, as in a backfill script"
+        )
 
 
 class SchemaNotReady(OutboxError):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, NewType
+from typing import Any, Final, NewType
 from uuid import UUID
 
 MessageId = NewType("MessageId", int)
@@ -130,6 +130,16 @@ class Backlog:
     dead: int  # dead letters waiting for an operator
 
 
+# The workers registry's clock. A worker refreshes its row at least every REGISTRY_HEARTBEAT; one
+# not seen for REGISTRY_GONE_AFTER (six missed beats: a long GC pause or a slow database does not
+# make a worker look dead) is shown as gone; after REGISTRY_FORGET_AFTER its row is deleted by the
+# other workers, so a crashed worker stays visible long enough to be noticed, and a fleet that
+# churns pods does not list them forever.
+REGISTRY_HEARTBEAT: Final = timedelta(seconds=5)
+REGISTRY_GONE_AFTER: Final = timedelta(seconds=30)
+REGISTRY_FORGET_AFTER: Final = timedelta(hours=1)
+
+
 class WorkerState(StrEnum):
     """What a worker reports in the registry (``outbox.workers.state``), plus GONE: not seen."""
 
@@ -149,3 +159,31 @@ class PausedBy(StrEnum):
     CONFIGURATION = "configuration"  # the circuit: the endpoint refuses the key, URL or method
     OUTAGE = "outage"  # the circuit: the endpoint is down, probed now and then
     OPERATOR = "operator"  # `outbox-worker pause` (or the console) paused the whole fleet
+
+
+@dataclass(frozen=True, slots=True)
+class PauseState:
+    """The fleet's pause: on or off, and who changed it last, when and (when on) why."""
+
+    paused: bool
+    reason: str | None = None  # while paused
+    paused_at: datetime | None = None  # while paused: when this pause began
+    changed_at: datetime | None = None  # the last pause or resume; None if never paused
+    db_role: str | None = None  # the database login that changed it last
+    via: str | None = None  # cli or console
+    actor: str | None = None  # the OS user or the console's signed-in user
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """What a worker writes to the registry at each heartbeat."""
+
+    worker_id: UUID
+    host: str
+    pid: int
+    version: str
+    state: WorkerState
+    paused_by: PausedBy | None
+    listening: bool  # NOTIFY reaches it (a pause within a second, not a poll interval)
+    sends_last_minute: int
+    in_flight: int

@@ -129,6 +129,16 @@ class Metrics:
             "1 while delivery is paused by a configuration fault (401/403/404/405/406).",
             registry=self.registry,
         )
+        self.paused = Gauge(
+            "outbox_paused",
+            "1 while delivery is paused fleet-wide by an operator (`outbox-worker pause`).",
+            registry=self.registry,
+        )
+        self.paused_since = Gauge(
+            "outbox_paused_since_timestamp_seconds",
+            "Unix time the fleet-wide pause began (the database's clock); 0 when not paused.",
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "outbox_in_flight", "Sends in flight in this process.", registry=self.registry
         )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, Final
 
 from outbox_worker.quoted import MASK as MASK  # one mask everywhere; importers take it from here
@@ -178,20 +178,37 @@ def quoted_values(known: Known) -> QuotedValues:
 def mask_answer(value: Any, known: Known = ()) -> Any:
     """Mask an endpoint's answer or history: every string is free text; numbers are kept,
     unless one is a ``known`` value quoted back (an id, a timestamp, a coordinate)."""
-    if known:
-        known = quoted_values(known)  # prepared once, not once a string
+    if not known:
+        return _mask_answer(value, None)
+    # Prepared and narrowed once for the whole answer, not once for each of its strings.
+    return _mask_answer(value, quoted_values(known).narrowed(" ".join(_texts(value))))
+
+
+def _mask_answer(value: Any, known: QuotedValues | None) -> Any:
     if isinstance(value, dict):
-        return {k: mask_answer(item, known) for k, item in value.items()}
+        return {k: _mask_answer(item, known) for k, item in value.items()}
     if isinstance(value, list):
-        return [mask_answer(item, known) for item in value]
+        return [_mask_answer(item, known) for item in value]
     if isinstance(value, str):
-        return mask_text(value, known)
-    if isinstance(known, QuotedValues) and isinstance(value, int | float):
-        if isinstance(value, bool):  # one bit says nothing about a person
-            return value
-        text = json.dumps(value)
+        return mask_text(value, known or ())
+    if known is not None and isinstance(value, int | float) and not isinstance(value, bool):
+        text = json.dumps(value)  # a bool is never a value: one bit says nothing about a person
         return MASK if known.mask(text) != text else value
     return value
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string of an answer, and its numbers as text."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, str):
+        yield value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield json.dumps(value)
 
 
 def payload_values(value: Any) -> set[str]:

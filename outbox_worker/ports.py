@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from outbox_worker.models import Answer, Backlog, Message, Settlement, State
+from outbox_worker.models import (
+    Answer,
+    Backlog,
+    Message,
+    PauseState,
+    Settlement,
+    State,
+    WorkerBeat,
+)
+
+
+def _ignore(*_args: object) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Hints:
+    """What LISTEN hears, as calls: work may be due, the fleet's pause changed, and whether
+    notifications reach this process at all (True once LISTEN works, False when it does not)."""
+
+    work: Callable[[], None]
+    fleet: Callable[[], None] = _ignore
+    listening: Callable[[bool], None] = _ignore
 
 
 class Store(Protocol):
@@ -43,11 +66,13 @@ class Store(Protocol):
         shares (OUTBOX_RATE_LIMIT); returns the seconds from now until the span begins (>= 0)."""
         ...
 
-    async def listen(self, wake: Callable[[], None]) -> None:
-        """Call ``wake`` on every enqueue notification; runs until cancelled, reconnecting.
+    async def listen(self, hints: Hints) -> None:
+        """Call ``hints.work`` on every enqueue notification and ``hints.fleet`` on every change
+        of the fleet's pause; runs until cancelled, reconnecting.
 
         When notifications cannot reach this process (a transaction pooler in between) it says
-        so once and keeps checking now and then: the worker finds work by polling meanwhile.
+        so once (``hints.listening(False)``) and keeps checking now and then: the worker finds
+        work, and reads the pause, by polling meanwhile.
         """
         ...
 
@@ -58,6 +83,20 @@ class Store(Protocol):
     async def purge_expired(self, state: State, older_than: timedelta, limit: int) -> int | None:
         """Delete up to ``limit`` rows in ``state`` older than ``older_than`` in one short
         transaction; None when another process holds the fleet's retention lock."""
+        ...
+
+    async def purge_expired_audit(self, older_than: timedelta, limit: int) -> int | None:
+        """Delete up to ``limit`` audit rows older than ``older_than`` (at least 90 days), as
+        purge_expired does; None when another process holds the retention lock."""
+        ...
+
+    async def heartbeat(self, beat: WorkerBeat) -> PauseState:
+        """Register or refresh this worker's row in the registry and read the fleet's pause,
+        in one round trip."""
+        ...
+
+    async def forget_workers(self, older_than: timedelta) -> int:
+        """Delete the registry rows of workers not seen for ``older_than``; how many."""
         ...
 
 

@@ -42,7 +42,7 @@ MIN_CHARS: Final = 3
 MIN_SYLLABIC_CHARS: Final = 2
 MIN_NUMBER_CHARS: Final = 5
 WORD_BELOW: Final = 6
-CUT: Final = "…"  # what outbox_worker.answers.truncate ends a shortened text with
+CUT: Final = "…"  # what outbox_worker.delivery.answers.truncate ends a shortened text with
 
 # From the CJK radicals on: kana, CJK ideographs, Yi, Hangul syllables and their compatibility
 # forms, where one or two characters are a name.
@@ -50,6 +50,10 @@ _SYLLABIC_FROM: Final = 0x2E80
 _ASCII_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _SPACES: Final = re.compile(r"\s\s|[^\S ]")  # whitespace a one-line text would not have
 _GRAM: Final = 3  # the length of the substrings a text is indexed by, to skip absent values fast
+# Up to this many spellings, each is simply searched for; past it, a text's substrings are indexed
+# first, so a payload of thousands of values costs a set lookup for each absent one.
+_FEW: Final = 64
+_ESCAPED: Final = frozenset('"\\/')  # characters JSON may write escaped inside a string
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +84,24 @@ class QuotedValues:
             spellings.update(_spellings(value))
         return cls(frozenset(spellings))
 
+    def narrowed(self, text: str) -> QuotedValues:
+        """Only the spellings that may occur in ``text`` (or in any part of it): a payload of
+        many values is then checked once against all the strings of an answer, not once each."""
+        if len(self.spellings) <= _FEW:
+            return self
+        grams = _grams(_fold(text)[0])
+        return QuotedValues(frozenset(s for s in self.spellings if s[:_GRAM] in grams))
+
     def mask(self, text: str) -> str:
         """``text`` with every spelling of a value in it replaced by ``***``."""
         if not self.spellings or not text:
             return text
         folded, origin = _fold(text)
-        grams = _grams(folded)
+        grams = _grams(folded) if len(self.spellings) > _FEW or text.endswith(CUT) else None
         present = sorted(
-            (s for s in self.spellings if s[:_GRAM] in grams and s in folded), key=len, reverse=True
+            (s for s in self.spellings if (grams is None or s[:_GRAM] in grams) and s in folded),
+            key=len,
+            reverse=True,
         )
         hidden = bytearray(len(text))
         for spelling in present:
@@ -99,7 +113,7 @@ class QuotedValues:
         short = [s for s in present if len(s) < WORD_BELOW]
         while short and _mask_words(text, folded, origin, short, hidden):
             pass
-        if text.endswith(CUT):
+        if grams is not None and text.endswith(CUT):
             _mask_cut_value(text, folded, origin, grams, self.spellings, hidden)
         return _render(text, hidden) if any(hidden) else text
 
@@ -132,6 +146,9 @@ def _spellings(value: str) -> set[str]:
     one_line = " ".join(value.split())
     if not long_enough(one_line):
         return set()
+    plain_ascii = one_line.isascii() and one_line.isprintable() and _ESCAPED.isdisjoint(one_line)
+    if plain_ascii and one_line == value.strip():
+        return {one_line.lower()}  # JSON writes it as it is, and it has one normal form
     plain = {one_line, value.strip()}
     plain |= {unicodedata.normalize(form, v) for v in plain for form in ("NFC", "NFD")}
     written = set(plain)

@@ -12,7 +12,7 @@ one rule of a valid base. Decisions recorded here:
 - ``customer`` and ``supplier`` together are reported at ``supplier``; neither one is required.
 - A plaintext ``password`` is refused anywhere, including inside unknown fields and arrays
   (paths like ``customer.credentials[0].password``).
-- Bounded input (``outbox_worker.limits``): a payload whose JSON text, as PostgreSQL writes it
+- Bounded input (``outbox_worker.payload.limits``): a payload whose JSON text, as PostgreSQL writes it
   (``payload::text``, ", " and ": " separators), is over MAX_PAYLOAD_BYTES, or that nests objects
   and arrays more than MAX_NESTING_DEPTH levels deep, gets that one problem at "$" (size checked
   first, then depth) and no other rule runs. "$" rather than the first deep path, because jsonb
@@ -40,7 +40,7 @@ import copy
 import json
 from typing import Any
 
-from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
+from outbox_worker.payload.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
 
 TS = 1512828988826
 HASH = "ef92b778bafe771e89245b89ecbc08a44a4e166c06659911881f383d4473e94f"  # sha256("password123")

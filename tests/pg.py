@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 # Re-exported: the tests and bench/ take it from here with the other database helpers.
-from outbox_worker.urls import with_database as with_database
+from outbox_worker.settings.urls import with_database as with_database
 
 # A postgresql:// URL of a server where the tests may create and drop databases.
 ENV_VAR = "OUTBOX_TEST_DATABASE_URL"

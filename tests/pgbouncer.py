@@ -1,6 +1,7 @@
 """A real PgBouncer in transaction mode in front of the test's PostgreSQL, started per test.
 
-The Debian package `pgbouncer` provides the binary (`.ci/run` installs it when missing). The
+The Debian package `pgbouncer` provides the binary (`.ci/run` installs it when missing; without
+it the tests skip with the install command, and fail when CI=true). The
 bouncer listens on a free loopback port with a generated configuration and forwards to the
 server of the test's database: over TCP, or over the Unix socket of the embedded PostgreSQL.
 """
@@ -19,22 +20,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tests.processes import free_port
+from tests.programs import require_program
 from tests.waiting import wait_for_sync
 
 CANDIDATES = ("pgbouncer", "/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
-INSTALL_HINT = (
-    "pgbouncer is not installed; install it (as root: apt-get update && apt-get install -y "
-    "pgbouncer) to run the PgBouncer tests, as .ci/run does"
-)
+INSTALL = "apt-get update && apt-get install -y pgbouncer"
 
 
 def pgbouncer_binary() -> str:
-    """The pgbouncer executable; fails the test with the install command when it is missing."""
-    for candidate in CANDIDATES:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    raise AssertionError(INSTALL_HINT)
+    """The pgbouncer executable; skips the test (fails it with CI=true) when it is missing."""
+    return require_program(CANDIDATES, INSTALL, what="pgbouncer")
 
 
 def _server_target(database_url: str) -> tuple[str, int, str]:

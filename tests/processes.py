@@ -129,15 +129,16 @@ def worker_env(overrides: Mapping[str, str | None]) -> dict[str, str]:
     return env
 
 
-async def spawn_worker(env: Mapping[str, str]) -> WorkerProcess:
-    """Start `python -m outbox_worker run` with exactly ``env``; stderr is read in the background."""
+async def spawn_worker(env: Mapping[str, str], *, cwd: Path = REPO) -> WorkerProcess:
+    """Start `python -m outbox_worker run` with exactly ``env`` in ``cwd`` (whose outbox_worker
+    it runs: another release's checkout, with PYTHONPATH); stderr is read in the background."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "outbox_worker",
         "run",
         env=dict(env),
-        cwd=REPO,
+        cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -194,14 +195,18 @@ def cli(*args: str, db: str | None, env: dict[str, str] | None = None) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-async def acli(*args: str, db: str | None, env: dict[str, str] | None = None) -> Run:
-    """Like cli(), without blocking the event loop (a stand-in in this loop keeps serving)."""
+async def acli(
+    *args: str, db: str | None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Run:
+    """Like cli(), without blocking the event loop (a stand-in in this loop keeps serving);
+    ``cwd`` as for spawn_worker."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "outbox_worker",
         *args,
         env=cli_env(db, env),
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,29 +1,34 @@
-"""System programs some tests need (Node.js, psql): found on PATH, or the test says how to get them.
+"""System programs some tests need (pgbouncer, Chromium, node, psql): found, skipped, or failed in CI.
 
-On a developer's machine a missing program skips the test with the command that installs it; with
-``CI=true`` (as CI services set it) the same test fails instead, so a CI machine without the
-program cannot pass by skipping. ``.ci/run`` installs the programs when they are missing.
+A newcomer's machine has only Python, so there a test that needs a missing program is skipped
+with the command that installs it. CI (``CI=true``) installs them in `.ci/run`, so there a missing
+program fails the test instead: a skip in CI would hide that nothing ran.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 
 import pytest
 
 
 def in_ci() -> bool:
-    """True when the CI environment variable is set to a true value."""
+    """True when the CI variable says so (``CI=true``, as .ci/run's environment sets it)."""
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
-def require_program(name: str, install: str) -> str:
-    """The path of program ``name``; skips (fails under CI) naming ``install`` when it is missing."""
-    found = shutil.which(name)
-    if found:
-        return found
-    message = f"{name} is not installed; install it (as root: {install}) to run this test"
+def require_program(candidates: str | Iterable[str], install: str, *, what: str = "") -> str:
+    """The first candidate found on PATH (or as a path); else skip, or fail in CI, naming ``install``."""
+    names = (candidates,) if isinstance(candidates, str) else tuple(candidates)
+    for candidate in names:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    message = (
+        f"{what or names[0]} is not installed; install it (as root: {install}) to run this test"
+    )
     if in_ci():
-        pytest.fail(f"{message}; CI must run it (.ci/run installs it)")
+        pytest.fail(f"{message}; CI must run it (.ci/run installs it)", pytrace=False)
     pytest.skip(message)

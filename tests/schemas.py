@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from outbox_worker.config import sqlalchemy_url
 from outbox_worker.schema import SCHEMA, include_name, metadata
+from outbox_worker.settings.config import sqlalchemy_url
 
 
 def schema_diff(url: str) -> list[object]:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
-from outbox_worker import payload
-from outbox_worker.validation import COUNTRY_CODES
+from outbox_worker.payload import model as payload
+from outbox_worker.payload.validation import COUNTRY_CODES
 
 _MODELS: tuple[type[BaseModel], ...] = (
     payload.RegistrationUpdate,

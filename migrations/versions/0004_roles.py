@@ -8,9 +8,9 @@ Create Date: 2026-11-26
 from collections.abc import Sequence
 
 from alembic import op
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
-from outbox_worker.migration_scripts import run_script
+from outbox_worker.migration_scripts import locked, run_script, validate_constraints
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -26,12 +26,35 @@ SELECT coalesce((SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = 
 """
 
 
+# Before this revision any service with INSERT could store rows the worker has to survive; these
+# refuse them from now on. Added NOT VALID (an instant catalog change: the ACCESS EXCLUSIVE lock
+# is held for milliseconds, not for a scan of the table), repaired and validated after the
+# commit by after_commit, so the migration never fails on old rows and the table ends checked.
+CONSTRAINTS = ("messages_history_array", "messages_attempts_bounded", "messages_payload_object")
+ADD_CONSTRAINTS = """
+ALTER TABLE outbox.messages
+    ADD CONSTRAINT messages_history_array CHECK (jsonb_typeof(history) = 'array') NOT VALID,
+    ADD CONSTRAINT messages_attempts_bounded CHECK (attempts <= 1000000) NOT VALID,
+    -- Only a pending row is ever sent; a dead one may keep whatever it was planted with.
+    ADD CONSTRAINT messages_payload_object
+        CHECK (jsonb_typeof(payload) = 'object' OR state <> 'pending') NOT VALID
+"""
+
+
 def upgrade() -> None:
+    run_script("0004_repair.sql")  # a scan, before the lock: rows repaired now wait for no one
+    locked(ADD_CONSTRAINTS)
     run_script("0004_security.sql")
     can = op.get_bind().scalar(text(_CAN_SET_UP_ROLES), {"roles": list(ROLES), "count": len(ROLES)})
     if can:
         run_script("0004_roles.sql")
     # Otherwise `outbox-worker migrate` prints 0004_roles.sql for someone who may run it.
+
+
+def after_commit(connection: Connection) -> None:
+    """Repair rows written since, then validate the constraints (env.py calls this after every
+    migration's commit; nothing to do once they are valid)."""
+    validate_constraints(connection, "messages", CONSTRAINTS, repair="0004_repair.sql")
 
 
 def downgrade() -> None:
@@ -56,7 +79,7 @@ def downgrade() -> None:
     # 0001's definitions: SECURITY INVOKER again, no pinned search_path, PUBLIC may execute.
     run_script("0001_outbox.sql")
     op.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox TO PUBLIC")
-    op.execute(
+    locked(
         "ALTER TABLE outbox.messages DROP CONSTRAINT messages_history_array,"
         " DROP CONSTRAINT messages_attempts_bounded, DROP CONSTRAINT messages_payload_object"
     )

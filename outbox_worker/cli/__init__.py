@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from outbox_worker import __version__
 from outbox_worker.errors import OutboxError
+from outbox_worker.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,11 +15,12 @@ import click
 from outbox_worker.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, database_option, json_option
 from outbox_worker.cli import display as fmt
 from outbox_worker.cli.operator_kit import run
-from outbox_worker.config import Settings, database_url_from_env, redact_url
+from outbox_worker.delivery.sender import probe
 from outbox_worker.errors import ConfigError, DatabaseUnavailable
 from outbox_worker.migrate import SCHEMA_HEAD
 from outbox_worker.models import Answer
-from outbox_worker.sender import probe
+from outbox_worker.settings.config import Settings, redact_url
+from outbox_worker.settings.environment import read_database_url, read_settings
 from outbox_worker.store.connection import connected, schema_revision, translate_errors
 
 REFUSED = frozenset({401, 403})
@@ -44,13 +45,13 @@ async def run_checks(database_url: str | None) -> tuple[list[CheckResult], bool]
     """Every check in order, and whether the configuration itself was at fault."""
     results: list[CheckResult] = []
     try:
-        settings: Settings | None = Settings.from_env(None, {"database_url": database_url})
+        settings: Settings | None = read_settings(None, {"database_url": database_url})
         results.append(CheckResult("configuration", True))
     except ConfigError as exc:
         settings = None
         results.append(CheckResult("configuration", False, str(exc)))
     try:
-        url = settings.database_url if settings else database_url_from_env(None, database_url)
+        url = settings.database_url if settings else read_database_url(None, database_url)
     except ConfigError:
         return results, True  # the configuration line already says what to set
     results += await _database_checks(url)

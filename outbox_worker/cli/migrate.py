@@ -7,7 +7,8 @@ import click
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option
 from outbox_worker.cli.run import run_async
-from outbox_worker.config import database_url_from_env, redact_url
+from outbox_worker.settings.config import redact_url
+from outbox_worker.settings.environment import read_database_url
 from outbox_worker.store.connection import connected
 
 
@@ -20,7 +21,7 @@ def migrate_command(database_url: str | None) -> None:
     Example:
       OUTBOX_DATABASE_URL=postgresql://app@db/app outbox-worker migrate
     """
-    url = database_url_from_env(None, database_url)
+    url = read_database_url(None, database_url)
     run_async(lambda: _check_reachable(url))
     migrations.upgrade(url)
     # SCHEMA_HEAD, held equal to the shipped history's head by a test: no second alembic load.

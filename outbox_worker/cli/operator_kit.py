@@ -20,9 +20,10 @@ import asyncpg
 import click
 
 from outbox_worker.cli import display as fmt
-from outbox_worker.config import database_url_from_env, parse_duration
 from outbox_worker.errors import ConfigError
 from outbox_worker.migrate import SCHEMA_HEAD
+from outbox_worker.settings.config import parse_duration
+from outbox_worker.settings.environment import read_database_url
 from outbox_worker.store import operations as ops
 from outbox_worker.store.audit import Actor
 from outbox_worker.store.connection import connected, ensure_schema_ready, translate_errors
@@ -39,7 +40,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 @asynccontextmanager
 async def ready_connection(database_url: str | None) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the configured database, its outbox schema checked to be at head."""
-    url = database_url_from_env(None, database_url)
+    url = read_database_url(None, database_url)
     async with connected(url, application_name="outbox-worker operator") as conn:
         with translate_errors(url):
             await ensure_schema_ready(conn, SCHEMA_HEAD)
@@ -67,7 +68,7 @@ def duration_param(
 
 
 def filter_options(default_limit: int | None) -> Callable[[F], F]:
-    """--since, --status-code, --error-contains and --limit, shared by `dead list` and requeue."""
+    """--since, --status-code, --error-contains, --dedup-key and --limit (dead list, requeue)."""
 
     def decorate(func: F) -> F:
         options = [
@@ -81,6 +82,7 @@ def filter_options(default_limit: int | None) -> Callable[[F], F]:
             click.option(
                 "--error-contains", metavar="TEXT", help="Only errors containing TEXT (any case)."
             ),
+            click.option("--dedup-key", metavar="KEY", help="Only the message with this key."),
             click.option(
                 "--limit",
                 type=click.IntRange(min=1),
@@ -97,11 +99,19 @@ def filter_options(default_limit: int | None) -> Callable[[F], F]:
 
 
 def make_filters(
-    since: timedelta | None, status_code: int | None, error_contains: str | None, limit: int | None
+    since: timedelta | None,
+    status_code: int | None,
+    error_contains: str | None,
+    limit: int | None,
+    dedup_key: str | None = None,
 ) -> ops.DeadFilters:
     """The filter options as one value."""
     return ops.DeadFilters(
-        since=since, status_code=status_code, error_contains=error_contains, limit=limit
+        since=since,
+        status_code=status_code,
+        error_contains=error_contains,
+        dedup_key=dedup_key,
+        limit=limit,
     )
 
 

@@ -11,10 +11,12 @@ from typing import Any, TypeVar
 import click
 import structlog
 
-from outbox_worker import assemble, health
+from outbox_worker import assemble
 from outbox_worker import migrate as migrations
 from outbox_worker.cli import database_option
-from outbox_worker.config import Settings
+from outbox_worker.delivery import health
+from outbox_worker.delivery.liveness import ClaimProgress
+from outbox_worker.delivery.writer import Backoff
 from outbox_worker.errors import (
     DatabaseUnavailable,
     LoginRefused,
@@ -22,11 +24,11 @@ from outbox_worker.errors import (
     SchemaNotReady,
     StatementRejected,
 )
-from outbox_worker.liveness import ClaimProgress
 from outbox_worker.observability import Metrics, configure_logging
+from outbox_worker.settings.config import Settings
+from outbox_worker.settings.environment import read_settings
 from outbox_worker.store.connection import connected, ensure_schema_ready, ensure_writable
 from outbox_worker.store.delivery import PostgresStore
-from outbox_worker.writer import Backoff
 
 log = structlog.get_logger("outbox_worker.cli")
 T = TypeVar("T")
@@ -111,7 +113,7 @@ def run_command(log_level: str, log_json: bool | None, **flags: Any) -> None:
       outbox-worker run --concurrency 32
     """
     overrides = {key: value for key, value in flags.items() if value is not None}
-    settings = Settings.from_env(None, overrides)
+    settings = read_settings(None, overrides)
     configure_logging(level=log_level, json=log_json)
     try:
         run_async(lambda: serve_worker(settings))
@@ -159,10 +161,12 @@ async def _serving_health(
 
 
 async def schema_problem(url: str) -> str | None:
-    """None when the database answers and the schema is at head, else why not (for /readyz)."""
+    """None when the database answers, takes writes and has the schema at head, else why not
+    (for /readyz)."""
     try:
         async with connected(url, application_name="outbox-worker-readyz") as conn:
             await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
+            await ensure_writable(conn, url)  # a standby or a demoted primary: not ready
     except (DatabaseUnavailable, SchemaNotReady, StatementRejected) as exc:
         return str(exc)
     return None

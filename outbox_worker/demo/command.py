@@ -19,7 +19,6 @@ import click
 
 from outbox_worker.cli import database_option, json_option
 from outbox_worker.cli.run import run_async
-from outbox_worker.config import check_database_url, env_value, parse_duration
 from outbox_worker.demo.display import Report, print_report
 from outbox_worker.demo.session import DemoOptions, run_demo
 from outbox_worker.embedded import (
@@ -28,6 +27,8 @@ from outbox_worker.embedded import (
     stop_kept_server,
 )
 from outbox_worker.observability import configure_logging
+from outbox_worker.settings.config import check_database_url, parse_duration
+from outbox_worker.settings.environment import read_text
 
 
 @click.command("demo")
@@ -109,7 +110,7 @@ def demo_command(
         stop_kept_server(stop_dir)
         click.echo(f"stopped the demo's PostgreSQL and deleted {stop_dir}", err=True)
         return
-    server_url = database_url or env_value("database_url")
+    server_url = database_url or read_text("database_url")
     if server_url is not None:
         check_database_url(server_url)
     timeout_s = parse_duration(timeout, name="--timeout").total_seconds()

@@ -19,11 +19,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from outbox_worker.config import redact_url
 from outbox_worker.demo.pause import Pause
 from outbox_worker.demo.queries import Latency, Tally
 from outbox_worker.demo.scenario import Scenario
-from outbox_worker.urls import with_database
+from outbox_worker.settings.config import redact_url
+from outbox_worker.settings.urls import with_database
 
 PLAIN_EVERY_S = 1.0
 _FIELDS = (

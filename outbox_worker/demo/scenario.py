@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from outbox_worker.config import DEFAULT_OUTAGE_THRESHOLD
 from outbox_worker.payload import hash_password
+from outbox_worker.settings.config import DEFAULT_OUTAGE_THRESHOLD
 from outbox_worker.standin import Step
 
 

@@ -18,16 +18,16 @@ import click
 
 from outbox_worker import migrate as migrations
 from outbox_worker.assemble import opened_worker
-from outbox_worker.config import CircuitSettings, RetrySettings, Secret, Settings
 from outbox_worker.demo import queries as tallies
 from outbox_worker.demo.display import Report, live_progress
 from outbox_worker.demo.pause import Pause, outage_pause
 from outbox_worker.demo.scenario import Scenario, build_scenario, unreachable_script
 from outbox_worker.enqueue import enqueue_async
 from outbox_worker.errors import OutboxError
+from outbox_worker.settings.config import CircuitSettings, RetrySettings, Secret, Settings
+from outbox_worker.settings.urls import with_database
 from outbox_worker.standin import StandIn
 from outbox_worker.store.connection import connected
-from outbox_worker.urls import with_database
 
 if TYPE_CHECKING:
     import asyncpg

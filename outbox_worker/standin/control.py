@@ -5,17 +5,14 @@ told otherwise."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from outbox_worker.standin.answers import error
-
-if TYPE_CHECKING:
-    from outbox_worker.standin.server import StandIn
+from outbox_worker.standin.knobs import Controllable
 
 
-def control_routes(standin: StandIn) -> list[web.RouteDef]:
+def control_routes(standin: Controllable) -> list[web.RouteDef]:
     """``POST /_standin/faults``, ``GET /_standin/received`` and ``POST /_standin/reset``."""
 
     async def set_faults(request: web.Request) -> web.Response:
@@ -29,7 +26,7 @@ def control_routes(standin: StandIn) -> list[web.RouteDef]:
         by_status = {str(status): n for status, n in sorted(standin.counts().items())}
         answer: dict[str, object] = {"total": standin.count, "by_status": by_status}
         if request.query.get("bodies") in {"1", "true", "yes"}:
-            answer["bodies"] = [r.body.decode("utf-8", "replace") for r in standin.received]
+            answer["bodies"] = [body.decode("utf-8", "replace") for body in standin.bodies()]
         return web.json_response(answer)
 
     async def reset(request: web.Request) -> web.Response:

@@ -10,16 +10,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from outbox_worker.standin.answers import BodyVariant
+from outbox_worker.standin.knobs import Latency as Latency
+from outbox_worker.standin.knobs import Tunable
 from outbox_worker.standin.steps import DEFAULT_SLOW_SECONDS, Reply, Step, reply
 
-if TYPE_CHECKING:
-    from outbox_worker.standin.server import StandIn
-
-Latency: TypeAlias = float | tuple[float, float]
-"""Seconds added to every answer: fixed, or (low, high) drawn uniformly."""
 _T = TypeVar("_T")
 _HEALTHY: Final = reply(200)
 
@@ -37,7 +34,7 @@ class Faults:
     body: BodyVariant = BodyVariant.NORMAL
 
 
-def apply_faults(standin: StandIn, faults: Mapping[str, object]) -> None:
+def apply_faults(standin: Tunable, faults: Mapping[str, object]) -> None:
     """Call the stand-in's setter for each key of a control-API object (no rollback here)."""
     unknown = sorted(set(faults) - _SETTERS.keys())
     if unknown:
@@ -79,7 +76,7 @@ def parse_latency(text: str) -> Latency:
         raise ValueError(f"--latency takes seconds or LOW-HIGH, not {text!r}") from None
 
 
-def _set_retry_after(standin: StandIn, value: object) -> None:
+def _set_retry_after(standin: Tunable, value: object) -> None:
     if not isinstance(value, dict):
         raise TypeError(f"retry_after must map statuses to header values, not {value!r}")
     for status, header in value.items():
@@ -88,7 +85,7 @@ def _set_retry_after(standin: StandIn, value: object) -> None:
         standin.set_retry_after(header, statuses=[int(status)])
 
 
-def _set_scripts(standin: StandIn, value: object) -> None:
+def _set_scripts(standin: Tunable, value: object) -> None:
     if not isinstance(value, dict):
         raise TypeError(f"scripts must map message keys to status lists, not {value!r}")
     for key, script in value.items():
@@ -107,7 +104,7 @@ def _latency_value(value: object) -> Latency:
     return as_latency(_require((int, float), "latency", value))
 
 
-_SETTERS: Final[dict[str, Callable[[StandIn, object], None]]] = {
+_SETTERS: Final[dict[str, Callable[[Tunable, object], None]]] = {
     "api_key": lambda s, v: s.set_api_key(_require(str, "api_key", v)),
     "default_status": lambda s, v: s.set_default_status(_as_step(v)),
     "script": lambda s, v: s.set_script(_step_list(_require(list, "script", v))),

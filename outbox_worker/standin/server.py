@@ -16,8 +16,8 @@ from typing import Final, Self
 
 from aiohttp import web
 
-from outbox_worker.config import is_loopback
 from outbox_worker.errors import ConfigError
+from outbox_worker.settings.config import is_loopback
 from outbox_worker.standin.answers import (
     INJECTED_MESSAGE,
     PATH,

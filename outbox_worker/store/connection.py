@@ -10,12 +10,11 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from outbox_worker.config import asyncpg_dsn, redact_url
 from outbox_worker.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -23,7 +22,8 @@ from outbox_worker.errors import (
     SchemaNotReady,
     StatementRejected,
 )
-from outbox_worker.urls import hide_url_secrets
+from outbox_worker.settings.config import asyncpg_dsn, redact_url
+from outbox_worker.settings.urls import hide_url_secrets
 
 CONNECT_TIMEOUT_S = 10.0
 # Behind a transaction-pooling PgBouncer each transaction may run on another server connection,
@@ -306,3 +306,41 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+@asynccontextmanager
+async def operator_pool(
+    url: str, *, application_name: str, max_size: int = 4
+) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool for a long-running operator process (the console), its schema checked.
+
+    Pooler-safe (no cached statements): the console is often pointed at the same PgBouncer as
+    everything else, and it runs few statements, so the parse each costs does not matter.
+    """
+    with translate_errors(url):
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(url),
+            min_size=1,
+            max_size=max_size,
+            timeout=CONNECT_TIMEOUT_S,
+            command_timeout=30,
+            server_settings={"application_name": application_name},
+            **POOLER_SAFE,
+        )
+    try:
+        yield pool
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=5)
+        except CLOSE_ERRORS:
+            pool.terminate()
+
+
+@asynccontextmanager
+async def pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of ``pool``, typed as the Connection every operation takes.
+
+    asyncpg hands out a proxy that forwards every Connection method; the cast says so once here.
+    """
+    async with pool.acquire() as proxy:
+        yield cast(asyncpg.Connection, proxy)

@@ -12,18 +12,28 @@ import asyncio
 import functools
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import structlog
 
-from outbox_worker.config import asyncpg_dsn
 from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.models import Backlog, LeaseToken, Message, MessageId, Settlement, State
-from outbox_worker.schema import SEND_SCHEDULE
+from outbox_worker.models import (
+    Backlog,
+    LeaseToken,
+    Message,
+    MessageId,
+    PauseState,
+    Settlement,
+    State,
+    WorkerBeat,
+)
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.ports import Hints
+from outbox_worker.schema import FLEET_PAUSE, SEND_SCHEDULE
+from outbox_worker.settings.config import asyncpg_dsn
 from outbox_worker.store.connection import (
     CLOSE_ERRORS,
     POOLER_SAFE,
@@ -41,6 +51,7 @@ from outbox_worker.store.delivery_queries import (
     SECONDS_UNTIL_DUE,
     SETTLE,
 )
+from outbox_worker.store.fleet_queries import FORGET_WORKERS, HEARTBEAT, PURGE_EXPIRED_AUDIT
 from outbox_worker.store.housekeeping import BACKLOG, PURGE_EXPIRED, RETENTION_LOCK
 from outbox_worker.store.listen import listen
 
@@ -216,9 +227,42 @@ class PostgresStore:
         deleted: int = row["deleted"]
         return deleted if row["held"] else None
 
-    async def listen(self, wake: Callable[[], None]) -> None:
-        """LISTEN on the enqueue channel, reconnecting forever (see ``store.listen``)."""
-        await listen(self._listen_url, wake, notify=self._notify, check_s=self._listen_check_s)
+    async def purge_expired_audit(self, older_than: timedelta, limit: int) -> int | None:
+        """Delete one batch of expired audit rows under the retention lock; None if another
+        process has it."""
+        row = (await self._fetch(PURGE_EXPIRED_AUDIT, older_than, limit, RETENTION_LOCK))[0]
+        deleted: int = row["deleted"]
+        return deleted if row["held"] else None
+
+    async def heartbeat(self, beat: WorkerBeat) -> PauseState:
+        """Register or refresh this worker's registry row and read the fleet's pause."""
+        row = (
+            await self._fetch(
+                HEARTBEAT,
+                beat.worker_id,
+                beat.host,
+                beat.pid,
+                beat.version,
+                beat.state.value,
+                None if beat.paused_by is None else beat.paused_by.value,
+                beat.listening,
+                beat.sends_last_minute,
+                beat.in_flight,
+                FLEET_PAUSE,
+            )
+        )[0]
+        return PauseState(**dict(row))  # columns named after the fields
+
+    async def forget_workers(self, older_than: timedelta) -> int:
+        """Delete the registry rows of workers not seen for ``older_than``."""
+        assert self._pool is not None, "open() the store first"
+        with translate_errors(self._url):
+            status: str = await self._pool.execute(FORGET_WORKERS, older_than)
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE n"
+
+    async def listen(self, hints: Hints) -> None:
+        """LISTEN for enqueues and pause changes, reconnecting forever (see ``store.listen``)."""
+        await listen(self._listen_url, hints, notify=self._notify, check_s=self._listen_check_s)
 
     async def _notify(self, channel: str) -> None:
         await self._fetch("SELECT pg_notify($1, '')", channel)

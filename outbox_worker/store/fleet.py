@@ -10,27 +10,47 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import asyncpg
 
 from outbox_worker.errors import InvalidRequest
-from outbox_worker.models import PausedBy, WorkerState
+from outbox_worker.models import (
+    REGISTRY_FORGET_AFTER,
+    REGISTRY_GONE_AFTER,
+    REGISTRY_HEARTBEAT,
+    PausedBy,
+    PauseState,
+    WorkerState,
+)
 from outbox_worker.schema import FLEET_PAUSE
 from outbox_worker.store import fleet_queries as sql
+from outbox_worker.store import listen
 from outbox_worker.store.audit import Actor, AuditAction, record
 
-# Workers refresh their row at least every HEARTBEAT; one not seen for GONE_AFTER (six missed
-# beats: a long GC pause or a slow database does not make a worker look dead) is shown as gone,
-# and after FORGET_AFTER its row is deleted (by the other workers), so a crashed worker stays
-# visible long enough to be noticed and a fleet that churns pods does not list them forever.
-HEARTBEAT: Final = timedelta(seconds=5)
-GONE_AFTER: Final = timedelta(seconds=30)
-FORGET_AFTER: Final = timedelta(hours=1)
+# The registry's clock (models.py says why these values).
+HEARTBEAT: Final = REGISTRY_HEARTBEAT
+GONE_AFTER: Final = REGISTRY_GONE_AFTER
+FORGET_AFTER: Final = REGISTRY_FORGET_AFTER
 # The NOTIFY channel of pause changes (the payload says which); enqueue's channel is "outbox".
-FLEET_CHANNEL: Final = "outbox_fleet"
+FLEET_CHANNEL: Final = listen.FLEET_CHANNEL
 MAX_REASON_CHARS: Final = 500
+
+__all__ = [
+    "FLEET_CHANNEL",
+    "FORGET_AFTER",
+    "GONE_AFTER",
+    "HEARTBEAT",
+    "FleetSummary",
+    "PauseState",
+    "WorkerInfo",
+    "fleet_summary",
+    "list_workers",
+    "pause",
+    "pause_state",
+    "resume",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +69,6 @@ class WorkerInfo:
     sends_last_minute: int  # as of its last heartbeat
     in_flight: int
     seen_ago_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class PauseState:
-    """The fleet's pause: on or off, and who changed it last, when and (when on) why."""
-
-    paused: bool
-    reason: str | None = None  # while paused
-    paused_at: datetime | None = None  # while paused: when this pause began
-    changed_at: datetime | None = None  # the last pause or resume; None if never paused
-    db_role: str | None = None  # the database login that changed it last
-    via: str | None = None  # cli or console
-    actor: str | None = None  # the OS user or the console's signed-in user
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""LISTEN for enqueues on a connection of its own: a hint that work is due, backed by polling.
+"""LISTEN for enqueues (and changes of the fleet's pause) on a connection of its own: hints that
+work is due or the pause changed, backed by polling.
 
 A transaction pooler (PgBouncer in transaction mode) cannot carry LISTEN, so before trusting it
 the connection checks that a NOTIFY sent through the worker's pool actually arrives; when it
@@ -10,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import asyncpg
 import structlog
 
-from outbox_worker.config import redact_url
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
+from outbox_worker.ports import Hints
 from outbox_worker.schema import NOTIFY_CHANNEL
+from outbox_worker.settings.config import redact_url
 from outbox_worker.store.connection import TRANSIENT_ERRORS, close_quietly, connect
 
 log = structlog.get_logger("outbox_worker.store")
@@ -30,15 +33,17 @@ _LISTEN_ERRORS: tuple[type[Exception], ...] = (
 )
 # How often a worker whose notifications did not arrive checks again (a NOTIFY round trip).
 LISTEN_RECHECK_S = 60.0
+# Where `pause` and `resume` notify (store/fleet.py FLEET_CHANNEL; named here too so the worker's
+# path does not import the operators' module).
+FLEET_CHANNEL: Final = "outbox_fleet"
 
 # Sends ``pg_notify(channel, '')`` through the worker's pool (not the listening connection).
 Notify = Callable[[str], Awaitable[None]]
 
 
-async def listen(
-    listen_url: str, wake: Callable[[], None], *, notify: Notify, check_s: float
-) -> None:
-    """LISTEN on the enqueue channel, reconnecting forever; a hint only, polling backs it.
+async def listen(listen_url: str, hints: Hints, *, notify: Notify, check_s: float) -> None:
+    """LISTEN on the enqueue and fleet channels, reconnecting forever; hints only, polling backs
+    them. ``hints.listening`` hears whether notifications arrive, each time that changes.
 
     When a notification sent through the pool (``notify``) does not reach the LISTEN connection
     (a transaction pooler such as PgBouncer sits in between), it logs ``listen.unavailable``
@@ -59,7 +64,7 @@ async def listen(
         try:
             if await _notifications_arrive(conn, notify, check_s):
                 delay = 0.5
-                await _listen_on(conn, wake, listen_url, check_s)
+                await _listen_on(conn, hints, listen_url, check_s)
             else:
                 unavailable = True
         except _LISTEN_ERRORS as exc:
@@ -69,6 +74,7 @@ async def listen(
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
         finally:
+            hints.listening(False)
             await asyncio.shield(close_quietly(conn))
         if unavailable:
             if not warned:
@@ -119,13 +125,16 @@ async def _notifications_arrive(conn: asyncpg.Connection, notify: Notify, check_
 
 
 async def _listen_on(
-    conn: asyncpg.Connection, wake: Callable[[], None], listen_url: str, check_s: float
+    conn: asyncpg.Connection, hints: Hints, listen_url: str, check_s: float
 ) -> None:
     lost = asyncio.Event()
     conn.add_termination_listener(lambda _conn: lost.set())
-    await conn.add_listener(NOTIFY_CHANNEL, lambda *_args: wake())
+    await conn.add_listener(NOTIFY_CHANNEL, lambda *_args: hints.work())
+    await conn.add_listener(FLEET_CHANNEL, lambda *_args: hints.fleet())
     log.info("listen.started", channel=NOTIFY_CHANNEL, database_url=redact_url(listen_url))
-    wake()  # anything enqueued while we were not listening is due now
+    hints.listening(True)
+    hints.work()  # anything enqueued while we were not listening is due now
+    hints.fleet()  # and the pause may have changed meanwhile
     while not lost.is_set():
         try:
             await asyncio.wait_for(lost.wait(), timeout=check_s)

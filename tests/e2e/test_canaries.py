@@ -178,6 +178,14 @@ async def run_commands(url: str, message_id: int) -> list[Run]:
     return runs
 
 
+# The fleet's commands (issue 18): the registry holds the worker that ran, the audit log the
+# requeue above and this pause and resume.
+FLEET_COMMANDS = [
+    ["pause", "--reason", "canary check"], ["workers"], ["workers", "--json"],
+    ["stats"], ["resume"], ["audit"], ["audit", "--json"], ["audit", "--since", "1h", "--json"],
+]  # fmt: skip
+
+
 async def test_no_canary_leaks_anywhere(
     pg: asyncpg.Connection, canary_url: str, endpoint: Endpoint
 ) -> None:
@@ -189,11 +197,20 @@ async def test_no_canary_leaks_anywhere(
     worker_output = await run_worker_once(canary_url, endpoint, pg)
     assert "delivery.dead_lettered" in worker_output[1]
     runs = await run_commands(canary_url, message_id)
+    fleet_runs = [await acli(*command, db=canary_url) for command in FLEET_COMMANDS]
     leaks = {
         "worker": canaries_in("\n".join(worker_output)),
         **{f"command {i}": canaries_in(run.out + run.err) for i, run in enumerate(runs)},
+        **{
+            " ".join(c): canaries_in(r.out + r.err)
+            for c, r in zip(FLEET_COMMANDS, fleet_runs, strict=True)
+        },
     }
     assert {where: found for where, found in leaks.items() if found} == {}
+    assert [run.code for run in fleet_runs] == [0] * len(FLEET_COMMANDS), [
+        run.err for run in fleet_runs
+    ]
+    assert "requeue" in fleet_runs[5].out  # the audit log shows the requeue by id
     # check exits 1 when it finds a fault (it probes Ravelin's real endpoint here); the rest is 0.
     codes = [run.code for run in runs[:13]]
     assert codes[:10] + codes[12:] == [0] * 11, [run.err for run in runs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -49,3 +50,23 @@ async def test_readyz_fails_when_the_schema_is_no_longer_at_head(
     assert status == 503
     assert "the outbox schema is at revision 0001" in text
     assert await get(f"{base}/healthz") == (200, "ok\n")  # alive: a restart would not help
+
+
+async def test_a_worker_started_on_a_read_only_server_says_so_once_and_waits(
+    pg: asyncpg.Connection, database_url: str, start_worker: StartWorker
+) -> None:
+    """On a server that takes no writes (a demoted primary, a standby) a worker logs one line naming it, is alive but not ready, and starts delivering once the server takes writes."""
+    database = urlsplit(database_url).path.lstrip("/")
+    await pg.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    worker = await start_worker({"OUTBOX_METRICS_PORT": str(port)})
+    waiting = await worker.wait_event("database.unavailable", timeout=20)
+    assert "is read-only: waiting for a primary" in waiting["error"]
+    status, text = await get(f"{base}/readyz")
+    assert (status, await get(f"{base}/healthz")) == (503, (200, "ok\n"))
+    assert "is read-only" in text
+    await pg.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+    await worker.wait_event("worker.started", timeout=30)
+    assert worker.event_names().count("database.unavailable") == 1
+    await wait_for(lambda: status_is(f"{base}/readyz", 200), timeout=20, message="ready")

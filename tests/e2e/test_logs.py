@@ -42,7 +42,7 @@ async def test_logs_hold_no_key_and_no_pii(
     standin.script_for("rejected", [400])
     standin.script_for("retried", [503])
     for key in ("ok", "rejected", "retried"):
-        await outbox_worker.enqueue_async(pg, update(key))
+        await outbox_worker.enqueue_async(pg, update(key), allow_autocommit=True)
     worker = await start_worker()
     await worker.wait_event("circuit.opened")
     standin.set_api_key(KEY)

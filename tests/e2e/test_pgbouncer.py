@@ -110,3 +110,44 @@ async def test_operator_commands_work_through_pgbouncer(
     assert runs["stats"].json()["dead"] == 3
     assert runs["list"].json()["total_matching"] == 3
     assert await count_by_state(pg) == {"dead": 2, "pending": 1}
+
+
+async def test_registry_and_pause_work_behind_pgbouncer(
+    start_worker: StartWorker,
+    bouncer_url: str,
+    bouncer_pg: asyncpg.Connection,
+    pg: asyncpg.Connection,
+) -> None:
+    """Through the pooler alone the worker registers (not listening), obeys a pause taken by
+    `pause` through the pooler within its poll interval, and delivers after `resume`."""
+    worker = await start_worker(
+        {"OUTBOX_DATABASE_URL": bouncer_url, "OUTBOX_POLL_INTERVAL": "200ms"}
+    )
+    await worker.wait_event("listen.unavailable")
+    registered = await wait_for(
+        lambda: pg.fetchrow(
+            "SELECT state, listening FROM outbox.workers WHERE state = 'delivering'"
+        ),
+        message="the worker registered",
+    )
+    assert registered["listening"] is False
+    paused = await acli("pause", "--reason", "behind the pooler", db=bouncer_url)
+    assert paused.code == 0, paused.err
+    await worker.wait_event("fleet.paused")
+    for i in range(20):
+        async with bouncer_pg.transaction():
+            await enqueue_async(bouncer_pg, registration_update(i, f"p-{i}"))
+
+    async def listed_paused() -> bool:
+        listed = (await acli("workers", "--json", db=bouncer_url)).json()["workers"]
+        return [w["state"] for w in listed] == ["paused"]
+
+    await wait_for(listed_paused, message="`workers` lists it paused")
+    assert await count_by_state(pg) == {"pending": 20}
+    resumed = await acli("resume", db=bouncer_url)
+    assert resumed.code == 0, resumed.err
+    await wait_for(lambda: all_acknowledged(pg, 20), timeout=30, message="20 acknowledged")
+    assert not FAILURES & set(worker.event_names())
+    assert await worker.terminate() == 0
+    stopped = await pg.fetchval("SELECT state FROM outbox.workers")
+    assert stopped == "stopped"

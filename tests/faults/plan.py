@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.standin import Step
 from tests.cases import registration_update
 

@@ -11,7 +11,8 @@ batch whose transaction failed (its dedup keys make a retried batch a no-op). Th
 stopped (as a crash), the standby promoted, the old primary started again read-only on its old
 port. The ledger (tests/faults/ledger.py) then balances on the new primary: every update
 accepted by the stand-in, none dead, none left pending or leased, no attempt spent on the
-failover, and every duplicate explained by the failover window.
+failover, and every duplicate explained by the failover window. Afterwards `migrate` and
+`stats --json`, given the multi-host URL, find the new primary (the demoted one is listed first).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from pathlib import Path
 import pytest
 
 from outbox_worker import migrate
+from outbox_worker.errors import DatabaseUnavailable
 from outbox_worker.standin import StandIn
+from outbox_worker.store.connection import connect, translate_errors
 from tests.cases import KEY
 from tests.faults.chaos import HTTP_TIMEOUT_S, chaos_env
 from tests.faults.driver import Events
@@ -37,7 +40,7 @@ from tests.faults.plan import Plan, build_plan
 from tests.faults.replication import Node, primary_and_standby, wait_synchronous, writable_since
 from tests.faults.scenario import ACKNOWLEDGED, count, drain, produce, quiet_profile, rows, stop
 from tests.pg import admin_execute
-from tests.processes import WorkerProcess, free_port, spawn_worker
+from tests.processes import Run, WorkerProcess, acli, free_port, spawn_worker
 from tests.waiting import wait_for
 
 DATABASE = "outbox_failover"
@@ -52,6 +55,8 @@ class Failover:
     promoted_at: float = 0.0  # the new primary first took writes
     reached_after_s: float = 0.0  # promotion -> the first acknowledgement written by a worker
     producer_retries: list[str] = field(default_factory=list)
+    commands: list[Run] = field(default_factory=list)  # migrate, stats after the failover
+    recovery_answer: str = ""  # how a write on the standby was reported, before promotion
 
 
 @pytest.mark.faults
@@ -78,7 +83,15 @@ async def test_a_failover_costs_time_never_a_message(chaos_seed: int) -> None:
     assert ledger.ok, "\n" + ledger.table()
     # The one answer each message got spent its one attempt; the failover spent none.
     assert {row.attempts for row in stored} == {1}
+    # Operator commands given the same URL skip the demoted primary (its rows are stale there).
+    migrated, stats = seen.commands
+    assert migrated.code == 0, migrated.err
+    assert stats.code == 0, stats.err
+    assert stats.json()["acknowledged"] == plan.profile.updates
 
+    # A standby's "cannot execute ... during recovery" is the database unavailable, not a fault.
+    assert "during recovery" in seen.recovery_answer
+    assert "is read-only" in seen.recovery_answer
     old = workers["old"]
     unavailable = [e for e in old.events if e.get("event") == "database.unavailable"]
     assert any("is read-only" in str(e.get("error")) for e in unavailable), old.lines[-20:]
@@ -112,18 +125,37 @@ async def _play(
             for name in ("multi", "old"):
                 await workers[name].wait_event("worker.started", timeout=60)
             await workers["standby"].wait_event("database.unavailable", timeout=60)
+            seen.recovery_answer = await _write_on(urls["standby"])
             events.started_at = time.monotonic()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(produce(plan, multi, events, seen.producer_retries))
                 tasks.create_task(_fail_over(primary, standby, events, seen))
             events.chaos_seconds = time.monotonic() - events.started_at
             await drain(standby.url(DATABASE), events, plan.profile.drain_timeout)
+            commands = await _operator_commands(multi)
         finally:
             await stop(list(workers.values()), events)
         stored = await rows(standby.url(DATABASE))
         received = standin.received
     ledger = build_ledger(plan, events, stored, received, http_timeout=HTTP_TIMEOUT_S)
+    seen.commands = commands
     return ledger, stored, workers, seen
+
+
+async def _write_on(url: str) -> str:
+    """What a write on a hot standby raises, as the store reports it."""
+    conn = await connect(url)
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused, translate_errors(url):
+            await conn.execute("SELECT pg_notify('outbox_probe', '')")
+    finally:
+        await conn.close()
+    return str(refused.value)
+
+
+async def _operator_commands(url: str) -> list[Run]:
+    """`migrate` and `stats --json` with the multi-host URL, the demoted primary listed first."""
+    return [await acli("migrate", db=url), await acli("stats", "--json", db=url)]
 
 
 async def _fail_over(primary: Node, standby: Node, events: Events, seen: Failover) -> None:

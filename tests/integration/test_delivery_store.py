@@ -18,8 +18,8 @@ from structlog.testing import capture_logs
 
 import outbox_worker
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.store import connection
 from outbox_worker.store.connection import connect, directly_connected
 from outbox_worker.store.delivery import PostgresStore
@@ -50,7 +50,9 @@ def settlement(message: Message, state: State, **changes: object) -> Settlement:
 async def test_claim_stops_at_the_byte_budget(pg: asyncpg.Connection, store: PostgresStore) -> None:
     """A claim takes rows in due order while their bodies fit in ``max_bytes``."""
     for i in range(10):
-        await outbox_worker.enqueue_async(pg, update(f"k{i}", padding="x" * 100_000))
+        await outbox_worker.enqueue_async(
+            pg, update(f"k{i}", padding="x" * 100_000), allow_autocommit=True
+        )
     claimed = await store.claim(10, LEASE, 350_000)
     assert len(claimed) == 3
     assert sum(len(m.body) for m in claimed) <= 350_000
@@ -83,7 +85,7 @@ async def test_claim_reports_the_age_on_the_database_clock(
     pg: asyncpg.Connection, store: PostgresStore
 ) -> None:
     """A message's age at claim is the database's now() minus its creation (or last requeue)."""
-    message_id = await outbox_worker.enqueue_async(pg, update("old"))
+    message_id = await outbox_worker.enqueue_async(pg, update("old"), allow_autocommit=True)
     await pg.execute(
         "UPDATE outbox.messages SET created_at = now() - interval '3 hours' WHERE id = $1",
         message_id,
@@ -96,7 +98,7 @@ async def test_retry_delay_is_added_to_the_database_now(
     pg: asyncpg.Connection, store: PostgresStore
 ) -> None:
     """A retry's next due time is the database's now() plus the delay the policy chose."""
-    await outbox_worker.enqueue_async(pg, update("later"))
+    await outbox_worker.enqueue_async(pg, update("later"), allow_autocommit=True)
     [message] = await store.claim(1, LEASE, MAX_PAYLOAD_BYTES)
     assert await store.settle([settlement(message, State.PENDING)]) == 1
     due_in = await pg.fetchval(
@@ -131,7 +133,7 @@ async def test_a_refused_statement_is_statement_rejected_naming_no_value(
     pg: asyncpg.Connection, store: PostgresStore
 ) -> None:
     """When the database refuses a write, the error names its class and SQLSTATE, not the value."""
-    await outbox_worker.enqueue_async(pg, update("refused"))
+    await outbox_worker.enqueue_async(pg, update("refused"), allow_autocommit=True)
     await pg.execute(
         """
         CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -157,7 +159,7 @@ async def test_dead_letter_unwritable_is_guarded_by_the_lease(
     pg: asyncpg.Connection, store: PostgresStore
 ) -> None:
     """The last-resort write applies only to a row still held under its lease token."""
-    await outbox_worker.enqueue_async(pg, update("guarded"))
+    await outbox_worker.enqueue_async(pg, update("guarded"), allow_autocommit=True)
     [message] = await store.claim(1, LEASE, MAX_PAYLOAD_BYTES)
     stranger = Message(
         id=MessageId(message.id),
@@ -195,7 +197,9 @@ async def test_seconds_until_due_is_none_when_nothing_is_pending(
     """An empty queue has no due time (so an idle worker sleeps a whole poll interval)."""
     assert await store.seconds_until_due() is None
     await outbox_worker.enqueue_async(
-        pg, {"timestamp": 1_764_000_000_000, "registration": {"success": True}}
+        pg,
+        {"timestamp": 1_764_000_000_000, "registration": {"success": True}},
+        allow_autocommit=True,
     )
     assert await store.seconds_until_due() == 0.0
 
@@ -291,7 +295,7 @@ async def test_through_pgbouncer_the_store_prepares_nothing_and_keeps_working(
         await store.open()
         try:
             for i in range(30):
-                await outbox_worker.enqueue_async(pg, update(f"b{i}"))
+                await outbox_worker.enqueue_async(pg, update(f"b{i}"), allow_autocommit=True)
             settled = 0
             for _ in range(10):  # the same statements many times, over shared server connections
                 claimed = await store.claim(3, LEASE, 10 * MAX_PAYLOAD_BYTES)
@@ -305,7 +309,7 @@ async def test_a_read_only_server_is_unavailable_not_a_refused_statement(
     pg: asyncpg.Connection, database_url: str, store: PostgresStore
 ) -> None:
     """A server that takes no writes (a demoted primary, SQLSTATE 25006) makes claims and writes DatabaseUnavailable, so no message or attempt pays for it; the start-up check names it."""
-    await outbox_worker.enqueue_async(pg, update("k-read-only"))
+    await outbox_worker.enqueue_async(pg, update("k-read-only"), allow_autocommit=True)
     database = urlsplit(database_url).path.lstrip("/")
     await pg.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
     await store.close()  # new connections take the database's new default

@@ -6,8 +6,10 @@ import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import Engine, create_engine, text
@@ -15,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 import outbox_worker
-from outbox_worker.config import sqlalchemy_url
-from outbox_worker.payload import parse_update
+from outbox_worker.payload.model import parse_update
+from outbox_worker.settings.config import sqlalchemy_url
 from tests.cases import INVALID_CASES, VALID_EXAMPLES
+from tests.processes import free_port
+from tests.proxy import Proxy, through, to_database
 from tests.strategies import valid_updates
 from tests.waiting import wait_for
 
@@ -111,8 +115,10 @@ async def test_enqueue_does_not_commit(database_url: str, pg: asyncpg.Connection
 
 async def test_same_dedup_key_returns_first_id(pg: asyncpg.Connection) -> None:
     """The same dedup_key twice yields the first message's id and one row."""
-    first = await outbox_worker.enqueue_async(pg, EXAMPLE, dedup_key="signup-42")
-    second = await outbox_worker.enqueue_async(pg, VALID_EXAMPLES[1][1], dedup_key="signup-42")
+    async with pg.transaction():
+        first = await outbox_worker.enqueue_async(pg, EXAMPLE, dedup_key="signup-42")
+    async with pg.transaction():
+        second = await outbox_worker.enqueue_async(pg, VALID_EXAMPLES[1][1], dedup_key="signup-42")
     third = await pg.fetchval("SELECT outbox.enqueue($1::jsonb, 'signup-42')", json.dumps(EXAMPLE))
     assert first == second == third
     assert len(await _stored(pg)) == 1
@@ -120,9 +126,9 @@ async def test_same_dedup_key_returns_first_id(pg: asyncpg.Connection) -> None:
 
 async def test_enqueues_without_a_dedup_key_each_store_a_row(pg: asyncpg.Connection) -> None:
     """The same update twice without a dedup_key, through either API, is two rows with two ids."""
-    first = await outbox_worker.enqueue_async(pg, EXAMPLE)
+    first = await outbox_worker.enqueue_async(pg, EXAMPLE, allow_autocommit=True)
     second = await pg.fetchval("SELECT outbox.enqueue($1::jsonb)", json.dumps(EXAMPLE))
-    third = await outbox_worker.enqueue_async(pg, EXAMPLE)
+    third = await outbox_worker.enqueue_async(pg, EXAMPLE, allow_autocommit=True)
     assert len({first, second, third}) == 3
     assert len(await _stored(pg)) == 3
 
@@ -185,7 +191,8 @@ async def test_invalid_update_is_refused_by_python_and_sql(
 ) -> None:
     """Python and SQL both refuse a bad update, name the same path, and store nothing."""
     with pytest.raises(outbox_worker.InvalidUpdate) as python_error:
-        await outbox_worker.enqueue_async(pg, payload)
+        async with pg.transaction():
+            await outbox_worker.enqueue_async(pg, payload)
     assert path in python_error.value.paths
     with pytest.raises(asyncpg.InvalidParameterValueError) as sql_error:
         await pg.fetchval("SELECT outbox.enqueue($1::jsonb)", json.dumps(payload))
@@ -235,3 +242,51 @@ async def test_sql_enqueue_refuses_a_10000_deep_payload_with_22023(pg: asyncpg.C
         await pg.fetchval("SELECT outbox.enqueue($1::jsonb)", text)
     assert "$: nests objects and arrays more than 32 levels deep" in str(error.value)
     assert await _stored(pg) == []
+
+
+async def test_enqueue_through_a_multi_host_url_finds_the_server_that_takes_writes(
+    database_url: str, pg: asyncpg.Connection
+) -> None:
+    """With the URLs the README gives for failover (a host that is down listed first, target_session_attrs=read-write), enqueue works from asyncpg, libpq (psycopg 3, through the SQL API) and SQLAlchemy on either driver."""
+    proxy = Proxy(to_database(database_url))  # a TCP address even for a Unix-socket server
+    await proxy.start()
+    try:
+        live = urlsplit(through(database_url, proxy))
+        user, database = live.username, live.path
+        hosts = f"127.0.0.1:{free_port()},127.0.0.1:{proxy.port}"
+        libpq = f"postgresql://{user}@{hosts}{database}?target_session_attrs=read-write"
+        query = "&".join(f"host={h}" for h in hosts.split(","))
+        alchemy = f"postgresql+{{}}://{user}@{database}?{query}&target_session_attrs=read-write"
+
+        conn = await asyncpg.connect(libpq)
+        try:
+            async with conn.transaction():
+                await outbox_worker.enqueue_async(conn, EXAMPLE, dedup_key="asyncpg")
+        finally:
+            await conn.close()
+        # The sync drivers run in a thread: the proxy serves from this event loop.
+        await asyncio.to_thread(_enqueue_sync, libpq, alchemy.format("psycopg"))
+        async_engine = create_async_engine(alchemy.format("asyncpg"))
+        async with async_engine.begin() as async_connection:
+            await outbox_worker.enqueue_async(async_connection, EXAMPLE, dedup_key="sa-asyncpg")
+        await async_engine.dispose()
+    finally:
+        await proxy.stop()
+    keys = await pg.fetch("SELECT dedup_key FROM outbox.messages ORDER BY id")
+    assert [r["dedup_key"] for r in keys] == [
+        "asyncpg",
+        "psycopg",
+        "sqlalchemy-psycopg",
+        "sa-asyncpg",
+    ]
+
+
+def _enqueue_sync(libpq_url: str, sqlalchemy_url: str) -> None:
+    with psycopg.connect(libpq_url) as conn:  # libpq: the SQL API, as any language would
+        conn.execute("SELECT outbox.enqueue(%s::jsonb, %s)", (json.dumps(EXAMPLE), "psycopg"))
+    engine = create_engine(sqlalchemy_url)
+    try:
+        with engine.begin() as connection:
+            outbox_worker.enqueue(connection, EXAMPLE, dedup_key="sqlalchemy-psycopg")
+    finally:
+        engine.dispose()

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
 
-from outbox_worker.config import Secret, Settings
+from outbox_worker.delivery.health import ReadinessCheck, health_app, serving
+from outbox_worker.delivery.liveness import ClaimProgress
+from outbox_worker.delivery.worker import Worker
 from outbox_worker.errors import ConfigError
-from outbox_worker.health import ReadinessCheck, health_app, serving
-from outbox_worker.liveness import ClaimProgress
-from outbox_worker.models import Answer, Backlog, Message, Settlement, State
+from outbox_worker.models import Answer, Backlog, Message, PauseState, Settlement, State, WorkerBeat
 from outbox_worker.observability import Metrics
-from outbox_worker.worker import Worker
+from outbox_worker.ports import Hints
+from outbox_worker.settings.config import Secret, Settings
 from tests.probes import get, status_is
 from tests.unit.fakes import ManualClock
 from tests.waiting import wait_for
@@ -125,13 +126,22 @@ class StuckStore:
     async def seconds_until_due(self) -> float | None:
         return 0.0
 
-    async def listen(self, wake: Callable[[], None]) -> None:
+    async def listen(self, hints: Hints) -> None:
         await asyncio.Event().wait()
 
     async def backlog(self) -> Backlog:
         return Backlog(due=3, not_due=0, oldest_pending_s=5.0, dead=0)
 
     async def purge_expired(self, state: State, older_than: timedelta, limit: int) -> int | None:
+        return 0
+
+    async def purge_expired_audit(self, older_than: timedelta, limit: int) -> int | None:
+        return 0
+
+    async def heartbeat(self, beat: WorkerBeat) -> PauseState:
+        return PauseState(paused=False)
+
+    async def forget_workers(self, older_than: timedelta) -> int:
         return 0
 
     async def reserve_send_time(self, span_s: float) -> float:

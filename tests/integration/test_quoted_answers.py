@@ -54,7 +54,9 @@ async def test_answers_differing_only_by_quoted_values_are_one_reason(
     masked, one line in stats, and the answer as it came kept in last_response."""
     for key, person in PEOPLE.items():
         endpoint.replies[key] = [raw(400, quoting_400(key, person))]
-        await outbox_worker.enqueue_async(pg, update(key, customer={"customerId": key, **person}))
+        await outbox_worker.enqueue_async(
+            pg, update(key, customer={"customerId": key, **person}), allow_autocommit=True
+        )
     with capture_logs() as logs:
         async with running_worker(database_url, endpoint.url):
             await wait_for(lambda: settled(pg, 2), message="both messages dead-lettered")

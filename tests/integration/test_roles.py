@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import create_engine
 
 import outbox_worker
-from outbox_worker.config import sqlalchemy_url
 from outbox_worker.models import State
+from outbox_worker.settings.config import sqlalchemy_url
 from outbox_worker.store.delivery import PostgresStore
 from tests.integration.conftest import LoginAs
 from tests.integration.rows import SIMPLE_PAYLOAD, insert_message
@@ -32,8 +32,12 @@ async def test_producer_enqueues_through_sql_and_python(login_as: LoginAs) -> No
     conn = await _connect(url)
     try:
         first = await conn.fetchval("SELECT outbox.enqueue($1::jsonb)", json.dumps(SIMPLE_PAYLOAD))
-        second = await outbox_worker.enqueue_async(conn, SIMPLE_PAYLOAD, dedup_key="k-1")
-        again = await outbox_worker.enqueue_async(conn, SIMPLE_PAYLOAD, dedup_key="k-1")
+        second = await outbox_worker.enqueue_async(
+            conn, SIMPLE_PAYLOAD, dedup_key="k-1", allow_autocommit=True
+        )
+        again = await outbox_worker.enqueue_async(
+            conn, SIMPLE_PAYLOAD, dedup_key="k-1", allow_autocommit=True
+        )
     finally:
         await conn.close()
     engine = create_engine(sqlalchemy_url(url, "psycopg"))
@@ -82,7 +86,9 @@ async def test_worker_claims_settles_and_releases(
 ) -> None:
     """A worker login runs the production store: claim, settle and release."""
     for key in ("a", "b"):
-        await outbox_worker.enqueue_async(pg, {**SIMPLE_PAYLOAD, "customer": {"customerId": key}})
+        await outbox_worker.enqueue_async(
+            pg, {**SIMPLE_PAYLOAD, "customer": {"customerId": key}}, allow_autocommit=True
+        )
     store = PostgresStore(await login_as("outbox_worker"), history_cap=5)
     await store.open()
     try:

@@ -17,9 +17,9 @@ from email.utils import format_datetime
 import pytest
 from aiohttp import web
 
-from outbox_worker.config import Secret
+from outbox_worker.delivery.sender import MAX_BODY, USER_AGENT, http_sender
 from outbox_worker.models import Answer
-from outbox_worker.sender import MAX_BODY, USER_AGENT, http_sender
+from outbox_worker.settings.config import Secret
 from tests.cases import KEY
 
 BODY = b'{"timestamp":1764000000000,"registration":{"success":true}}'

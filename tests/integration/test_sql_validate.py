@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from outbox_worker.errors import InvalidUpdate
-from outbox_worker.payload import parse_update
+from outbox_worker.payload.model import parse_update
 from tests.cases import (
     AT_THE_LIMITS,
     INVALID_CASES,

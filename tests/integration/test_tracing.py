@@ -34,8 +34,8 @@ from opentelemetry.trace import (
 from sqlalchemy import create_engine
 
 import outbox_worker
-from outbox_worker.config import CircuitSettings, RetrySettings, sqlalchemy_url
 from outbox_worker.integrations.otel import OtelTracing
+from outbox_worker.settings.config import CircuitSettings, RetrySettings, sqlalchemy_url
 from outbox_worker.standin import StandIn
 from tests.cases import update
 from tests.e2e.test_canaries import PAYLOAD, canaries_in

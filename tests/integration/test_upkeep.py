@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import asyncpg
 
-from outbox_worker.config import RETENTION_BATCH_SIZE, Secret, Settings
+from outbox_worker.delivery.upkeep import retention_pass
 from outbox_worker.models import Backlog, State
 from outbox_worker.observability import Metrics
+from outbox_worker.settings.config import RETENTION_BATCH_SIZE, Secret, Settings
 from outbox_worker.store.delivery import PostgresStore
 from outbox_worker.store.housekeeping import RETENTION_LOCK
-from outbox_worker.upkeep import retention_pass
 from tests.integration.rows import insert_message
 from tests.integration.running import running_worker
 from tests.waiting import wait_for
@@ -61,7 +61,7 @@ async def test_retention_deletes_only_rows_past_their_window(
     old_pending = await insert_message(pg, state="pending", ago=timedelta(days=60))
     metrics = Metrics()
     deleted = await retention_pass(settings(database_url), store, metrics)
-    assert deleted == {"acknowledged": 1, "dead": 1}
+    assert deleted == {"acknowledged": 1, "dead": 1, "audit": 0, "workers": 0}
     assert await ids(pg) == [recent_ack, recent_dead, old_pending]
     assert (
         metrics.registry.get_sample_value(
@@ -101,6 +101,8 @@ async def test_retention_skips_while_another_process_holds_the_lock(
     assert await retention_pass(settings(database_url), store, Metrics()) == {
         "acknowledged": 1,
         "dead": 0,
+        "audit": 0,
+        "workers": 0,
     }
 
 
@@ -129,3 +131,28 @@ async def test_a_running_worker_removes_old_rows_itself(
 
 async def _only(pg: asyncpg.Connection, kept: int) -> bool:
     return await ids(pg) == [kept]
+
+
+async def test_retention_deletes_old_audit_rows_and_forgets_long_gone_workers(
+    pg: asyncpg.Connection, store: PostgresStore, database_url: str
+) -> None:
+    """Audit rows past OUTBOX_RETAIN_AUDIT and workers unseen for an hour go; the rest stay."""
+    for action in ("pause", "resume"):
+        await pg.execute(
+            "INSERT INTO outbox.audit_log (operation, action, via) VALUES (gen_random_uuid(), $1, 'cli')",
+            action,
+        )
+    await pg.execute("ALTER TABLE outbox.audit_log DISABLE TRIGGER audit_log_guard")
+    await pg.execute(
+        "UPDATE outbox.audit_log SET at = now() - interval '401 days' WHERE action = 'pause'"
+    )
+    await pg.execute("ALTER TABLE outbox.audit_log ENABLE TRIGGER audit_log_guard")
+    await pg.execute(
+        "INSERT INTO outbox.workers (id, host, pid, version, seen_at) VALUES "
+        "(gen_random_uuid(), 'old', 1, 'v', now() - interval '2 hours'), "
+        "(gen_random_uuid(), 'new', 2, 'v', now() - interval '5 minutes')"
+    )
+    deleted = await retention_pass(settings(database_url), store, Metrics())
+    assert (deleted["audit"], deleted["workers"]) == (1, 1)
+    assert await pg.fetchval("SELECT array_agg(action) FROM outbox.audit_log") == ["resume"]
+    assert await pg.fetchval("SELECT array_agg(host) FROM outbox.workers") == ["new"]

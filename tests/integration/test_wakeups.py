@@ -188,7 +188,9 @@ async def test_idle_listening_worker_delivers_a_lone_enqueue_within_a_second(
     async with running_worker(database_url, standin.url, poll_interval=timedelta(seconds=60)):
         await wait_for(lambda: _worker_is_idle(pg), timeout=10, message="an idle worker")
         await _forget_last_wakeup(pg)  # as after 10 s without enqueues
-        message_id = await outbox_worker.enqueue_async(pg, update("after-idle"))
+        message_id = await outbox_worker.enqueue_async(
+            pg, update("after-idle"), allow_autocommit=True
+        )
         await _acknowledged_within(pg, message_id, 1.0)
 
 
@@ -199,6 +201,8 @@ async def test_idle_poll_only_worker_delivers_within_the_poll_interval(
     poll = timedelta(seconds=1)
     async with running_worker(database_url, standin.url, listen=False, poll_interval=poll):
         await wait_for(lambda: _worker_is_idle(pg), timeout=10, message="an idle worker")
-        message_id = await outbox_worker.enqueue_async(pg, update("polled-after-idle"))
+        message_id = await outbox_worker.enqueue_async(
+            pg, update("polled-after-idle"), allow_autocommit=True
+        )
         # The bound is the poll interval; the margin covers the claim, the send and a busy CI box.
         await _acknowledged_within(pg, message_id, poll.total_seconds() + 1.0)

@@ -18,8 +18,8 @@ import pytest
 from structlog.testing import capture_logs
 
 import outbox_worker
-from outbox_worker.config import CircuitSettings
-from outbox_worker.sender import USER_AGENT
+from outbox_worker.delivery.sender import USER_AGENT
+from outbox_worker.settings.config import CircuitSettings
 from outbox_worker.standin import StandIn
 from tests.cases import KEY, update
 from tests.integration.running import running_worker
@@ -61,7 +61,7 @@ def retry_settings(**changes: Any) -> Any:
     """RetrySettings with some fields changed."""
     from dataclasses import replace
 
-    from outbox_worker.config import RetrySettings
+    from outbox_worker.settings.config import RetrySettings
 
     return replace(RetrySettings(), **changes)
 
@@ -97,8 +97,8 @@ async def test_each_answer_class_gives_its_state(
     error: str | None,
 ) -> None:
     """A message answered with this status ends in this state with this attempt count and error."""
-    first = await outbox_worker.enqueue_async(pg, update("warm-up"))
-    target = await outbox_worker.enqueue_async(pg, update("target"))
+    first = await outbox_worker.enqueue_async(pg, update("warm-up"), allow_autocommit=True)
+    target = await outbox_worker.enqueue_async(pg, update("target"), allow_autocommit=True)
     standin.script_for("target", [status])  # type: ignore[list-item]
     # A long backoff keeps a retried message pending after its one attempt.
     async with run_worker(
@@ -131,7 +131,10 @@ async def test_configuration_faults_pause_without_spending_attempts(
     run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection, status: int
 ) -> None:
     """401/403/404/405/406 open the circuit: nothing dead-lettered, no attempt spent, then delivered."""
-    ids = [await outbox_worker.enqueue_async(pg, update(f"c{i}")) for i in range(20)]
+    ids = [
+        await outbox_worker.enqueue_async(pg, update(f"c{i}"), allow_autocommit=True)
+        for i in range(20)
+    ]
     standin.set_default_status(status)
     with capture_logs() as logs:
         async with run_worker(circuit=_fast_circuit()):
@@ -155,7 +158,7 @@ async def test_configuration_faults_pause_without_spending_attempts(
 
 
 def _fast_circuit() -> Any:
-    from outbox_worker.config import CircuitSettings
+    from outbox_worker.settings.config import CircuitSettings
 
     return CircuitSettings(
         probe_initial=timedelta(milliseconds=100), probe_cap=timedelta(milliseconds=400)
@@ -166,7 +169,9 @@ async def test_request_carries_stored_bytes_and_headers(
     run_worker: RunWorker, standin: StandIn, pg: asyncpg.Connection
 ) -> None:
     """The POST body is the stored payload text byte for byte, with token auth and a User-Agent."""
-    message_id = await outbox_worker.enqueue_async(pg, update("héllo-ünïcode"))
+    message_id = await outbox_worker.enqueue_async(
+        pg, update("héllo-ünïcode"), allow_autocommit=True
+    )
     async with run_worker():
         await wait_for(settled(pg, message_id))
     stored = await pg.fetchval(
@@ -187,7 +192,7 @@ async def test_unusual_200_bodies_are_acknowledged(
 ) -> None:
     """An empty, null or extra-field 200 body still acknowledges the message."""
     standin.set_body(body)
-    message_id = await outbox_worker.enqueue_async(pg, update("x"))
+    message_id = await outbox_worker.enqueue_async(pg, update("x"), allow_autocommit=True)
     async with run_worker():
         await wait_for(settled(pg, message_id))
     assert (await row(pg, message_id))["state"] == "acknowledged"
@@ -199,10 +204,10 @@ async def test_retry_after_on_429_slows_every_sender(
     """A 429 with Retry-After: 1 holds the next send for at least a second; the 429 is acknowledged."""
     standin.set_retry_after("1", statuses=[429])
     standin.script_for("first", [429])
-    first = await outbox_worker.enqueue_async(pg, update("first"))
+    first = await outbox_worker.enqueue_async(pg, update("first"), allow_autocommit=True)
     async with run_worker(concurrency=4):
         await wait_for(settled(pg, first))
-        second = await outbox_worker.enqueue_async(pg, update("second"))
+        second = await outbox_worker.enqueue_async(pg, update("second"), allow_autocommit=True)
         await wait_for(settled(pg, second), timeout=10)
     times = [r.at for r in standin.received]
     assert times[1] - times[0] >= 1.0
@@ -216,7 +221,7 @@ async def test_retry_on_429_setting_resends(
     """With retry_on_429 a rate-limited message is sent again and acknowledged by the later 200."""
     standin.set_retry_after("0", statuses=[429])
     standin.script_for("again", [429])
-    message_id = await outbox_worker.enqueue_async(pg, update("again"))
+    message_id = await outbox_worker.enqueue_async(pg, update("again"), allow_autocommit=True)
     fast = retry_settings(
         retry_on_429=True, backoff_base=timedelta(milliseconds=50), rate_limited_pause=timedelta(0)
     )
@@ -239,7 +244,7 @@ async def test_5xx_storm_backs_off_with_growing_jittered_gaps(
         retry=retry_settings(backoff_base=timedelta(seconds=base)), circuit=no_outage
     ):
         # A first success closes the start-up probe, so the storm is sent at full concurrency.
-        warm_up = await outbox_worker.enqueue_async(pg, update("warm-up"))
+        warm_up = await outbox_worker.enqueue_async(pg, update("warm-up"), allow_autocommit=True)
         await wait_for(settled(pg, warm_up), message="warm-up delivered")
         for key in keys:
             standin.script_for(key, [503, 503, 503, 503])
@@ -266,7 +271,7 @@ async def test_gives_up_after_max_attempts(
 ) -> None:
     """A message that keeps failing is dead-lettered after max_attempts, with the reason."""
     standin.script_for("doomed", [500] * 10)
-    message_id = await outbox_worker.enqueue_async(pg, update("doomed"))
+    message_id = await outbox_worker.enqueue_async(pg, update("doomed"), allow_autocommit=True)
     async with run_worker(
         history_cap=2, retry=retry_settings(max_attempts=3, backoff_base=timedelta(milliseconds=20))
     ):
@@ -283,7 +288,7 @@ async def test_timeout_is_retried(
 ) -> None:
     """A send that gets no answer within the HTTP timeout is retried later, not dead-lettered."""
     standin.set_latency(1.5)
-    message_id = await outbox_worker.enqueue_async(pg, update("slow"))
+    message_id = await outbox_worker.enqueue_async(pg, update("slow"), allow_autocommit=True)
     async with run_worker(http_timeout=timedelta(seconds=0.5), lease=timedelta(seconds=8),
                           retry=retry_settings(backoff_base=timedelta(hours=1), backoff_cap=timedelta(hours=1))):  # fmt: skip
         await wait_for(settled(pg, message_id))
@@ -303,7 +308,7 @@ async def test_rolled_back_enqueue_is_never_sent(
             await tx.start()
             await outbox_worker.enqueue_async(other, update("rolled-back"))
             await tx.rollback()
-            kept = await outbox_worker.enqueue_async(pg, update("kept"))
+            kept = await outbox_worker.enqueue_async(pg, update("kept"), allow_autocommit=True)
             await wait_for(settled(pg, kept))
     finally:
         await other.close()
@@ -326,7 +331,9 @@ async def test_lost_listen_connection_is_replaced(
         [old] = await wait_for(lambda: _listen_backends(pg), message="LISTEN connection")
         await pg.execute("SELECT pg_terminate_backend($1)", old)
         await wait_for(lambda: _new_listener(pg, old), message="a new LISTEN connection")
-        message_id = await outbox_worker.enqueue_async(pg, update("after-reconnect"))
+        message_id = await outbox_worker.enqueue_async(
+            pg, update("after-reconnect"), allow_autocommit=True
+        )
         # Far sooner than the 60 s poll: only a notification can have woken the worker.
         await wait_for(settled(pg, message_id), timeout=5)
     assert (await row(pg, message_id))["state"] == "acknowledged"
@@ -343,7 +350,7 @@ async def test_poll_finds_work_when_no_notification_arrives(
     """In poll-only mode a message is picked up within about one poll interval."""
     async with run_worker(listen=False, poll_interval=timedelta(milliseconds=300)):
         assert await _listen_backends(pg) == []
-        message_id = await outbox_worker.enqueue_async(pg, update("polled"))
+        message_id = await outbox_worker.enqueue_async(pg, update("polled"), allow_autocommit=True)
         await wait_for(settled(pg, message_id), timeout=5)
     assert (await row(pg, message_id))["state"] == "acknowledged"
 
@@ -354,7 +361,10 @@ async def test_metrics_count_outcomes_and_answers(
     """The Prometheus counters match what happened: acknowledged, dead, retried, by status class."""
     standin.script_for("bad", [400])
     standin.script_for("flaky", [503])
-    ids = [await outbox_worker.enqueue_async(pg, update(k)) for k in ("ok1", "ok2", "bad", "flaky")]
+    ids = [
+        await outbox_worker.enqueue_async(pg, update(k), allow_autocommit=True)
+        for k in ("ok1", "ok2", "bad", "flaky")
+    ]
     async with run_worker(retry=retry_settings(backoff_base=timedelta(milliseconds=10))) as worker:
         await wait_for(lambda: _all_settled(pg, ids), message="all settled")
         sample = worker.metrics.registry.get_sample_value

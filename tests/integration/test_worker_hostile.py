@@ -18,7 +18,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 import outbox_worker
-from outbox_worker.config import CircuitSettings, RetrySettings
+from outbox_worker.settings.config import CircuitSettings, RetrySettings
 from tests.cases import update
 from tests.integration.rows import drop_row_constraints
 from tests.integration.running import running_worker
@@ -98,7 +98,9 @@ async def endpoint() -> AsyncIterator[Endpoint]:
 
 async def enqueue(pg: asyncpg.Connection, *keys: str) -> dict[str, int]:
     """Enqueue one update per key; their message ids by key."""
-    return {k: await outbox_worker.enqueue_async(pg, update(k)) for k in keys}
+    return {
+        k: await outbox_worker.enqueue_async(pg, update(k), allow_autocommit=True) for k in keys
+    }
 
 
 async def rows(pg: asyncpg.Connection) -> dict[str, asyncpg.Record]:

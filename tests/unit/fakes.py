@@ -24,9 +24,12 @@ from outbox_worker.models import (
     LeaseToken,
     Message,
     MessageId,
+    PauseState,
     Settlement,
     State,
+    WorkerBeat,
 )
+from outbox_worker.ports import Hints
 
 TOKEN = LeaseToken(UUID("00000000-0000-4000-8000-000000000001"))
 
@@ -108,6 +111,9 @@ class FakeStore:
         self.claim_gate: asyncio.Event | None = None  # while set to an event, claims wait on it
         self._fail: dict[str, tuple[Exception, int | None]] = {}
         self._wake: Callable[[], None] | None = None
+        self._fleet_hint: Callable[[], None] | None = None
+        self.beats: list[WorkerBeat] = []  # every heartbeat written, in order
+        self.pause = PauseState(paused=False)  # what heartbeats read: set with set_pause()
 
     # --- scripting ---
 
@@ -116,6 +122,12 @@ class FakeStore:
         self.due.extend(messages)
         if self._wake is not None:
             self._wake()
+
+    def set_pause(self, paused: bool, reason: str = "test") -> None:
+        """Pause or resume the fleet, and notify a listening worker (as `pause` does)."""
+        self.pause = PauseState(paused=paused, reason=reason if paused else None)
+        if self._fleet_hint is not None:
+            self._fleet_hint()
 
     def fail(self, method: str, error: Exception, *, times: int | None = None) -> None:
         """Raise ``error`` from the next ``times`` calls of ``method`` (every call if None)."""
@@ -198,8 +210,23 @@ class FakeStore:
         self.reserved.append(span_s)
         return self.reserve_answer
 
-    async def listen(self, wake: Callable[[], None]) -> None:
-        self._wake = wake
+    async def purge_expired_audit(self, older_than: timedelta, limit: int) -> int | None:
+        self._maybe_fail("purge_expired_audit")
+        return 0
+
+    async def heartbeat(self, beat: WorkerBeat) -> PauseState:
+        self._maybe_fail("heartbeat")
+        self.beats.append(beat)
+        return self.pause
+
+    async def forget_workers(self, older_than: timedelta) -> int:
+        self._maybe_fail("forget_workers")
+        return 0
+
+    async def listen(self, hints: Hints) -> None:
+        self._wake = hints.work
+        self._fleet_hint = hints.fleet
+        hints.listening(True)
         await asyncio.Event().wait()  # until cancelled
 
     def _maybe_fail(self, method: str) -> None:

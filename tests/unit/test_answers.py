@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from outbox_worker.answers import (
+from outbox_worker.delivery.answers import (
     ERROR_MAX_CHARS,
     parse_http_date,
     parse_retry_after,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from outbox_worker.circuit import (
+from outbox_worker.delivery.circuit import (
     SLOT_GRACE_S,
     CircuitBreaker,
     CircuitState,
@@ -15,8 +15,8 @@ from outbox_worker.circuit import (
     Recorded,
     SendSlots,
 )
-from outbox_worker.config import CircuitSettings
 from outbox_worker.models import Verdict
+from outbox_worker.settings.config import CircuitSettings
 from tests.unit.fakes import ManualClock
 
 # --- Circuit breaker -----------------------------------------------------------------------

@@ -13,7 +13,9 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from outbox_worker.config import (
+from outbox_worker.errors import ConfigError
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.settings.config import (
     CLAIMED_BYTES_BOUNDS,
     DEFAULT_HTTP_TIMEOUT,
     DEFAULT_MAX_CLAIMED_BYTES,
@@ -27,12 +29,9 @@ from outbox_worker.config import (
     Secret,
     Settings,
     WorkerSettings,
-    database_url_from_env,
-    env_value,
 )
-from outbox_worker.errors import ConfigError
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
-from outbox_worker.settings_parsing import (
+from outbox_worker.settings.environment import read_database_url, read_settings, read_text
+from outbox_worker.settings.parsing import (
     format_duration,
     format_size,
     parse_bool,
@@ -41,7 +40,7 @@ from outbox_worker.settings_parsing import (
     parse_number,
     parse_size,
 )
-from outbox_worker.urls import check_database_url, check_endpoint_url, redact_url
+from outbox_worker.settings.urls import check_database_url, check_endpoint_url, redact_url
 from tests.unit.fakes import Recording
 
 KEY = "sk_live_Sup3rS3cretKey"
@@ -53,11 +52,11 @@ MS = timedelta(milliseconds=1)
 
 def settings(**env: str) -> Settings:
     """Settings from BASE_ENV with some OUTBOX_* variables (names without the prefix) changed."""
-    return Settings.from_env({**BASE_ENV, **{f"OUTBOX_{k.upper()}": v for k, v in env.items()}})
+    return read_settings({**BASE_ENV, **{f"OUTBOX_{k.upper()}": v for k, v in env.items()}})
 
 
 def refused(**env: str) -> str:
-    """The one-line message Settings.from_env raises for these variables."""
+    """The one-line message read_settings raises for these variables."""
     with pytest.raises(ConfigError) as caught:
         settings(**env)
     message = str(caught.value)
@@ -390,7 +389,7 @@ def test_missing_database_url_says_what_to_set() -> None:
     with pytest.raises(
         ConfigError, match=r"OUTBOX_DATABASE_URL is not set; set it .* --database-url"
     ):
-        Settings.from_env({"OUTBOX_API_KEY": KEY})
+        read_settings({"OUTBOX_API_KEY": KEY})
 
 
 # --- API key -------------------------------------------------------------------------------------------
@@ -409,7 +408,7 @@ BAD_KEYS = [
 def test_bad_api_keys_are_refused_without_showing_them(key: str, reason: str) -> None:
     """A key that cannot go in a header as is, or is publishable, is refused without echoing it."""
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env({**BASE_ENV, "OUTBOX_API_KEY": key})
+        read_settings({**BASE_ENV, "OUTBOX_API_KEY": key})
     message = str(caught.value)
     assert message.startswith("OUTBOX_API_KEY")
     assert reason in message
@@ -448,7 +447,7 @@ def _key_file_refusal(tmp_path: Path, content: bytes) -> str:
     path = tmp_path / "key"
     path.write_bytes(content)
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env({"OUTBOX_DATABASE_URL": DATABASE_URL, "OUTBOX_API_KEY_FILE": str(path)})
+        read_settings({"OUTBOX_DATABASE_URL": DATABASE_URL, "OUTBOX_API_KEY_FILE": str(path)})
     return str(caught.value)
 
 
@@ -457,7 +456,7 @@ def test_key_file_is_read_and_its_final_newline_dropped(tmp_path: Path) -> None:
     path = tmp_path / "key"
     path.write_text(f"{KEY}\n")
     env = {"OUTBOX_DATABASE_URL": DATABASE_URL, "OUTBOX_API_KEY_FILE": str(path)}
-    assert Settings.from_env(env).api_key.reveal() == KEY
+    assert read_settings(env).api_key.reveal() == KEY
 
 
 def test_unreadable_key_file_names_the_path_and_the_reason(tmp_path: Path) -> None:
@@ -466,13 +465,13 @@ def test_unreadable_key_file_names_the_path_and_the_reason(tmp_path: Path) -> No
     with pytest.raises(
         ConfigError, match=r"^OUTBOX_API_KEY_FILE: cannot read .*nope: No such file"
     ):
-        Settings.from_env(env)
+        read_settings(env)
 
 
 def test_key_and_key_file_together_are_refused(tmp_path: Path) -> None:
     """Setting both the key and the key file is ambiguous and refused."""
     with pytest.raises(ConfigError, match="set OUTBOX_API_KEY or OUTBOX_API_KEY_FILE, not both"):
-        Settings.from_env({**BASE_ENV, "OUTBOX_API_KEY_FILE": str(tmp_path / "key")})
+        read_settings({**BASE_ENV, "OUTBOX_API_KEY_FILE": str(tmp_path / "key")})
 
 
 def test_missing_key_says_what_to_set() -> None:
@@ -480,7 +479,7 @@ def test_missing_key_says_what_to_set() -> None:
     with pytest.raises(
         ConfigError, match="OUTBOX_API_KEY is not set; set it or OUTBOX_API_KEY_FILE"
     ):
-        Settings.from_env({"OUTBOX_DATABASE_URL": DATABASE_URL})
+        read_settings({"OUTBOX_DATABASE_URL": DATABASE_URL})
 
 
 # --- Settings as a whole ---------------------------------------------------------------------------------
@@ -504,7 +503,7 @@ def test_outage_threshold_is_read_and_bounded() -> None:
 
 def test_overrides_win_over_the_environment() -> None:
     """CLI flags (overrides) take precedence over OUTBOX_* variables."""
-    built = Settings.from_env({**BASE_ENV, "OUTBOX_CONCURRENCY": "8"}, {"concurrency": "4"})
+    built = read_settings({**BASE_ENV, "OUTBOX_CONCURRENCY": "8"}, {"concurrency": "4"})
     assert built.concurrency == 4
 
 
@@ -632,6 +631,7 @@ EVERY_VARIABLE = [
     ("OUTBOX_DATABASE_TIMEOUT", "3s", "database_timeout", timedelta(seconds=3)),
     ("OUTBOX_RETAIN_ACKNOWLEDGED", "2d", "retain_acknowledged", timedelta(days=2)),
     ("OUTBOX_RETAIN_DEAD", "90d", "retain_dead", timedelta(days=90)),
+    ("OUTBOX_RETAIN_AUDIT", "730d", "retain_audit", timedelta(days=730)),
     ("OUTBOX_RETENTION_INTERVAL", "1h", "retention_interval", timedelta(hours=1)),
     ("OUTBOX_BACKOFF_BASE", "2s", "retry.backoff_base", timedelta(seconds=2)),
     ("OUTBOX_BACKOFF_CAP", "1h", "retry.backoff_cap", timedelta(hours=1)),
@@ -660,7 +660,7 @@ def test_every_variable_sets_its_setting(
     variable: str, text: str, path: str, expected: object
 ) -> None:
     """Each OUTBOX_* variable, set alone, changes exactly the setting it names."""
-    built = Settings.from_env({**BASE_ENV, variable: text})
+    built = read_settings({**BASE_ENV, variable: text})
     default = setting(settings(), path)
     assert setting(built, path) == (text if expected is None else expected) != default
 
@@ -668,7 +668,7 @@ def test_every_variable_sets_its_setting(
 def test_the_table_covers_every_variable_read() -> None:
     """The variables looked up while reading settings are exactly the table's, plus URL and key."""
     env = Recording(dict(BASE_ENV))
-    Settings.from_env(env)
+    read_settings(env)
     assert {name for name in env.read if name.startswith("OUTBOX_")} == {
         *(row[0] for row in EVERY_VARIABLE),
         *REQUIRED_OR_SECRET,
@@ -680,7 +680,7 @@ def test_an_empty_variable_counts_as_unset(
     variable: str, text: str, path: str, expected: object
 ) -> None:
     """``OUTBOX_X=`` (as compose files write an unset value) leaves the default in place."""
-    assert setting(Settings.from_env({**BASE_ENV, variable: ""}), path) == setting(settings(), path)
+    assert setting(read_settings({**BASE_ENV, variable: ""}), path) == setting(settings(), path)
 
 
 @pytest.mark.parametrize(("variable", "text", "path", "expected"), EVERY_VARIABLE)
@@ -689,7 +689,7 @@ def test_a_flag_wins_over_its_variable(
 ) -> None:
     """Overrides (the CLI flags, by field name) beat the environment for every setting."""
     name = variable.removeprefix("OUTBOX_").lower()
-    built = Settings.from_env({**BASE_ENV, variable: "nonsense"}, {name: text})
+    built = read_settings({**BASE_ENV, variable: "nonsense"}, {name: text})
     assert setting(built, path) == (text if expected is None else expected)
 
 
@@ -698,7 +698,7 @@ def test_every_run_flag_overrides_a_variable_of_the_same_name() -> None:
     from outbox_worker.cli.run import run_command
 
     env = Recording(dict(BASE_ENV))
-    Settings.from_env(env)
+    read_settings(env)
     flags = [p.name for p in run_command.params if p.name not in {"log_level", "log_json"}]
     assert flags
     assert all(f"OUTBOX_{str(name).upper()}" in env.read for name in flags)
@@ -707,26 +707,26 @@ def test_every_run_flag_overrides_a_variable_of_the_same_name() -> None:
 def test_a_bad_flag_is_refused_naming_its_variable() -> None:
     """A flag's value is parsed like the variable's text, and the message names the variable."""
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env(BASE_ENV, {"concurrency": "abc"})
+        read_settings(BASE_ENV, {"concurrency": "abc"})
     assert str(caught.value) == "OUTBOX_CONCURRENCY: 'abc' is not a whole number"
 
 
 def test_the_database_url_alone_comes_from_the_same_reader() -> None:
     """Commands without a key read OUTBOX_DATABASE_URL (or --database-url) through the same rules."""
-    assert database_url_from_env({"OUTBOX_DATABASE_URL": DATABASE_URL}) == DATABASE_URL
-    assert database_url_from_env({"OUTBOX_DATABASE_URL": "x"}, DATABASE_URL) == DATABASE_URL
+    assert read_database_url({"OUTBOX_DATABASE_URL": DATABASE_URL}) == DATABASE_URL
+    assert read_database_url({"OUTBOX_DATABASE_URL": "x"}, DATABASE_URL) == DATABASE_URL
     with pytest.raises(ConfigError, match=r"^OUTBOX_DATABASE_URL is not set"):
-        database_url_from_env({"OUTBOX_DATABASE_URL": ""})
+        read_database_url({"OUTBOX_DATABASE_URL": ""})
     with pytest.raises(ConfigError) as caught:
-        database_url_from_env({"OUTBOX_DATABASE_URL": f"postgresql://app:{PASSWORD}@db:54x/app"})
+        read_database_url({"OUTBOX_DATABASE_URL": f"postgresql://app:{PASSWORD}@db:54x/app"})
     assert PASSWORD not in str(caught.value)
 
 
 def test_env_value_reads_one_variable_empty_as_unset() -> None:
-    """env_value gives one variable's text, None when it is unset or empty."""
-    assert env_value("database_url", {"OUTBOX_DATABASE_URL": DATABASE_URL}) == DATABASE_URL
-    assert env_value("database_url", {"OUTBOX_DATABASE_URL": ""}) is None
-    assert env_value("database_url", {}) is None
+    """read_text gives one variable's text, None when it is unset or empty."""
+    assert read_text("database_url", {"OUTBOX_DATABASE_URL": DATABASE_URL}) == DATABASE_URL
+    assert read_text("database_url", {"OUTBOX_DATABASE_URL": ""}) is None
+    assert read_text("database_url", {}) is None
 
 
 # --- what the worker gets ----------------------------------------------------------------------
@@ -791,7 +791,7 @@ def test_the_key_never_shows_however_settings_are_printed(tmp_path: Path) -> Non
     """repr, str, format and describe of the settings, from the variable or the file, hide it."""
     path = tmp_path / "key"
     path.write_text(KEY)
-    from_file = Settings.from_env(
+    from_file = read_settings(
         {"OUTBOX_DATABASE_URL": DATABASE_URL, "OUTBOX_API_KEY_FILE": str(path)}
     )
     for built in (settings(), from_file):

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from outbox_worker.config import (
+from outbox_worker.settings.config import (
     DEFAULT_BACKLOG_INTERVAL,
     DEFAULT_LIVENESS_TIMEOUT,
     DEFAULT_RETAIN_ACKNOWLEDGED,
+    DEFAULT_RETAIN_AUDIT,
     DEFAULT_RETAIN_DEAD,
     DEFAULT_RETENTION_INTERVAL,
 )
@@ -17,8 +18,10 @@ from tests.unit.test_config import refused, settings
 
 
 def test_operating_defaults() -> None:
-    """Acknowledged rows are kept 7 days, dead letters 30, one pass every 10 minutes."""
+    """Acknowledged rows are kept 7 days, dead letters 30, audit rows 400; a pass every 10
+    minutes."""
     built = settings()
+    assert built.retain_audit == DEFAULT_RETAIN_AUDIT == timedelta(days=400)
     assert built.retain_acknowledged == DEFAULT_RETAIN_ACKNOWLEDGED == timedelta(days=7)
     assert built.retain_dead == DEFAULT_RETAIN_DEAD == timedelta(days=30)
     assert built.retention_interval == DEFAULT_RETENTION_INTERVAL == timedelta(minutes=10)
@@ -47,3 +50,8 @@ def test_retention_windows_shorter_than_an_hour_are_refused() -> None:
         "OUTBOX_RETAIN_ACKNOWLEDGED must be from 1h to 3650d, got 7s"
     )
     assert refused(retain_dead="30m").startswith("OUTBOX_RETAIN_DEAD must be from 1h")
+
+
+def test_audit_retention_under_90_days_is_refused() -> None:
+    """The database keeps audit rows 90 days at least; a shorter setting fails at start."""
+    assert refused(retain_audit="30d") == "OUTBOX_RETAIN_AUDIT must be from 90d to 3650d, got 30d"

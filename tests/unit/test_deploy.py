@@ -14,17 +14,16 @@ import click
 import pytest
 import yaml
 
-from outbox_worker import health
 from outbox_worker.cli import _register_commands, cli
-from outbox_worker.config import (
+from outbox_worker.delivery import health
+from outbox_worker.observability import Metrics
+from outbox_worker.settings.config import (
     DEFAULT_MAX_CLAIMED_BYTES,
     DEFAULT_SHUTDOWN_GRACE,
     MIB,
-    Settings,
-    database_url_from_env,
     parse_duration,
 )
-from outbox_worker.observability import Metrics
+from outbox_worker.settings.environment import read_database_url, read_settings
 from tests.deploy_kit import (
     ALERTS,
     DASHBOARD,
@@ -105,8 +104,8 @@ def test_every_yaml_file_parses(path: Path) -> None:
 def known_variables() -> set[str]:
     """Every OUTBOX_* name the configuration reads, found by recording what it looks up."""
     env = Recording({"OUTBOX_DATABASE_URL": "postgresql://db/app", "OUTBOX_API_KEY": "sk_test_x"})
-    Settings.from_env(env)
-    database_url_from_env(env)
+    read_settings(env)
+    read_database_url(env)
     return {name for name in env.read if name.startswith("OUTBOX_")}
 
 

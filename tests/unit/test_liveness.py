@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from outbox_worker.liveness import ClaimProgress
+from outbox_worker.delivery.liveness import ClaimProgress
 from tests.unit.fakes import ManualClock
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import structlog
 
-from outbox_worker.config import redact_url
 from outbox_worker.observability import configure_logging, mask_pii
 from outbox_worker.pii import MASK
+from outbox_worker.settings.config import redact_url
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 
 from outbox_worker.errors import InvalidUpdate
-from outbox_worker.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
-from outbox_worker.payload import (
+from outbox_worker.payload.limits import MAX_NESTING_DEPTH, MAX_PAYLOAD_BYTES
+from outbox_worker.payload.model import (
     App,
     Customer,
     Device,

@@ -11,8 +11,14 @@ from uuid import uuid4
 
 import pytest
 
-from outbox_worker.answers import ERROR_MAX_CHARS
-from outbox_worker.config import RetrySettings
+from outbox_worker.delivery.answers import ERROR_MAX_CHARS
+from outbox_worker.delivery.policy import (
+    backoff_delay,
+    classify,
+    internal_failure,
+    settlement,
+    unsendable,
+)
 from outbox_worker.models import (
     Answer,
     LeaseToken,
@@ -22,13 +28,7 @@ from outbox_worker.models import (
     State,
     Verdict,
 )
-from outbox_worker.policy import (
-    backoff_delay,
-    classify,
-    internal_failure,
-    settlement,
-    unsendable,
-)
+from outbox_worker.settings.config import RetrySettings
 from tests.cases import RAVELIN_400, TRACE
 
 RETRY = RetrySettings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from outbox_worker.rhythm import PollRhythm
+from outbox_worker.delivery.rhythm import PollRhythm
 
 POLL = timedelta(seconds=5)
 FAST = timedelta(milliseconds=20)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from outbox_worker.environment import read_traces_exporters
 from outbox_worker.errors import ConfigError
+from outbox_worker.settings.environment import read_traces_exporters
 
 ENDPOINT = "http://collector:4318"
 

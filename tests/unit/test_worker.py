@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from outbox_worker.config import MIB, CircuitSettings, RetrySettings, WorkerSettings
+from outbox_worker.delivery.worker import Worker
+from outbox_worker.delivery.writer import Backoff
 from outbox_worker.errors import DatabaseUnavailable
-from outbox_worker.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.models import Answer, MessageId, State
-from outbox_worker.worker import Worker
+from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
+from outbox_worker.settings.config import MIB, CircuitSettings, RetrySettings, WorkerSettings
 from tests.unit.fakes import FakeSender, FakeStore, ManualClock, message, number_of, ok
 from tests.waiting import wait_for
 
@@ -669,3 +670,27 @@ async def test_a_retry_past_max_age_is_dead_lettered(
     assert written.attempt_spent is True
     if state is State.DEAD:
         assert written.error == "gave up at max age 1h: 503 Service Unavailable"
+
+
+def _unavailable(cause: Exception) -> DatabaseUnavailable:
+    try:
+        raise DatabaseUnavailable(f"database is unavailable: {type(cause).__name__}") from cause
+    except DatabaseUnavailable as exc:
+        return exc
+
+
+def test_an_outage_warns_once_per_kind_of_failure(logs: Log) -> None:
+    """A series of database failures warns at its start and when its kind changes (refused, then read-only after a failover); repeats are debug lines; the end is one info line."""
+    backoff = Backoff()
+    refused = _unavailable(ConnectionRefusedError())
+    for _ in range(3):
+        backoff.next("claim", refused)
+    backoff.next("claim", _unavailable(PermissionError("read-only")))
+    backoff.reset()
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("database.unavailable", "warning"),
+        ("database.unavailable", "debug"),
+        ("database.unavailable", "debug"),
+        ("database.unavailable", "warning"),
+        ("database.reconnected", "info"),
+    ]

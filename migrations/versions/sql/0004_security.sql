@@ -1,31 +1,7 @@
--- Rows that break the rules, and functions that run as their owner: revision 0003.
+-- Functions that run as their owner: revision 0004 (the row rules are beside, see below).
 --
--- Row constraints. Before this revision any service with INSERT could store rows the worker has
--- to survive; the constraints refuse them from now on. A table may already hold such rows, so
--- they are first repaired exactly as the worker would treat them (a history that is not an array
--- starts afresh, as the settle statement does; a count past the bound stops at it; a pending row
--- whose payload is not an object is dead-lettered unsent, as the claim does), and only then are
--- the constraints added (NOT VALID) and validated. So the migration never fails on old rows, and
--- the table ends fully checked. Rows that are already dead or acknowledged keep their payload:
--- they are never sent, and deleting an operator's evidence is not a migration's job.
-
-UPDATE outbox.messages SET history = '[]'::jsonb WHERE jsonb_typeof(history) IS DISTINCT FROM 'array';
-UPDATE outbox.messages SET attempts = 1000000 WHERE attempts > 1000000;
-UPDATE outbox.messages
-SET state = 'dead', dead_at = now(), lease_token = NULL,
-    last_error = format('not sent: the stored payload is a JSON %s, not an object (found by migration 0003)',
-                        jsonb_typeof(payload))
-WHERE state = 'pending' AND jsonb_typeof(payload) <> 'object';
-
-ALTER TABLE outbox.messages
-    ADD CONSTRAINT messages_history_array CHECK (jsonb_typeof(history) = 'array') NOT VALID,
-    ADD CONSTRAINT messages_attempts_bounded CHECK (attempts <= 1000000) NOT VALID,
-    -- Only a pending row is ever sent; a dead one may keep whatever it was planted with.
-    ADD CONSTRAINT messages_payload_object
-        CHECK (jsonb_typeof(payload) = 'object' OR state <> 'pending') NOT VALID;
-ALTER TABLE outbox.messages VALIDATE CONSTRAINT messages_history_array;
-ALTER TABLE outbox.messages VALIDATE CONSTRAINT messages_attempts_bounded;
-ALTER TABLE outbox.messages VALIDATE CONSTRAINT messages_payload_object;
+-- The row constraints and the repair of rows they would refuse are in 0004_roles.py (added
+-- NOT VALID under a short lock timeout) and 0004_repair.sql (run before validating them).
 
 -- Store one update that already passed the rules, in its final form; returns the message id.
 -- The Python API calls this (it checks every rule in-process first, so the full PL/pgSQL check
