@@ -34,7 +34,7 @@ from opentelemetry.trace import (
 from sqlalchemy import create_engine
 
 import outbox_worker
-from outbox_worker.integrations.otel import OtelTracing
+from outbox_worker.integrations.otel.spans import OtelTracing
 from outbox_worker.settings.config import CircuitSettings, RetrySettings, sqlalchemy_url
 from outbox_worker.standin import StandIn
 from tests.cases import update
@@ -314,7 +314,7 @@ async def test_spans_carry_no_personal_data(
 
 def test_hostile_stored_contexts_start_a_trace_of_their_own() -> None:
     """A row's trace context that is not W3C's (another service wrote it) is ignored, not trusted."""
-    from outbox_worker.integrations.otel import producer_context
+    from outbox_worker.integrations.otel.spans import producer_context
     from outbox_worker.models import LeaseToken, Message, MessageId
 
     def message(traceparent: str | None, tracestate: str | None = None) -> Message:

@@ -1,21 +1,16 @@
-"""OpenTelemetry for the outbox (the ``otel`` extra): the producer's trace context at enqueue, and
-a span for each delivery attempt in the worker, with its claim and the circuit's changes as
-events (README "Tracing").
+"""The worker's spans (the ``otel`` extra): one per delivery attempt, in the producer's trace, with
+its claim and the circuit's changes as events; and the tracer provider `outbox-worker run` starts
+when OTEL_* asks for traces (README "Tracing").
 
-Imported only when asked for: ``outbox_worker.enqueue`` imports it once the application itself
-has imported ``opentelemetry.trace`` (a producer needs opentelemetry-api alone), and
-`outbox-worker run` when OTEL_* asks for traces. The SDK and the exporter are imported by
-``start_tracing`` alone.
-
-Each attempt's span is a child of the span that enqueued the message, in the producer's trace:
-the request that registered the user, its enqueue, every attempt and Ravelin's answers are one
-trace. Spans carry ids, counts, HTTP status codes, outcomes and the circuit's reasons; never the
-payload, the endpoint's answer text, the dedup key or the API key.
+Imported by assemble only when tracing is on; the SDK and the exporter by ``start_tracing`` alone.
+Each attempt's span is a child of the span that enqueued the message: the request that
+registered the user, its enqueue, every attempt and Ravelin's answers are one trace. Spans carry
+ids, counts, HTTP status codes, outcomes and the circuit's reasons; never the payload, the
+endpoint's answer text, the dedup key or the API key.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -33,26 +28,11 @@ from opentelemetry.trace import (
     TraceState,
 )
 
+from outbox_worker.delivery.tracing import NO_TRACING, AttemptSource, AttemptTrace, ClaimTrace
 from outbox_worker.models import Message, Settlement, State
-from outbox_worker.tracing import NO_TRACING, AttemptSource, AttemptTrace, ClaimTrace
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
-
-# --- the producer: the caller's trace context at enqueue ---------------------------------------
-
-
-def current_trace_context() -> str | None:
-    """The caller's current span context as the JSON the outbox stores, or None without one."""
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-    if not context.trace_state:
-        return f'{{"traceparent":"{parent}"}}'  # hex digits and dashes only: nothing to escape
-    state = context.trace_state.to_header()
-    return json.dumps({"traceparent": parent, "tracestate": state}, separators=(",", ":"))
-
 
 # --- the worker: the stored context, parsed as hostile text -------------------------------------
 
