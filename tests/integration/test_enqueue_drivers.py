@@ -345,3 +345,29 @@ async def test_a_traced_enqueue_through_psycopg_stores_the_span(
         "SELECT trace_context->>'traceparent' FROM outbox.messages WHERE id = $1", message_id
     )
     assert stored == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def _canaries(value: Any) -> list[str]:
+    """Every string in the canary payload that is personal data (the canary suite's markers)."""
+    if isinstance(value, dict):
+        return [c for v in value.values() for c in _canaries(v)]
+    if isinstance(value, list):
+        return [c for v in value for c in _canaries(v)]
+    return [value] if isinstance(value, str) and "canary" in value else []
+
+
+@pytest.mark.parametrize("kind", SYNC_AUTOCOMMIT)
+async def test_refusals_on_every_sync_path_quote_no_personal_data(
+    kind: str, database_url: str
+) -> None:
+    """NotInTransaction and InvalidUpdate through each driver name no value of the update."""
+    from tests.e2e.test_canaries import DEDUP_KEY, PAYLOAD
+
+    broken = {**PAYLOAD, "customer": {**PAYLOAD["customer"], "telephone": "canary-phone-q7x"}}
+    with SYNC_AUTOCOMMIT[kind](database_url) as conn:
+        with pytest.raises(outbox_worker.NotInTransaction) as refused:
+            outbox_worker.enqueue(conn, PAYLOAD, dedup_key=DEDUP_KEY)
+        with pytest.raises(outbox_worker.InvalidUpdate) as invalid:
+            outbox_worker.enqueue(conn, broken, dedup_key=DEDUP_KEY)
+    said = f"{refused.value!r} {refused.value} {invalid.value!r} {invalid.value}"
+    assert [c for c in [*_canaries(broken), DEDUP_KEY] if c in said] == []
