@@ -14,9 +14,11 @@ producers, the worker and the migration itself, sampled every 10 ms from pg_stat
 (``now() - query_start`` of a backend whose wait_event_type is Lock: an upper bound of the wait,
 to within the sample interval). Target: no producer or worker waits on a lock for 1 s or more.
 
-The worker runs in a process of its own, built as `outbox-worker run` builds it but without the
-start-up schema check (which asks for this version's head): today's worker's statements touch
-only what revision 0001 created, and a fleet that is upgrading runs the release before anyway.
+The worker is the last release's (tests/released.py: built from git history), as a fleet that is
+upgrading runs it, in a process of its own, built as `outbox-worker run` builds it but without
+the start-up check that the schema is exactly its head: its statements touch only what revision
+0001 created, so it delivers at every revision from 0003 on. (This version's worker reads columns
+of the newest revisions, so it could not claim before they exist.)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 
@@ -50,6 +53,13 @@ from bench.harness import (
 )
 from outbox_worker import enqueue_async, migrate
 from tests.pg import admin_execute, unique_name, with_database
+from tests.released import (
+    RELEASED_COMMIT,
+    RELEASED_SCHEMA_HEAD,
+    SERVE_RELEASED_WORKER,
+    ReleaseUnavailable,
+    extract_release,
+)
 
 FIRST_MEASURED = "0004"  # the revisions before it ran before any fleet existed
 BEFORE_FIRST = "0003"
@@ -165,7 +175,10 @@ class Load:
             while not self._stop.is_set():
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 started = time.perf_counter()
-                await enqueue_async(conn, self._updates[n % len(self._updates)])
+                # One statement each (no BEGIN, COMMIT): what a migration's locks cost it.
+                await enqueue_async(
+                    conn, self._updates[n % len(self._updates)], allow_autocommit=True
+                )
                 took = time.perf_counter() - started
                 window = self.window
                 window.enqueues += 1
@@ -260,20 +273,27 @@ def revisions_from(first: str) -> list[str]:
 
 @contextmanager
 def worker_process(url: str, endpoint_url: str) -> Iterator[None]:
-    """A worker process delivering from ``url`` to the stand-in (see serve_worker)."""
+    """A worker of the last release delivering from ``url`` to the stand-in (see the module
+    docstring); this version's worker where the release cannot be built (with a line saying so)."""
     env = {
         **os.environ,
         "OUTBOX_DATABASE_URL": url,
         "OUTBOX_ENDPOINT_URL": endpoint_url,
         "OUTBOX_API_KEY": API_KEY,
     }
-    with tempfile.NamedTemporaryFile(prefix="outbox-bench-worker-", suffix=".log") as log:
-        proc = subprocess.Popen(
-            python_command("-m", "bench.migration_bench", "--serve-worker"),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    with (
+        tempfile.TemporaryDirectory(prefix="outbox-bench-release-") as tree,
+        tempfile.NamedTemporaryFile(prefix="outbox-bench-worker-", suffix=".log") as log,
+    ):
+        try:
+            extract_release(Path(tree))
+            env["PYTHONPATH"] = tree
+            command, cwd = python_command("-c", SERVE_RELEASED_WORKER), tree
+            print(f"worker: the release at {RELEASED_COMMIT[:10]} (schema {RELEASED_SCHEMA_HEAD})")
+        except ReleaseUnavailable as exc:
+            print(f"worker: this version's ({exc}); it claims nothing before its own head")
+            command, cwd = python_command("-m", "bench.migration_bench", "--serve-worker"), None
+        proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         try:
             yield
             if proc.poll() is not None:
@@ -283,8 +303,8 @@ def worker_process(url: str, endpoint_url: str) -> Iterator[None]:
 
 
 def serve_worker() -> None:
-    """The worker for the benchmark: `outbox-worker run`'s settings and parts from OUTBOX_*,
-    without the start-up schema check; runs until SIGTERM."""
+    """This version's worker, as `outbox-worker run` builds it from OUTBOX_* but without the
+    start-up schema check; runs until SIGTERM."""
     from outbox_worker.assemble import opened_worker
     from outbox_worker.settings.environment import read_settings
 

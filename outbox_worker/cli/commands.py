@@ -22,6 +22,8 @@ COMMAND_MODULES = {
     "pause": "outbox_worker.cli.pause",
     "resume": "outbox_worker.cli.resume",
     "audit": "outbox_worker.cli.audit",
+    "console": "outbox_worker.cli.console",
+    "console-token": "outbox_worker.cli.console_token",
     "demo": "outbox_worker.demo.command",
 }
 

@@ -41,6 +41,7 @@ def dead_list(
     since: timedelta | None,
     status_code: int | None,
     error_contains: str | None,
+    dedup_key: str | None,
     limit: int,
     show_pii: bool,
     database_url: str | None,
@@ -53,7 +54,7 @@ def dead_list(
       outbox-worker dead list --since 24h --status-code 400
       outbox-worker dead list --error-contains timeout --json
     """
-    filters = make_filters(since, status_code, error_contains, limit)
+    filters = make_filters(since, status_code, error_contains, limit, dedup_key)
 
     async def fetch() -> tuple[list[ops.DeadLetter], int]:
         async with ready_connection(database_url) as conn:

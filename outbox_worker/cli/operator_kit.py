@@ -68,7 +68,7 @@ def duration_param(
 
 
 def filter_options(default_limit: int | None) -> Callable[[F], F]:
-    """--since, --status-code, --error-contains and --limit, shared by `dead list` and requeue."""
+    """--since, --status-code, --error-contains, --dedup-key and --limit (dead list, requeue)."""
 
     def decorate(func: F) -> F:
         options = [
@@ -82,6 +82,7 @@ def filter_options(default_limit: int | None) -> Callable[[F], F]:
             click.option(
                 "--error-contains", metavar="TEXT", help="Only errors containing TEXT (any case)."
             ),
+            click.option("--dedup-key", metavar="KEY", help="Only the message with this key."),
             click.option(
                 "--limit",
                 type=click.IntRange(min=1),
@@ -98,11 +99,19 @@ def filter_options(default_limit: int | None) -> Callable[[F], F]:
 
 
 def make_filters(
-    since: timedelta | None, status_code: int | None, error_contains: str | None, limit: int | None
+    since: timedelta | None,
+    status_code: int | None,
+    error_contains: str | None,
+    limit: int | None,
+    dedup_key: str | None = None,
 ) -> ops.DeadFilters:
     """The filter options as one value."""
     return ops.DeadFilters(
-        since=since, status_code=status_code, error_contains=error_contains, limit=limit
+        since=since,
+        status_code=status_code,
+        error_contains=error_contains,
+        dedup_key=dedup_key,
+        limit=limit,
     )
 
 

@@ -38,6 +38,7 @@ def requeue(
     since: timedelta | None,
     status_code: int | None,
     error_contains: str | None,
+    dedup_key: str | None,
     limit: int | None,
     dry_run: bool,
     yes: bool,
@@ -56,7 +57,7 @@ def requeue(
       outbox-worker requeue --status-code 503 --since 24h --dry-run
       outbox-worker requeue --all --yes
     """
-    filters = make_filters(since, status_code, error_contains, limit)
+    filters = make_filters(since, status_code, error_contains, limit, dedup_key)
     has_filters = any(v is not None for v in asdict(filters).values())
     if sum([bool(ids), all_dead, has_filters]) != 1:
         raise click.UsageError("name the messages with one of --id, --all, or filters")

@@ -25,6 +25,7 @@ import asyncpg
 
 from outbox_worker.errors import MessageNotFound
 from outbox_worker.models import State, Stats
+from outbox_worker.pii import mask_text
 from outbox_worker.quoted import QuotedValues
 from outbox_worker.store import operator_queries as sql
 from outbox_worker.store.audit import Actor, AuditAction, Trail
@@ -46,6 +47,7 @@ class DeadFilters:
     since: timedelta | None = None  # dead at most this long ago
     status_code: int | None = None  # last HTTP status
     error_contains: str | None = None  # substring of last_error, case-insensitive
+    dedup_key: str | None = None  # this dedup key exactly
     limit: int | None = None  # the newest this many only
 
 
@@ -115,7 +117,7 @@ async def _planned_for_values(conn: asyncpg.Connection) -> AsyncIterator[None]:
 
 
 async def _dead_args(conn: asyncpg.Connection, filters: DeadFilters) -> list[Any] | None:
-    """$1-$5 of the dead-letter queries for these filters; None when the filters match nothing.
+    """$1-$6 of the dead-letter queries for these filters; None when the filters match nothing.
 
     The window and the limit's bound are resolved once, here, so every batch of a long requeue
     selects from the same rows that `dead list` with these filters shows right now.
@@ -126,13 +128,13 @@ async def _dead_args(conn: asyncpg.Connection, filters: DeadFilters) -> list[Any
     if filters.since is not None:
         cutoff = await conn.fetchval(sql.CUTOFF, filters.since)
     pattern = f"%{_escape_like(filters.error_contains)}%" if filters.error_contains else None
-    args: list[Any] = [cutoff, filters.status_code, pattern, None, None]
+    args: list[Any] = [cutoff, filters.status_code, pattern, filters.dedup_key, None, None]
     if filters.limit is not None:
         # The newest N, as `dead list` shows them: bounded by the Nth row's (dead_at, id), so
         # batches can still walk by id without holding N ids in memory.
-        bound = await conn.fetchrow(sql.NTH_NEWEST_DEAD, *args[:3], filters.limit - 1)
+        bound = await conn.fetchrow(sql.NTH_NEWEST_DEAD, *args[:4], filters.limit - 1)
         if bound is not None:
-            args[3:] = [bound["dead_at"], bound["id"]]
+            args[4:] = [bound["dead_at"], bound["id"]]
     return args
 
 
@@ -147,6 +149,27 @@ async def list_dead(
         cap = limit if limit is not None else filters.limit
         rows = await conn.fetch(sql.LIST_DEAD, *args, cap)
     # The statement's columns are named after the fields; JSON arrives as text.
+    return [DeadLetter(**dict(r) | {"payload": json.loads(r["payload"])}) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadCursor:
+    """Where a page of dead letters ended: the last row's (dead_at, id)."""
+
+    dead_at: datetime
+    id: int
+
+
+async def page_dead(
+    conn: asyncpg.Connection, filters: DeadFilters, after: DeadCursor | None, size: int
+) -> list[DeadLetter]:
+    """One page of dead letters matching ``filters``, newest first, older than ``after``."""
+    async with _planned_for_values(conn):
+        args = await _dead_args(conn, filters)
+        if args is None:
+            return []
+        cursor = [None, None] if after is None else [after.dead_at, after.id]
+        rows = await conn.fetch(sql.PAGE_DEAD, *args, *cursor, size)
     return [DeadLetter(**dict(r) | {"payload": json.loads(r["payload"])}) for r in rows]
 
 
@@ -203,6 +226,8 @@ def _filters_record(filters: DeadFilters) -> dict[str, Any]:
         "since_s": since,
         "status_code": filters.status_code,
         "error_contains": filters.error_contains,
+        # Masked as every screen masks it: a dedup key often holds an email.
+        "dedup_key": None if filters.dedup_key is None else mask_text(filters.dedup_key),
         "limit": filters.limit,
     }
 

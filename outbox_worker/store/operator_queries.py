@@ -5,7 +5,8 @@ written ``($n IS NULL OR column = $n)`` (as procrastinate's ``sql/queries.sql`` 
 that runs is the text below. The dead-letter filters come in one fixed order wherever they appear:
 
     $1 dead at or after (timestamptz)    $3 last_error ILIKE pattern (text)
-    $2 last HTTP status (int)            $4, $5 the limit's bound: (dead_at, id) at or after
+    $2 last HTTP status (int)            $4 dedup key, exactly (text)
+    $5, $6 the limit's bound: (dead_at, id) at or after
 
 Planned for their values, the NULL branches fold away and ``dead_at >= $1`` becomes a range of
 messages_dead_idx. After five runs of a statement on one connection (a requeue's id walk runs
@@ -25,17 +26,18 @@ PLAN_FOR_VALUES: Final = "SET LOCAL plan_cache_mode = force_custom_plan"
 # The database's now() minus $1: a filter's window, fixed once so every batch sees the same one.
 CUTOFF: Final = "SELECT now() - $1::interval"
 
-# The newest rows' floor for `--limit N`: the (dead_at, id) of the Nth newest match ($4 = N - 1).
+# The newest rows' floor for `--limit N`: the (dead_at, id) of the Nth newest match ($5 = N - 1).
 NTH_NEWEST_DEAD: Final = """
 SELECT dead_at, id FROM outbox.messages
 WHERE state = 'dead'
   AND ($1::timestamptz IS NULL OR dead_at >= $1)
   AND ($2::int IS NULL OR last_status = $2)
   AND ($3::text IS NULL OR last_error ILIKE $3)
-ORDER BY dead_at DESC, id DESC OFFSET $4 LIMIT 1
+  AND ($4::text IS NULL OR dedup_key = $4)
+ORDER BY dead_at DESC, id DESC OFFSET $5 LIMIT 1
 """
 
-# `dead list`: the matching dead letters, newest first, at most $6 (NULL: all). The columns are
+# `dead list`: the matching dead letters, newest first, at most $7 (NULL: all). The columns are
 # named after operations.DeadLetter's fields.
 LIST_DEAD: Final = """
 SELECT id, created_at, dead_at, attempts, last_status, last_error, requeue_count, dedup_key,
@@ -45,8 +47,9 @@ WHERE state = 'dead'
   AND ($1::timestamptz IS NULL OR dead_at >= $1)
   AND ($2::int IS NULL OR last_status = $2)
   AND ($3::text IS NULL OR last_error ILIKE $3)
-  AND ($4::timestamptz IS NULL OR (dead_at, id) >= ($4, $5::bigint))
-ORDER BY dead_at DESC, id DESC LIMIT $6
+  AND ($4::text IS NULL OR dedup_key = $4)
+  AND ($5::timestamptz IS NULL OR (dead_at, id) >= ($5, $6::bigint))
+ORDER BY dead_at DESC, id DESC LIMIT $7
 """
 
 # How many dead letters match: what `dead list` would show without a limit, or a requeue move.
@@ -56,20 +59,39 @@ WHERE state = 'dead'
   AND ($1::timestamptz IS NULL OR dead_at >= $1)
   AND ($2::int IS NULL OR last_status = $2)
   AND ($3::text IS NULL OR last_error ILIKE $3)
-  AND ($4::timestamptz IS NULL OR (dead_at, id) >= ($4, $5::bigint))
+  AND ($4::text IS NULL OR dedup_key = $4)
+  AND ($5::timestamptz IS NULL OR (dead_at, id) >= ($5, $6::bigint))
 """
 
-# A filtered requeue's next batch: at most $8 matching ids above $6 (the last batch's end) and
-# at most $7 (the largest id when the requeue began), in id order.
+# The console's dead-letter pages: the matching dead letters older than the cursor ($7, $8: the
+# last row shown, NULL for the first page), newest first, at most $9. A keyset, never an OFFSET:
+# page 4,000 costs what page 1 does.
+PAGE_DEAD: Final = """
+SELECT id, created_at, dead_at, attempts, last_status, last_error, requeue_count, dedup_key,
+       payload::text AS payload
+FROM outbox.messages
+WHERE state = 'dead'
+  AND ($1::timestamptz IS NULL OR dead_at >= $1)
+  AND ($2::int IS NULL OR last_status = $2)
+  AND ($3::text IS NULL OR last_error ILIKE $3)
+  AND ($4::text IS NULL OR dedup_key = $4)
+  AND ($5::timestamptz IS NULL OR (dead_at, id) >= ($5, $6::bigint))
+  AND ($7::timestamptz IS NULL OR (dead_at, id) < ($7, $8::bigint))
+ORDER BY dead_at DESC, id DESC LIMIT $9
+"""
+
+# A filtered requeue's next batch: at most $9 matching ids above $7 (the last batch's end) and
+# at most $8 (the largest id when the requeue began), in id order.
 NEXT_DEAD_IDS: Final = """
 SELECT id FROM outbox.messages
 WHERE state = 'dead'
   AND ($1::timestamptz IS NULL OR dead_at >= $1)
   AND ($2::int IS NULL OR last_status = $2)
   AND ($3::text IS NULL OR last_error ILIKE $3)
-  AND ($4::timestamptz IS NULL OR (dead_at, id) >= ($4, $5::bigint))
-  AND id > $6 AND id <= $7
-ORDER BY id LIMIT $8
+  AND ($4::text IS NULL OR dedup_key = $4)
+  AND ($5::timestamptz IS NULL OR (dead_at, id) >= ($5, $6::bigint))
+  AND id > $7 AND id <= $8
+ORDER BY id LIMIT $9
 """
 
 # The largest id now: rows that die after a requeue starts (larger ids) are not part of it.

@@ -1,8 +1,8 @@
 """A rolling upgrade: a worker of the last release keeps delivering while `migrate` takes the
 schema to this version's head, then a worker of this version joins. Every message arrives once.
 
-The released worker is built from git history (``git archive`` of RELEASED_COMMIT) and runs from
-that tree with this environment's dependencies.
+The released worker is built from git history (tests/released.py: ``git archive`` of a pinned
+commit) and runs from that tree with this environment's dependencies.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,49 +20,20 @@ import pytest
 from outbox_worker import migrate
 from outbox_worker.standin import StandIn
 from tests.cases import registration_update
-from tests.processes import REPO, WorkerProcess, acli, spawn_worker, worker_env
+from tests.processes import WorkerProcess, acli, spawn_worker, worker_env
+from tests.released import RELEASED_SCHEMA_HEAD, ReleaseUnavailable, extract_release
 from tests.waiting import count_by_state, wait_for
 
-# The last release: the commit on main before the first schema change after it, and its schema
-# head. Bump both when a release ships (migrations/README.md, "Expand, then contract"). A commit
-# id, not a walk of history: merges go both ways here, so no parent line leads to the release.
-RELEASED_COMMIT = "a4d6ec98de32b4f3f03436eacfefe408bf665415"
-RELEASED_SCHEMA_HEAD = "0007"
-_REVISION_FILE = re.compile(r"^migrations/versions/(\d{4})_\w+\.py$")
 ENQUEUE_EVERY_S = 0.01  # one update per transaction, about 100 a second
-
-
-def git(*args: str) -> str:
-    """Run git in this checkout; its stdout."""
-    done = subprocess.run(
-        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True, timeout=60
-    )
-    return done.stdout
-
-
-def schema_head_at(commit: str) -> str | None:
-    """The newest revision under top-level migrations/versions at ``commit`` (None if none)."""
-    names = git("ls-tree", "-r", "--name-only", commit, "--", "migrations/versions").split()
-    found = [m.group(1) for name in names if (m := _REVISION_FILE.match(name))]
-    return max(found, default=None)
 
 
 @pytest.fixture(scope="module")
 def released_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The last release's source tree, extracted from git history."""
     try:
-        shallow = git("rev-parse", "--is-shallow-repository").strip()
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("not a git checkout: the released worker is built from git history")
-    if shallow == "true":
-        pytest.skip("a shallow clone lacks the released commit: git fetch --unshallow")
-    assert schema_head_at(RELEASED_COMMIT) == RELEASED_SCHEMA_HEAD
-    tree = tmp_path_factory.mktemp("released")
-    archive = tree / "release.tar"
-    git("archive", "--format=tar", "-o", str(archive), RELEASED_COMMIT)
-    subprocess.run(["tar", "-xf", str(archive), "-C", str(tree)], check=True, timeout=60)
-    archive.unlink()
-    return tree
+        return extract_release(tmp_path_factory.mktemp("released"))
+    except ReleaseUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @contextlib.asynccontextmanager

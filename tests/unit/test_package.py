@@ -50,6 +50,7 @@ def test_every_name_the_readme_imports_resolves() -> None:
     """Each module and name the README's Python examples import exists where they say."""
     imports = _readme_imports()
     assert ("outbox_worker.payload", "RegistrationUpdate") in imports
+    assert ("outbox_worker.django", "enqueue") in imports
     for module, name in imports:
         imported = importlib.import_module(module)
         if name is not None:

@@ -1,0 +1,59 @@
+"""What a person does in the console, as Playwright steps: by role and label, never CSS."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Locator, Page, expect
+
+from tests.browser.harness import DOCS, ConsoleProcess
+
+
+async def sign_in(page: Page, console: ConsoleProcess, token: str) -> None:
+    """Open the console, get sent to sign-in, sign in with ``token``, land on the overview."""
+    await page.goto(console.url + "/")
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    await page.get_by_label("Sign-in token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def stat(page: Page, label: str) -> Locator:
+    """The value cell of one row of the overview's "Messages by state" table."""
+    table = page.get_by_role("table", name="Messages by state")
+    return table.get_by_role("row", name=re.compile(f"^{re.escape(label)} ")).get_by_role("cell")
+
+
+def dead_rows(page: Page) -> Locator:
+    """The body rows of the dead-letter table."""
+    table = page.get_by_role("table", name=re.compile("^Dead letters"))
+    return table.get_by_role("rowgroup").nth(1).get_by_role("row")
+
+
+async def csrf_of(page: Page) -> str:
+    """The CSRF token the page's forms carry (what a hand-made POST would have to guess)."""
+    value = await page.get_by_role("button", name="Sign out").evaluate(
+        "button => button.form.elements['csrf'].value"
+    )
+    return str(value)
+
+
+async def is_focused(locator: Locator) -> bool:
+    """Whether ``locator`` has the keyboard focus."""
+    return bool(await locator.evaluate("el => el === document.activeElement"))
+
+
+async def tab_to(page: Page, target: Locator, *, limit: int = 60) -> None:
+    """Press Tab until ``target`` has the focus (fail after ``limit`` presses)."""
+    for _ in range(limit):
+        if await is_focused(target):
+            return
+        await page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached {target}")
+
+
+async def screenshot(page: Page, name: str, width: int) -> None:
+    """Save the whole page at ``width`` px as docs/console-NAME-WIDTH.png."""
+    await page.set_viewport_size({"width": width, "height": 900})
+    DOCS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(DOCS / f"console-{name}-{width}.png"), full_page=True)
