@@ -345,3 +345,23 @@ def test_no_opentelemetry_import_without_tracing() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+async def test_a_producer_role_enqueues_with_a_trace_context(
+    login_as: Any, pg: asyncpg.Connection, app_tracer: Tracer
+) -> None:
+    """outbox_producer may call the overloads with a trace context, from SQL and from Python."""
+    producer = await asyncpg.connect(await login_as("outbox_producer"))
+    try:
+        async with producer.transaction():
+            by_sql = await producer.fetchval(
+                "SELECT outbox.enqueue($1::jsonb, NULL, $2::jsonb)",
+                json.dumps(update("sql")),
+                json.dumps({"traceparent": TRACEPARENT}),
+            )
+            with app_tracer.start_as_current_span("signup"):
+                by_python = await outbox_worker.enqueue_async(producer, update("python"))
+    finally:
+        await producer.close()
+    assert (await stored_context(pg, by_sql)) == {"traceparent": TRACEPARENT}
+    assert (await stored_context(pg, by_python)) is not None

@@ -1,27 +1,17 @@
 -- The producer's trace context with each message: revision 0009.
 --
 -- A nullable column without a default is a change to the catalog alone: no table rewrite, no
--- scan. It still needs a moment's ACCESS EXCLUSIVE lock, and waiting for that lock behind a long
--- transaction would queue every enqueue behind it; lock_timeout fails the migration instead (run
--- it again) so the application never stalls.
+-- scan (the revision adds it through migration_scripts.locked(), which waits for its brief lock
+-- at most 200 ms at a time). This file runs after it.
 --
--- enqueue and insert_message take the context as a third, optional argument (a JSON object with
--- the W3C "traceparent" and "tracestate"); a call with two arguments is the same call as before.
--- A defaulted third argument beside the old two-argument function would make two-argument calls
--- ambiguous, so the old functions are replaced, not overloaded.
+-- enqueue and insert_message get overloads with a third argument: the caller's W3C trace context
+-- as a JSON object ({"traceparent", "tracestate"}). Expand only: the two-argument functions stay
+-- exactly as revision 0007 made them, so every caller of the release before is unchanged, and
+-- without defaults on the new overloads a two-argument call can only mean the old function (a
+-- defaulted third argument would make it ambiguous). A traced call passes all three:
+-- outbox.enqueue(payload, NULL, trace_context) when there is no dedup key.
 
-SET LOCAL lock_timeout = '5s';
-
-ALTER TABLE outbox.messages ADD COLUMN trace_context jsonb;
-COMMENT ON COLUMN outbox.messages.trace_context IS
-  'The producer''s W3C trace context at enqueue ({"traceparent", "tracestate"}), or NULL';
-
-DROP FUNCTION outbox.enqueue(jsonb, text);
-DROP FUNCTION outbox.insert_message(jsonb, text);
-
-CREATE FUNCTION outbox.insert_message(
-  payload jsonb, dedup_key text DEFAULT NULL, trace_context jsonb DEFAULT NULL
-)
+CREATE FUNCTION outbox.insert_message(payload jsonb, dedup_key text, trace_context jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
@@ -99,9 +89,7 @@ $$;
 
 -- The enqueue API for any service in any language: validate, normalize, store (as in revision
 -- 0007), with the caller's trace context when it passes one.
-CREATE FUNCTION outbox.enqueue(
-  payload jsonb, dedup_key text DEFAULT NULL, trace_context jsonb DEFAULT NULL
-)
+CREATE FUNCTION outbox.enqueue(payload jsonb, dedup_key text, trace_context jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
@@ -130,8 +118,8 @@ BEGIN
 END
 $$;
 
--- Revision 0004's rule: nobody calls an outbox function by default; producers keep the two
--- enqueue functions.
+-- Revision 0004's rule: nobody calls an outbox function by default; producers call the new
+-- overloads too.
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox FROM PUBLIC;
 DO $$
 BEGIN
