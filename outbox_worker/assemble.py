@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.delivery.sender import http_sender
+from outbox_worker.delivery.tracing import NO_TRACING, Tracing
 from outbox_worker.delivery.worker import Worker
 from outbox_worker.errors import ConfigError
 from outbox_worker.observability import Metrics
 from outbox_worker.settings.config import Settings
 from outbox_worker.store.delivery import PostgresStore
-from outbox_worker.tracing import NO_TRACING, Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ def tracing_for(settings: Settings) -> Tracing:
     if not settings.traces:
         return NO_TRACING
     try:
-        from outbox_worker.integrations.otel import start_tracing
+        from outbox_worker.integrations.otel.spans import start_tracing
     except ImportError:
         raise ConfigError(
             "OTEL_* asks for traces but OpenTelemetry is not installed: "

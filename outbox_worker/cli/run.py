@@ -27,7 +27,12 @@ from outbox_worker.errors import (
 from outbox_worker.observability import Metrics, configure_logging
 from outbox_worker.settings.config import Settings
 from outbox_worker.settings.environment import read_settings
-from outbox_worker.store.connection import connected, ensure_schema_ready, ensure_writable
+from outbox_worker.store.connection import (
+    connected,
+    ensure_schema_ready,
+    ensure_writable,
+    translate_errors,
+)
 from outbox_worker.store.delivery import PostgresStore
 
 log = structlog.get_logger("outbox_worker.cli")
@@ -136,7 +141,8 @@ async def serve_worker(settings: Settings, *, stop: asyncio.Event | None = None)
     built = assemble.parts(settings)
     # Up before the database: a worker waiting for it is alive (/healthz) but not ready (/readyz).
     async with _serving_health(settings, built.metrics, built.progress):
-        if not await _open_when_ready(built.store, settings.database_url, stop):
+        timeout_s = settings.database_timeout.total_seconds()
+        if not await _open_when_ready(built.store, settings.database_url, stop, timeout_s):
             return  # stopped before the database came up
         async with assemble.worker_on(built) as worker:
             await worker.run(stop)
@@ -153,34 +159,40 @@ async def _serving_health(
     app = health.health_app(
         progress,
         metrics.registry,
-        lambda: schema_problem(settings.database_url),
+        lambda: schema_problem(settings.database_url, settings.database_timeout.total_seconds()),
         liveness_timeout_s=settings.liveness_timeout.total_seconds(),
     )
     async with health.serving(app, settings.metrics_port):
         yield
 
 
-async def schema_problem(url: str) -> str | None:
+async def schema_problem(url: str, timeout_s: float | None = None) -> str | None:
     """None when the database answers, takes writes and has the schema at head, else why not
     (for /readyz)."""
     try:
-        async with connected(url, application_name="outbox-worker-readyz") as conn:
-            await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
+        async with connected(
+            url, application_name="outbox-worker-readyz", timeout_s=timeout_s
+        ) as conn:
+            with translate_errors(url):
+                await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
             await ensure_writable(conn, url)  # a standby or a demoted primary: not ready
     except (DatabaseUnavailable, SchemaNotReady, StatementRejected) as exc:
         return str(exc)
     return None
 
 
-async def _open_when_ready(store: PostgresStore, url: str, stop: asyncio.Event) -> bool:
+async def _open_when_ready(
+    store: PostgresStore, url: str, stop: asyncio.Event, timeout_s: float
+) -> bool:
     """Wait for the database (a worker started during an outage waits, it does not exit), check
     the schema, open the store; False if stopped first. A refused login or a missing database or
     schema is a configuration error (exit 2), not an outage."""
     backoff = Backoff()
     while not stop.is_set():
         try:
-            async with connected(url) as conn:
-                await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
+            async with connected(url, timeout_s=timeout_s) as conn:
+                with translate_errors(url):  # a statement past its deadline: unavailable
+                    await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
                 await ensure_writable(conn, url)  # a standby: one line, then wait for a primary
             await store.open()
         except LoginRefused:

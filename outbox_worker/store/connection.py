@@ -130,27 +130,39 @@ async def detect_dead_peer(conn: asyncpg.Connection, *, timeout_s: float) -> Non
                 sock.setsockopt(level, option, value)
 
 
-async def connect(url: str, *, application_name: str = "outbox-worker") -> asyncpg.Connection:
-    """Open one connection to ``url``; DatabaseUnavailable when it cannot be reached."""
+async def connect(
+    url: str, *, application_name: str = "outbox-worker", timeout_s: float | None = None
+) -> asyncpg.Connection:
+    """Open one connection to ``url``; DatabaseUnavailable when it cannot be reached.
+
+    With ``timeout_s`` (the worker's OUTBOX_DATABASE_TIMEOUT) connecting and every statement
+    have that deadline, and the socket finds a dead path on its own (``detect_dead_peer``): a
+    silent partition then fails the worker's call instead of holding it forever. Operator
+    commands leave it None: their statements may rightly take long.
+    """
     with translate_errors(url):
-        return await asyncpg.connect(
+        conn: asyncpg.Connection = await asyncpg.connect(
             asyncpg_dsn(url),
-            timeout=CONNECT_TIMEOUT_S,
+            timeout=CONNECT_TIMEOUT_S if timeout_s is None else timeout_s,
+            command_timeout=timeout_s,
             server_settings={"application_name": application_name},
             **POOLER_SAFE,
         )
+    if timeout_s is not None:
+        await detect_dead_peer(conn, timeout_s=timeout_s)
+    return conn
 
 
 @asynccontextmanager
 async def connected(
-    url: str, *, application_name: str = "outbox-worker"
+    url: str, *, application_name: str = "outbox-worker", timeout_s: float | None = None
 ) -> AsyncIterator[asyncpg.Connection]:
     """A connection for the duration of a block, closed afterwards even on cancellation."""
-    conn = await connect(url, application_name=application_name)
+    conn = await connect(url, application_name=application_name, timeout_s=timeout_s)
     try:
         yield conn
     finally:
-        await asyncio.shield(conn.close(timeout=5))
+        await asyncio.shield(close_quietly(conn))  # a dead peer must not hold the caller
 
 
 async def close_quietly(conn: asyncpg.Connection) -> None:
@@ -209,7 +221,7 @@ SELECT host(inet_client_addr()) AS client_host, inet_client_port() AS client_por
 """
 
 
-async def direct_route(url: str) -> bool:
+async def direct_route(url: str, *, timeout_s: float | None = None) -> bool:
     """Whether a connection to ``url`` ends at PostgreSQL itself (a probe connection shows it).
 
     A URL naming several hosts is never taken as direct: the pool's connections might not take
@@ -218,7 +230,7 @@ async def direct_route(url: str) -> bool:
     parts = urlsplit(url)
     if "," in parts.netloc or "," in "".join(parse_qs(parts.query).get("host", [])):
         return False
-    conn = await connect(url, application_name="outbox-worker")
+    conn = await connect(url, application_name="outbox-worker", timeout_s=timeout_s)
     try:
         with translate_errors(url):
             return await directly_connected(conn)

@@ -85,7 +85,7 @@ class PostgresStore:
         Statements are prepared once and kept only when a probe connection shows it ends at
         PostgreSQL itself; behind a pooler (or when that cannot be shown) each is parsed anew.
         """
-        direct = await direct_route(self._url)
+        direct = await direct_route(self._url, timeout_s=self._timeout_s)
         # asyncpg's default cache (100 statements) on a direct route, none through a pooler.
         cache: dict[str, Any] = {} if direct else POOLER_SAFE
         with translate_errors(self._url):
@@ -262,7 +262,13 @@ class PostgresStore:
 
     async def listen(self, hints: Hints) -> None:
         """LISTEN for enqueues and pause changes, reconnecting forever (see ``store.listen``)."""
-        await listen(self._listen_url, hints, notify=self._notify, check_s=self._listen_check_s)
+        await listen(
+            self._listen_url,
+            hints,
+            notify=self._notify,
+            check_s=self._listen_check_s,
+            timeout_s=self._timeout_s,
+        )
 
     async def _notify(self, channel: str) -> None:
         await self._fetch("SELECT pg_notify($1, '')", channel)

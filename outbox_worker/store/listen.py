@@ -41,7 +41,14 @@ FLEET_CHANNEL: Final = "outbox_fleet"
 Notify = Callable[[str], Awaitable[None]]
 
 
-async def listen(listen_url: str, hints: Hints, *, notify: Notify, check_s: float) -> None:
+async def listen(
+    listen_url: str,
+    hints: Hints,
+    *,
+    notify: Notify,
+    check_s: float,
+    timeout_s: float | None = None,
+) -> None:
     """LISTEN on the enqueue and fleet channels, reconnecting forever; hints only, polling backs
     them. ``hints.listening`` hears whether notifications arrive, each time that changes.
 
@@ -54,7 +61,9 @@ async def listen(listen_url: str, hints: Hints, *, notify: Notify, check_s: floa
     warned = False
     while True:
         try:
-            conn = await connect(listen_url, application_name="outbox-worker-listen")
+            conn = await connect(
+                listen_url, application_name="outbox-worker-listen", timeout_s=timeout_s
+            )
         except _LISTEN_CONNECT_ERRORS as exc:
             log.warning("listen.connect_failed", error=str(exc), retry_in_s=delay)
             await asyncio.sleep(delay)

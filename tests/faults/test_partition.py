@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from outbox_worker.standin import StandIn
@@ -33,9 +34,9 @@ from tests.faults.driver import Events
 from tests.faults.ledger import Ledger, build_ledger
 from tests.faults.plan import Plan, build_plan
 from tests.faults.scenario import drain, produce, quiet_profile, rows, stop
-from tests.processes import WorkerProcess, spawn_worker
+from tests.processes import Enqueue, WorkerProcess, spawn_worker, worker_env
 from tests.proxy import Proxy, tcp, through, to_database
-from tests.waiting import wait_for
+from tests.waiting import all_acknowledged, wait_for
 
 DATABASE_TIMEOUT_S = 2.0
 LEASE_S = 7.0  # chaos_env's lease
@@ -120,7 +121,9 @@ async def test_a_database_partition_longer_than_the_lease_costs_time_never_a_mes
 ) -> None:
     """With its database path blackholed past the lease, a worker notices within its database timeout, sends nothing it could not settle, and recovers when the path returns; another worker takes over; the ledger balances."""
     plan = build_plan(quiet_profile(chaos_seed, updates=400, enqueue_rate=40.0, workers=2))
-    standin.set_latency(plan.profile.latency)
+    # Answers slow enough that sends are in flight when the path goes dark: their outcomes
+    # cannot be written, and the rows go to the other worker when their lease runs out.
+    standin.set_latency((0.2, 0.5))
     events, seen, retries = Events(), Partition(), list[str]()
     async with _proxies(database_url, standin) as (database, endpoint):
         cut_off = await spawn_worker(
@@ -205,3 +208,37 @@ async def test_an_endpoint_partition_times_out_pauses_and_resumes(
     opened = [e for e in worker.events if e.get("event") == "circuit.opened"]
     assert any(e.get("reason") == "outage" for e in opened), opened
     assert timedelta(seconds=seen.noticed - seen.began) >= timedelta(seconds=HTTP_TIMEOUT_S)
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(120)
+async def test_a_worker_started_behind_a_dead_database_path_says_so_and_starts_when_it_returns(
+    database_url: str, standin: StandIn, enqueue: Enqueue, pg: asyncpg.Connection
+) -> None:
+    """A worker whose database path is blackholed at start logs the outage within its database timeout (no crash, no hang), and starts and delivers once the path returns."""
+    await enqueue(5)
+    async with _proxies(database_url, standin) as (database, _endpoint):
+        database.blackhole()
+        began = time.monotonic()
+        worker = await spawn_worker(
+            worker_env(
+                {
+                    "OUTBOX_DATABASE_URL": through(database_url, database),
+                    "OUTBOX_ENDPOINT_URL": standin.url,
+                    "OUTBOX_DATABASE_TIMEOUT": f"{DATABASE_TIMEOUT_S:g}s",
+                }
+            )
+        )
+        try:
+            event = await worker.wait_event("database.unavailable", timeout=30)
+            noticed = time.monotonic() - began
+            assert event["during"] == "start"
+            assert worker.returncode is None
+            database.restore()
+            await worker.wait_event("worker.started", timeout=60)
+            await wait_for(lambda: all_acknowledged(pg, 5), timeout=30, message="all delivered")
+        finally:
+            code = await worker.terminate(timeout=30)
+            print("\n".join(worker.lines))
+    print(f"a worker started behind a dead path noticed it after {noticed:.2f}s")
+    assert code == 0

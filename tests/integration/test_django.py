@@ -189,3 +189,17 @@ def test_the_system_check_warns_about_a_schema_behind_this_version(
             conn.execute("UPDATE outbox.alembic_version SET version_num = %s", [SCHEMA_HEAD])
     assert warning.id == "outbox_worker.W002"
     assert f"at revision 0007; this version of outbox-worker needs {SCHEMA_HEAD}" in warning.msg
+
+
+def test_refusals_through_django_quote_no_personal_data(site: dict[str, str]) -> None:
+    """NotInTransaction and InvalidUpdate from outbox_worker.django name no value of the update."""
+    from tests.e2e.test_canaries import DEDUP_KEY, PAYLOAD
+    from tests.integration.test_enqueue_drivers import _canaries
+
+    broken = {**PAYLOAD, "customer": {**PAYLOAD["customer"], "telephone": "canary-phone-q7x"}}
+    with pytest.raises(outbox_worker.NotInTransaction) as refused:
+        enqueue(PAYLOAD, dedup_key=DEDUP_KEY)
+    with pytest.raises(outbox_worker.InvalidUpdate) as invalid, transaction.atomic():
+        enqueue(broken, dedup_key=DEDUP_KEY)
+    said = f"{refused.value!r} {refused.value} {invalid.value!r} {invalid.value}"
+    assert [c for c in [*_canaries(broken), DEDUP_KEY] if c in said] == []

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from psycopg.rows import dict_row, namedtuple_row
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import outbox_worker
 from outbox_worker.payload import parse_update
@@ -46,6 +46,7 @@ SYNC: dict[str, Callable[[str], Opened]] = {
     ),
     "psycopg ClientCursor": lambda url: (c := psycopg.connect(url), psycopg.ClientCursor(c)),
     "psycopg RawCursor": lambda url: (c := psycopg.connect(url), psycopg.RawCursor(c)),
+    "psycopg ServerCursor": lambda url: (c := psycopg.connect(url), c.cursor(name="outbox")),
     "psycopg2 connection": lambda url: (c := psycopg2.connect(url), c),
     "psycopg2 cursor": lambda url: (c := psycopg2.connect(url), c.cursor()),
     "psycopg2 RealDictCursor": lambda url: (
@@ -87,6 +88,8 @@ async def test_sync_driver_joins_the_callers_transaction(
         outbox_worker.enqueue(target, EXAMPLE, dedup_key="rolled-back")
         conn.rollback()
     finally:
+        if target is not conn:
+            target.close()
         conn.close()
     assert await _stored(pg) == [(kept, WIRE)]
 
@@ -178,6 +181,17 @@ def _sqlalchemy_autocommit_session(url: str) -> Iterator[Any]:
         engine.dispose()
 
 
+@contextmanager
+def _sqlalchemy_autocommit_scoped_session(url: str) -> Iterator[Any]:
+    engine = create_engine(sqlalchemy_url(url, "psycopg"), isolation_level="AUTOCOMMIT")
+    sessions = scoped_session(sessionmaker(engine))
+    try:
+        yield sessions
+    finally:
+        sessions.remove()
+        engine.dispose()
+
+
 @asynccontextmanager
 async def _asyncpg_bare(url: str) -> AsyncIterator[Any]:
     conn = await asyncpg.connect(url)
@@ -228,6 +242,7 @@ async def _psycopg_async_autocommit_cursor(url: str) -> AsyncIterator[Any]:
 SYNC_AUTOCOMMIT: dict[str, Callable[[str], AbstractContextManager[Any]]] = {
     "SQLAlchemy Connection, AUTOCOMMIT": _sqlalchemy_autocommit_begin,
     "SQLAlchemy Session, AUTOCOMMIT": _sqlalchemy_autocommit_session,
+    "SQLAlchemy scoped_session, AUTOCOMMIT": _sqlalchemy_autocommit_scoped_session,
     "psycopg Connection, autocommit": _psycopg_autocommit,
     "psycopg Cursor, autocommit": _psycopg_autocommit_cursor,
     "psycopg2 connection, autocommit": _psycopg2_autocommit,
@@ -345,3 +360,29 @@ async def test_a_traced_enqueue_through_psycopg_stores_the_span(
         "SELECT trace_context->>'traceparent' FROM outbox.messages WHERE id = $1", message_id
     )
     assert stored == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def _canaries(value: Any) -> list[str]:
+    """Every string in the canary payload that is personal data (the canary suite's markers)."""
+    if isinstance(value, dict):
+        return [c for v in value.values() for c in _canaries(v)]
+    if isinstance(value, list):
+        return [c for v in value for c in _canaries(v)]
+    return [value] if isinstance(value, str) and "canary" in value else []
+
+
+@pytest.mark.parametrize("kind", SYNC_AUTOCOMMIT)
+async def test_refusals_on_every_sync_path_quote_no_personal_data(
+    kind: str, database_url: str
+) -> None:
+    """NotInTransaction and InvalidUpdate through each driver name no value of the update."""
+    from tests.e2e.test_canaries import DEDUP_KEY, PAYLOAD
+
+    broken = {**PAYLOAD, "customer": {**PAYLOAD["customer"], "telephone": "canary-phone-q7x"}}
+    with SYNC_AUTOCOMMIT[kind](database_url) as conn:
+        with pytest.raises(outbox_worker.NotInTransaction) as refused:
+            outbox_worker.enqueue(conn, PAYLOAD, dedup_key=DEDUP_KEY)
+        with pytest.raises(outbox_worker.InvalidUpdate) as invalid:
+            outbox_worker.enqueue(conn, broken, dedup_key=DEDUP_KEY)
+    said = f"{refused.value!r} {refused.value} {invalid.value!r} {invalid.value}"
+    assert [c for c in [*_canaries(broken), DEDUP_KEY] if c in said] == []
