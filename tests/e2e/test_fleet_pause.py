@@ -111,3 +111,22 @@ async def test_pause_stops_three_workers_within_a_second_and_resume_delivers_the
     await wait_for(lambda: _workers_report(pg, "delivering", 3), message="delivering again")
     actions = await pg.fetch("SELECT action FROM outbox.audit_log ORDER BY id DESC")
     assert [r["action"] for r in actions] == ["resume", "pause"]
+
+
+async def test_a_worker_started_during_a_pause_waits_for_resume(
+    pg: asyncpg.Connection,
+    database_url: str,
+    standin: StandIn,
+    start_worker: StartWorker,
+    enqueue: Enqueue,
+) -> None:
+    """The pause holds for a worker that starts after it: it registers paused and sends nothing."""
+    assert (await acli("pause", "--reason", "before any worker", db=database_url)).code == 0
+    keys = await enqueue(20)
+    worker = await start_worker()
+    await worker.wait_event("fleet.paused")
+    await wait_for(lambda: _workers_report(pg, "paused", 1), message="registered paused")
+    assert standin.count == 0
+    assert (await acli("resume", db=database_url)).code == 0
+    await wait_for(lambda: all_acknowledged(pg, 20), message="delivered after resume")
+    assert sorted(r.key for r in standin.received) == sorted(keys)
