@@ -12,9 +12,10 @@ Server time is measured inside the application (a middleware around every handle
 client's own cost is not counted. Printed per page: requests, p50, p95, max.
 
 Then the database's side: how many times the overview's aggregate was loaded, and transactions
-per second, for one tab and for ``--tabs`` tabs. The aggregate is cached for a couple of seconds,
-so its load does not grow with the number of tabs; it is loaded once before the
-console listens, and reloaded in the background while tabs are served the previous one. Target: p95 <= 100 ms for each page.
+per second, for one tab and for ``--tabs`` tabs. The aggregate is reused for 5 s, so its load
+does not grow with the number of tabs; it is loaded once before the console listens, and
+reloaded in the background while tabs are served the previous one. Target: p95 <= 100 ms for
+each page.
 """
 
 from __future__ import annotations
