@@ -17,3 +17,4 @@ PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo py
 # pgqueuer and procrastinate run only with the bench extra; without it (CI installs .[dev]) peers
 # and enqueue_bench's table (c) print a skip line each.
 "$PYTHON" -m bench.peers --tiny "$@"
+"$PYTHON" -m bench.console_bench --tiny "$@"

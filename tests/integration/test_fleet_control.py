@@ -164,7 +164,13 @@ async def test_a_batched_requeue_is_one_audit_entry_with_its_filters(
     [entry] = await audit_log(pg)
     assert (entry.action, entry.row_count, entry.transactions) == ("requeue", 25, 3)
     assert entry.details == {
-        "filters": {"since_s": 3600.0, "status_code": 503, "error_contains": None, "limit": None}
+        "filters": {
+            "since_s": 3600.0,
+            "status_code": 503,
+            "error_contains": None,
+            "dedup_key": None,
+            "limit": None,
+        }
     }
     assert await pg.fetchval("SELECT count(*) FROM outbox.audit_log") == 3
 
