@@ -365,3 +365,26 @@ async def test_a_producer_role_enqueues_with_a_trace_context(
         await producer.close()
     assert (await stored_context(pg, by_sql)) == {"traceparent": TRACEPARENT}
     assert (await stored_context(pg, by_python)) is not None
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_psycopg_connections_store_the_current_span(
+    database_url: str, app_tracer: Tracer, driver: str
+) -> None:
+    """psycopg 3 and psycopg2 connections store the span's context, as the other drivers do."""
+    import psycopg2
+
+    connect = psycopg.connect if driver == "psycopg" else psycopg2.connect
+    conn: Any = connect(database_url)
+    try:
+        with app_tracer.start_as_current_span("signup") as span:
+            message_id = outbox_worker.enqueue(conn, update(driver))
+        conn.commit()
+        cursor = conn.cursor()
+        cursor.execute(
+            "SELECT trace_context ->> 'traceparent' FROM outbox.messages WHERE id = %s",
+            [message_id],
+        )
+        assert cursor.fetchone() == (traceparent_of(span),)
+    finally:
+        conn.close()
