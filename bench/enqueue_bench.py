@@ -32,12 +32,16 @@ it, at 1, 8 and 32 connections: bench/enqueue_peers.py (the ``bench`` extra; ski
 
 (d) The same plain/outbox pair through each driver enqueue accepts (asyncpg, SQLAlchemy sync and
 async, psycopg 3 sync and async, psycopg2, Django): bench/enqueue_drivers.py.
+
+(e) Trace capture: the transaction of (a) with and without an active OpenTelemetry span, and the
+capture alone (bench/trace_capture.py; the ``otel`` extra; skipped without it). Target: <= 1.05.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import statistics
 import time
@@ -47,7 +51,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Connection, create_engine, text
 
-from bench import enqueue_drivers, enqueue_peers
+from bench import enqueue_drivers, enqueue_peers, trace_capture
 from bench.harness import (
     add_database_option,
     bench_database,
@@ -348,6 +352,11 @@ async def run_async_part(args: argparse.Namespace, url: str, updates: list[Updat
     if not args.only_throughput:
         # (d): the same pair through every driver enqueue accepts (bench/enqueue_drivers).
         await enqueue_drivers.drivers_table(url, updates, args.transactions // 2, args.rounds)
+    # (e): trace capture; last, since it imports OpenTelemetry.
+    if importlib.util.find_spec("opentelemetry.sdk") is None:
+        print("(e) trace capture: skipped (pip install -e '.[otel]')", flush=True)
+    elif not args.only_throughput:
+        await trace_capture.capture_table(url, updates, args.transactions, args.rounds)
 
 
 async def cost_table(args: argparse.Namespace, url: str, updates: list[Update]) -> None:

@@ -12,6 +12,9 @@ PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo py
 "$PYTHON" -m bench.requeue_bench --rows 2000 --batch-size 500 "$@"
 "$PYTHON" -m bench.history_bench --tiny "$@"
 "$PYTHON" -m bench.migration_bench --tiny "$@"
+# Worker CPU per delivery with tracing on and off (the otel extra, part of .[dev]).
+"$PYTHON" -m bench.tracing_bench --tiny "$@"
 # pgqueuer and procrastinate run only with the bench extra; without it (CI installs .[dev]) peers
 # and enqueue_bench's table (c) print a skip line each.
 "$PYTHON" -m bench.peers --tiny "$@"
+"$PYTHON" -m bench.console_bench --tiny "$@"

@@ -7,7 +7,6 @@ cannot drift apart (a store without the LISTEN URL, a session without the HTTP t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,12 +14,12 @@ from urllib.parse import urlsplit
 
 from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.delivery.sender import http_sender
+from outbox_worker.delivery.tracing import NO_TRACING, Tracing
 from outbox_worker.delivery.worker import Worker
 from outbox_worker.errors import ConfigError
 from outbox_worker.observability import Metrics
 from outbox_worker.settings.config import Settings
 from outbox_worker.store.delivery import PostgresStore
-from outbox_worker.tracing import NO_TRACING, Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +70,7 @@ async def worker_on(built: Parts) -> AsyncIterator[Worker]:
             )
     finally:
         await built.store.close()
-        # Exports what is buffered; the OTLP exporter blocks on HTTP, so not on the event loop.
-        await asyncio.to_thread(built.tracing.close)
+        await built.tracing.close(settings.shutdown_grace.total_seconds())
 
 
 def tracing_for(settings: Settings) -> Tracing:
@@ -81,7 +79,7 @@ def tracing_for(settings: Settings) -> Tracing:
     if not settings.traces:
         return NO_TRACING
     try:
-        from outbox_worker.integrations.otel import start_tracing
+        from outbox_worker.integrations.otel.spans import start_tracing
     except ImportError:
         raise ConfigError(
             "OTEL_* asks for traces but OpenTelemetry is not installed: "

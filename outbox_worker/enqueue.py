@@ -82,7 +82,7 @@ def trace_context() -> str | None:
 
 @cache
 def _current_trace_context() -> Callable[[], str | None]:
-    from outbox_worker.integrations.otel import current_trace_context
+    from outbox_worker.integrations.otel.context import current_trace_context
 
     return current_trace_context
 

@@ -84,13 +84,14 @@ def locked(statement: str, *, deadline_s: float | None = None) -> None:
                     "transaction (or an anti-wraparound vacuum) holds the table; see "
                     "pg_stat_activity, then run migrate again (nothing was changed)"
                 ) from None
+            pause = backoff * random.uniform(0.5, 1.0)  # jitter, not a secret
             log.warning(
                 "migration.lock_timed_out",
                 statement=_first_line(statement),
                 tries=tries,
-                retry_in_s=round(backoff, 3),
+                retry_in_s=round(pause, 3),
             )
-            time.sleep(backoff * random.uniform(0.5, 1.0))  # jitter, not a secret
+            time.sleep(pause)
             backoff = min(_BACKOFF_CAP_S, backoff * 2)
             continue
         savepoint.commit()

@@ -21,12 +21,12 @@ import structlog
 from outbox_worker.delivery import policy
 from outbox_worker.delivery.circuit import CircuitBreaker, PauseReason, Permit, RateGate
 from outbox_worker.delivery.pacing import FleetPacer, stopped_within
+from outbox_worker.delivery.tracing import NO_TRACING, AttemptSource, AttemptTrace
 from outbox_worker.delivery.writer import OutcomeWriter
 from outbox_worker.models import Answer, Message, Outcome, Settlement, Verdict
 from outbox_worker.observability import Metrics
 from outbox_worker.ports import Sender
 from outbox_worker.settings.config import WorkerSettings
-from outbox_worker.tracing import NO_TRACING, AttemptSource, AttemptTrace
 
 log = structlog.get_logger("outbox_worker.worker")
 

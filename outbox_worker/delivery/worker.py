@@ -42,6 +42,7 @@ from outbox_worker.delivery.fleet_watch import FleetWatch, Status
 from outbox_worker.delivery.liveness import ClaimProgress
 from outbox_worker.delivery.pacing import FleetPacer
 from outbox_worker.delivery.rhythm import PollRhythm
+from outbox_worker.delivery.tracing import NO_TRACING, AttemptSource, Tracing
 from outbox_worker.delivery.writer import Backoff, OutcomeWriter
 from outbox_worker.errors import DatabaseUnavailable, StatementRejected
 from outbox_worker.models import Message, MessageId, PausedBy, WorkerState
@@ -49,7 +50,6 @@ from outbox_worker.observability import Metrics
 from outbox_worker.payload.limits import MAX_PAYLOAD_BYTES
 from outbox_worker.ports import Hints, Sender, Store
 from outbox_worker.settings.config import WorkerSettings
-from outbox_worker.tracing import NO_TRACING, AttemptSource, Tracing
 
 log = structlog.get_logger("outbox_worker.worker")
 

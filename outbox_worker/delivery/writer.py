@@ -3,9 +3,11 @@
 Senders hand their row writes (``Settlement``) and unsent claims (``Message``) to an
 ``OutcomeWriter``; its loop writes what gathered every flush interval, in one statement for the
 outcomes and one for the releases. Nothing handed over is dropped on a database outage: it stays
-queued and is written on the next try. A batch the database refuses (bad data in one row, a row
-another service wrote) is written again row by row, so only the row at fault is dead-lettered,
-with the database's reason.
+queued and is written on the next try; meanwhile ``database_down`` tells the dispatcher to start
+no send (its answer could not be written either), and a claim that succeeds again cuts the
+writer's backoff short (``database_answered``). A batch the database refuses (bad data in one
+row, a row another service wrote) is written again row by row, so only the row at fault is
+dead-lettered, with the database's reason.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import click
 from outbox_worker.cli import database_option, json_option
 from outbox_worker.cli.run import run_async
 from outbox_worker.demo.display import Report, print_report
+from outbox_worker.demo.kept_console import start_kept_console, stop_kept_console
 from outbox_worker.demo.session import DemoOptions, run_demo
 from outbox_worker.embedded import (
     embedded_postgres_server,
@@ -107,6 +108,7 @@ def demo_command(
       outbox-worker demo --database-url postgresql://me@localhost/postgres --keep-database
     """
     if stop_dir is not None:
+        stop_kept_console(stop_dir)
         stop_kept_server(stop_dir)
         click.echo(f"stopped the demo's PostgreSQL and deleted {stop_dir}", err=True)
         return
@@ -129,6 +131,8 @@ def demo_command(
         )
         raise SystemExit(128 + signal.SIGINT)
     print_report(report, as_json=as_json)
+    if report.kept_server_dir is not None and report.kept_database_url is not None:
+        _announce_console(report.kept_database_url, report.kept_server_dir, as_json)
     if report.outcome != "finished":
         click.echo(
             f"outbox-worker: the demo did not finish within {timeout}: "
@@ -136,6 +140,22 @@ def demo_command(
             err=True,
         )
         raise SystemExit(1)
+
+
+def _announce_console(database_url: str, folder: Path, as_json: bool) -> None:
+    """Start the console on the kept database; print its address and token (stderr with --json)."""
+    console = start_kept_console(database_url, folder)
+    lines = (
+        [
+            f"The web console runs on the kept database: {console.url}",
+            f"  sign in with the token {console.token}",
+            f"  (its log: {folder / 'console.log'}; --stop stops it with PostgreSQL)",
+        ]
+        if console is not None
+        else [f"The web console did not start; see {folder / 'console.log'}"]
+    )
+    for line in lines:
+        click.echo(line, err=as_json)
 
 
 def _run_with_logs(options: DemoOptions, log_path: Path) -> Report:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import asyncpg
 from playwright.async_api import Page, expect
 
 from tests.browser.harness import ConsoleProcess
 from tests.browser.steps import sign_in
-from tests.processes import acli
+from tests.browser.test_console import insert_dead_updates
+from tests.processes import StartWorker, acli
+from tests.waiting import wait_for
 
 
 async def pause_from_console(page: Page, reason: str) -> None:
@@ -48,4 +51,51 @@ async def test_pause_and_resume_show_everywhere_and_are_audited(
     ).to_have_count(1)
     await expect(trail.get_by_role("row", name=re.compile(r"console\.sign_in ada"))).to_have_count(
         1
+    )
+
+
+async def test_workers_table_lists_a_running_worker(
+    page: Page, console: ConsoleProcess, start_worker: StartWorker
+) -> None:
+    """A running worker appears with its pid and state on the overview (it refreshes itself)."""
+    worker = await start_worker()
+    await sign_in(page, console, console.viewer_token)
+    table = page.get_by_role("table", name="Workers")
+    row = table.get_by_role("row").filter(has_text=str(worker.pid))
+    await expect(row).to_contain_text("delivering", timeout=20_000)
+
+
+async def test_pause_stops_a_running_workers_sends_until_resume(
+    page: Page, console: ConsoleProcess, pg: asyncpg.Connection, start_worker: StartWorker
+) -> None:
+    """Paused from the console, a running worker sends nothing; resumed, it delivers them all."""
+    await start_worker()
+    await sign_in(page, console, console.admin_token)
+    await pause_from_console(page, "hold for the incident")
+    table = page.get_by_role("table", name="Workers")
+    await expect(table).to_contain_text("paused (operator)", timeout=20_000)
+    await insert_dead_updates(pg, 4)
+    await page.get_by_role("link", name="Dead letters").click()
+    await page.get_by_role("link", name="Requeue all matching…").click()
+    await page.get_by_role("button", name="Requeue 4 messages").click()
+    # Two heartbeats of the paused worker later, the four are still pending: nothing was sent.
+    seen = await pg.fetchval("SELECT max(seen_at) FROM outbox.workers")
+    await wait_for(
+        lambda: pg.fetchval("SELECT count(*) FROM outbox.workers WHERE seen_at > $1", seen),
+        message="the paused worker's next heartbeat",
+    )
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM outbox.messages WHERE state = 'pending' AND attempts = 0"
+        )
+        == 4
+    )
+    await page.get_by_role("link", name="Overview").click()
+    await page.get_by_role("button", name="Resume…").click()
+    await page.get_by_role("button", name="Resume delivery").click()
+    await wait_for(
+        lambda: pg.fetchval(
+            "SELECT count(*) = 4 FROM outbox.messages WHERE state = 'acknowledged'"
+        ),
+        message="all four delivered after resume",
     )

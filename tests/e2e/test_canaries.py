@@ -24,7 +24,7 @@ import pytest
 from tests.e2e.test_demo import demo_env
 from tests.integration.test_worker_hostile import Endpoint, raw
 from tests.otlp import OtlpReceiver
-from tests.processes import REPO, Run, acli, free_port, worker_env
+from tests.processes import REPO, Run, acli, free_port, spawn_worker, worker_env
 from tests.waiting import wait_for
 
 API_KEY = "sk_test_CanaryKeyQ7x"
@@ -244,3 +244,30 @@ def test_demo_shows_no_database_password(tmp_path: Any, canary_url: str) -> None
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert canaries_in(done.stdout + done.stderr) == []
+
+
+async def test_no_canary_leaks_when_the_database_is_read_only(
+    pg: asyncpg.Connection, database_url: str, canary_url: str
+) -> None:
+    """A worker (with and without target_session_attrs) and an operator write meeting a read-only server, as after a failover, say so without a password."""
+    database = urlsplit(database_url).path.lstrip("/")
+    await pg.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    output: list[str] = []
+    try:
+        for url in (canary_url, f"{canary_url}&target_session_attrs=read-write"):
+            worker = await spawn_worker(
+                worker_env({"OUTBOX_DATABASE_URL": url, "OUTBOX_API_KEY": API_KEY,
+                            "OUTBOX_ENDPOINT_URL": "http://127.0.0.1:9/v2/registration"})
+            )  # fmt: skip
+            try:
+                waiting = await worker.wait_event("database.unavailable", timeout=30)
+            finally:
+                await worker.terminate(timeout=30)
+            assert "is read-only" in waiting["error"]
+            output += worker.lines
+        paused = await acli("pause", "--reason", "canary", db=canary_url)
+    finally:
+        await pg.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+    assert paused.code == 1, paused.err
+    assert "is read-only" in paused.err
+    assert canaries_in("\n".join([*output, paused.out, paused.err])) == []

@@ -11,12 +11,14 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 import psutil  # type: ignore[import-untyped]
 import psycopg
 
 from tests.pg import admin_execute
 from tests.processes import clean_env
+from tests.waiting import wait_for_sync
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,8 +180,12 @@ def test_demo_keep_leaves_postgres_running_with_its_rows_until_stopped(tmp_path:
     url = url.split("=", 1)[1].strip("'")
     stop = next(ln for ln in lines if "outbox-worker demo --stop" in ln)
     kept_dir = Path(stop.split("--stop", 1)[1].strip().strip("'"))
+    console = next(ln for ln in lines if ln.startswith("The web console runs")).split()[-1]
     try:
         assert postgres_processes(tmp_path), "the embedded PostgreSQL should still run"
+        with urlopen(console + "signin", timeout=10) as page:
+            assert "Sign-in token" in page.read().decode()
+        assert any(ln.startswith("sign in with the token ow_") for ln in lines)
         operator = {**demo_env(tmp_path), "OUTBOX_DATABASE_URL": url}
         runs = [
             subprocess.run(
@@ -211,6 +217,15 @@ def test_demo_keep_leaves_postgres_running_with_its_rows_until_stopped(tmp_path:
     assert stopped.returncode == 0, stopped.stderr
     assert not postgres_processes(tmp_path)
     assert not kept_dir.exists()
+    wait_for_sync(lambda: not _serving(console + "signin"), message="the console stopped")
+
+
+def _serving(url: str) -> bool:
+    try:
+        with urlopen(url, timeout=5):
+            return True
+    except OSError:
+        return False
 
 
 def test_demo_stop_refuses_a_directory_it_did_not_keep(tmp_path: Path) -> None:

@@ -24,6 +24,18 @@ OBEY_WITHIN_S = 1.0  # the issue's bound for pause and for resume
 WATCH_PAUSE_S = 3.0  # how long the paused fleet is watched for a stray request
 
 
+async def _changed_at(pg: asyncpg.Connection) -> float:
+    """When the last pause or resume happened, on this process's monotonic clock (the stand-in's).
+
+    The pause row's changed_at is the database's now(): the start of the transaction that paused,
+    just before its commit, so "1 s after it" is measured from no later than the commit. The
+    server runs on this host and shares its clock; the offset maps it to time.monotonic().
+    """
+    changed = await pg.fetchval("SELECT extract(epoch FROM changed_at)::float8 FROM outbox.pause")
+    assert isinstance(changed, float)
+    return changed - (time.time() - time.monotonic())
+
+
 async def _workers_report(pg: asyncpg.Connection, state: str, count: int) -> bool:
     """``count`` registered workers, each in ``state`` with nothing in flight."""
     rows = await pg.fetch("SELECT state, in_flight FROM outbox.workers")
@@ -48,14 +60,16 @@ async def test_pause_stops_three_workers_within_a_second_and_resume_delivers_the
     await wait_for(lambda: standin.count >= 200, message="delivery under way")
 
     paused = await acli("pause", "--reason", "e2e: hold traffic", db=database_url)
-    paused_at = time.monotonic()  # just after the pause committed (the command has exited)
     assert paused.code == 0, paused.err
+    paused_at = await _changed_at(pg)
     await wait_for(
         lambda: _workers_report(pg, "paused", 3), timeout=20, message="three workers paused"
     )
     more = await enqueue(50, prefix="during-pause")  # enqueue keeps working
     await wait_for(lambda: time.monotonic() > paused_at + WATCH_PAUSE_S, message="a watch")
 
+    last = max(r.at for r in standin.received) - paused_at
+    print(f"the last request arrived {last * 1000:.0f} ms after the pause")
     late = [r.at - paused_at for r in standin.received if r.at > paused_at + OBEY_WITHIN_S]
     assert late == [], f"requests {late} s after the pause"
     assert standin.in_progress == 0
@@ -77,11 +91,15 @@ async def test_pause_stops_three_workers_within_a_second_and_resume_delivers_the
 
     before_resume = len(standin.received)
     resumed = await acli("resume", db=database_url)
-    resumed_at = time.monotonic()
     assert resumed.code == 0, resumed.err
+    resumed_at = await _changed_at(pg)
     await wait_for(lambda: len(standin.received) > before_resume, message="a request after resume")
     first_after = min(r.at for r in standin.received[before_resume:])
+    print(
+        f"the first request after `resume` arrived {(first_after - resumed_at) * 1000:.0f} ms after it"
+    )
     assert first_after - resumed_at <= OBEY_WITHIN_S
+    assert first_after >= resumed_at  # nothing was sent between the pause and the resume
     total = MESSAGES + len(more)
     await wait_for(lambda: all_acknowledged(pg, total), timeout=60, message="all delivered")
 
@@ -93,3 +111,22 @@ async def test_pause_stops_three_workers_within_a_second_and_resume_delivers_the
     await wait_for(lambda: _workers_report(pg, "delivering", 3), message="delivering again")
     actions = await pg.fetch("SELECT action FROM outbox.audit_log ORDER BY id DESC")
     assert [r["action"] for r in actions] == ["resume", "pause"]
+
+
+async def test_a_worker_started_during_a_pause_waits_for_resume(
+    pg: asyncpg.Connection,
+    database_url: str,
+    standin: StandIn,
+    start_worker: StartWorker,
+    enqueue: Enqueue,
+) -> None:
+    """The pause holds for a worker that starts after it: it registers paused and sends nothing."""
+    assert (await acli("pause", "--reason", "before any worker", db=database_url)).code == 0
+    keys = await enqueue(20)
+    worker = await start_worker()
+    await worker.wait_event("fleet.paused")
+    await wait_for(lambda: _workers_report(pg, "paused", 1), message="registered paused")
+    assert standin.count == 0
+    assert (await acli("resume", db=database_url)).code == 0
+    await wait_for(lambda: all_acknowledged(pg, 20), message="delivered after resume")
+    assert sorted(r.key for r in standin.received) == sorted(keys)

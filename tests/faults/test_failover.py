@@ -116,7 +116,8 @@ async def _play(
     urls = {"multi": multi, "old": primary.url(DATABASE), "standby": standby.url(DATABASE)}
     events, seen = Events(), Failover()
     async with StandIn(KEY, seed=plan.profile.seed) as standin:
-        standin.set_latency(plan.profile.latency)
+        # Sends in flight when the primary stops: their outcomes wait for the new primary.
+        standin.set_latency((0.1, 0.3))
         workers = {
             name: await spawn_worker(chaos_env(plan.profile, url, standin.url))
             for name, url in urls.items()

@@ -2,7 +2,16 @@
 
 The chaos run's "dead, reason not injected" line catches it only when an outage window happens to
 meet a quiet moment; here it is set up on purpose: the endpoint refuses connections, three messages
-are pending (fewer than the outage threshold), and a worker with 4 attempts and 1 s backoff runs.
+are pending (fewer than the outage threshold, so counting distinct failing messages would never
+declare the outage), and a worker with 1 s backoff runs whose outage threshold (4) is below its
+max attempts (5), as the worker asks (a `config.risky` warning otherwise).
+
+Why those settings and not the defaults' threshold (10) with few attempts: the circuit counts
+failures in a row, so it is threshold below max attempts that guarantees the outage is declared
+before any message can run out of attempts, whatever order the messages are tried in. With a
+threshold at or above max attempts it would hold only if the pending messages took their turns
+exactly in rotation, which depends on how the backoff compares with the time a claim takes: on a
+busy machine one message is tried twice as often as another and dies first.
 """
 
 from __future__ import annotations
@@ -13,10 +22,14 @@ from outbox_worker.standin import StandIn
 from tests.processes import Enqueue, StartWorker
 from tests.waiting import all_acknowledged, count_by_state, wait_for
 
+PENDING = 3
+OUTAGE_THRESHOLD = 4  # more than PENDING: the count is of failures, not of distinct messages
+MAX_ATTEMPTS = 5  # above the threshold: no message can spend them all before the circuit opens
 FAST_GIVE_UP = {
     "OUTBOX_HTTP_TIMEOUT": "1s",
     "OUTBOX_LEASE": "7s",
-    "OUTBOX_MAX_ATTEMPTS": "4",
+    "OUTBOX_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+    "OUTBOX_OUTAGE_THRESHOLD": str(OUTAGE_THRESHOLD),
     "OUTBOX_BACKOFF_BASE": "100ms",
     "OUTBOX_BACKOFF_CAP": "1s",
 }
@@ -27,19 +40,22 @@ async def test_refused_connections_with_few_messages_pending_spend_no_message_it
 ) -> None:
     """While the endpoint refuses every connection, three pending messages are paused, not dead-lettered after max attempts, and all are delivered once it is back."""
     await standin.stop()
-    await enqueue(3)
+    await enqueue(PENDING)
     worker = await start_worker(FAST_GIVE_UP)
 
     async def paused_or_dead() -> bool:
         dead = (await count_by_state(pg)).get("dead", 0)
         return dead > 0 or "circuit.opened" in worker.event_names()
 
-    # 4 attempts at most 1 s apart: without a pause, a message is dead within about 5 s.
+    # 5 attempts at most 1 s apart: without a pause, a message is dead within about 5 s.
     await wait_for(paused_or_dead, timeout=20, message="the circuit to open or a message to die")
     assert (await count_by_state(pg)).get("dead", 0) == 0, await _rows(pg)
+    # The configuration the worker vouches for: no warning about the threshold.
+    warnings = [str(e.get("warning")) for e in worker.events if e.get("event") == "config.risky"]
+    assert not [w for w in warnings if "OUTBOX_OUTAGE_THRESHOLD" in w], warnings
 
     await standin.start()
-    await wait_for(lambda: all_acknowledged(pg, 3), timeout=20, message="all delivered")
+    await wait_for(lambda: all_acknowledged(pg, PENDING), timeout=20, message="all delivered")
     assert await worker.terminate() == 0
 
 

@@ -121,7 +121,9 @@ async def test_a_database_partition_longer_than_the_lease_costs_time_never_a_mes
 ) -> None:
     """With its database path blackholed past the lease, a worker notices within its database timeout, sends nothing it could not settle, and recovers when the path returns; another worker takes over; the ledger balances."""
     plan = build_plan(quiet_profile(chaos_seed, updates=400, enqueue_rate=40.0, workers=2))
-    standin.set_latency(plan.profile.latency)
+    # Answers slow enough that sends are in flight when the path goes dark: their outcomes
+    # cannot be written, and the rows go to the other worker when their lease runs out.
+    standin.set_latency((0.2, 0.5))
     events, seen, retries = Events(), Partition(), list[str]()
     async with _proxies(database_url, standin) as (database, endpoint):
         cut_off = await spawn_worker(

@@ -9,9 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 from outbox_worker.assemble import opened_worker
+from outbox_worker.delivery.tracing import Tracing
 from outbox_worker.delivery.worker import Worker
 from outbox_worker.settings.config import Secret, Settings
-from outbox_worker.tracing import Tracing
 from tests.cases import KEY
 
 

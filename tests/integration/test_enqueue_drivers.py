@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from psycopg.rows import dict_row, namedtuple_row
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import outbox_worker
 from outbox_worker.payload import parse_update
@@ -46,6 +46,7 @@ SYNC: dict[str, Callable[[str], Opened]] = {
     ),
     "psycopg ClientCursor": lambda url: (c := psycopg.connect(url), psycopg.ClientCursor(c)),
     "psycopg RawCursor": lambda url: (c := psycopg.connect(url), psycopg.RawCursor(c)),
+    "psycopg ServerCursor": lambda url: (c := psycopg.connect(url), c.cursor(name="outbox")),
     "psycopg2 connection": lambda url: (c := psycopg2.connect(url), c),
     "psycopg2 cursor": lambda url: (c := psycopg2.connect(url), c.cursor()),
     "psycopg2 RealDictCursor": lambda url: (
@@ -87,6 +88,8 @@ async def test_sync_driver_joins_the_callers_transaction(
         outbox_worker.enqueue(target, EXAMPLE, dedup_key="rolled-back")
         conn.rollback()
     finally:
+        if target is not conn:
+            target.close()
         conn.close()
     assert await _stored(pg) == [(kept, WIRE)]
 
@@ -178,6 +181,17 @@ def _sqlalchemy_autocommit_session(url: str) -> Iterator[Any]:
         engine.dispose()
 
 
+@contextmanager
+def _sqlalchemy_autocommit_scoped_session(url: str) -> Iterator[Any]:
+    engine = create_engine(sqlalchemy_url(url, "psycopg"), isolation_level="AUTOCOMMIT")
+    sessions = scoped_session(sessionmaker(engine))
+    try:
+        yield sessions
+    finally:
+        sessions.remove()
+        engine.dispose()
+
+
 @asynccontextmanager
 async def _asyncpg_bare(url: str) -> AsyncIterator[Any]:
     conn = await asyncpg.connect(url)
@@ -228,6 +242,7 @@ async def _psycopg_async_autocommit_cursor(url: str) -> AsyncIterator[Any]:
 SYNC_AUTOCOMMIT: dict[str, Callable[[str], AbstractContextManager[Any]]] = {
     "SQLAlchemy Connection, AUTOCOMMIT": _sqlalchemy_autocommit_begin,
     "SQLAlchemy Session, AUTOCOMMIT": _sqlalchemy_autocommit_session,
+    "SQLAlchemy scoped_session, AUTOCOMMIT": _sqlalchemy_autocommit_scoped_session,
     "psycopg Connection, autocommit": _psycopg_autocommit,
     "psycopg Cursor, autocommit": _psycopg_autocommit_cursor,
     "psycopg2 connection, autocommit": _psycopg2_autocommit,

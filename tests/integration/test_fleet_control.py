@@ -10,12 +10,13 @@ import asyncpg
 import pytest
 
 from outbox_worker.errors import InvalidRequest
-from outbox_worker.models import PausedBy, WorkerState
+from outbox_worker.models import PausedBy, PauseState, WorkerBeat, WorkerState
 from outbox_worker.schema import FLEET_PAUSE
 from outbox_worker.store import fleet
 from outbox_worker.store import fleet_queries as sql
 from outbox_worker.store import operations as ops
 from outbox_worker.store.audit import Actor, AuditAction, audit_log, record
+from outbox_worker.store.delivery import PostgresStore
 from tests.integration.conftest import LoginAs
 from tests.integration.rows import insert_dead_rows, insert_message
 
@@ -164,7 +165,13 @@ async def test_a_batched_requeue_is_one_audit_entry_with_its_filters(
     [entry] = await audit_log(pg)
     assert (entry.action, entry.row_count, entry.transactions) == ("requeue", 25, 3)
     assert entry.details == {
-        "filters": {"since_s": 3600.0, "status_code": 503, "error_contains": None, "limit": None}
+        "filters": {
+            "since_s": 3600.0,
+            "status_code": 503,
+            "error_contains": None,
+            "dedup_key": None,
+            "limit": None,
+        }
     }
     assert await pg.fetchval("SELECT count(*) FROM outbox.audit_log") == 3
 
@@ -297,3 +304,20 @@ async def test_worker_role_beats_and_reads_the_pause_but_cannot_set_it(
             await conn.fetch("SELECT * FROM outbox.audit_log")
     finally:
         await conn.close()
+
+
+async def test_the_worker_store_reads_and_beats_through_its_pool(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """PostgresStore.heartbeat writes the row and reads the pause; fleet_pause only reads it."""
+    beat = WorkerBeat(
+        worker_id=uuid.uuid4(), host="h", pid=1, version="v", state=WorkerState.STARTING,
+        paused_by=None, listening=False, sends_last_minute=0, in_flight=0,
+    )  # fmt: skip
+    assert (await store.heartbeat(beat)).paused is False
+    assert await store.fleet_pause() == PauseState(paused=False)
+    paused = await fleet.pause(pg, "hold", ALICE)
+    assert await store.fleet_pause() == paused
+    assert await store.heartbeat(beat) == paused
+    assert [w.state for w in await fleet.list_workers(pg)] == [WorkerState.STARTING]
+    assert await store.forget_workers(timedelta(0)) == 1

@@ -158,8 +158,9 @@ async def test_operator_cannot_insert_or_rewrite_payloads(login_as: LoginAs) -> 
 
 
 async def test_public_may_not_execute_outbox_functions(pg: asyncpg.Connection) -> None:
-    """PUBLIC holds EXECUTE on no outbox function; the producer functions and retention (of
-    messages and of audit rows) run as their owner with a pinned search_path."""
+    """PUBLIC holds EXECUTE on no outbox function; the producer functions (with and without a
+    trace context) and retention (of messages and of audit rows) run as their owner with a pinned
+    search_path."""
     public = await pg.fetch(
         "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
         "WHERE n.nspname = 'outbox' AND has_function_privilege('public', p.oid, 'EXECUTE')"
@@ -171,6 +172,8 @@ async def test_public_may_not_execute_outbox_functions(pg: asyncpg.Connection) -
     )
     assert [(r["proname"], r["proconfig"]) for r in definers] == [
         ("enqueue", ["search_path=pg_catalog, outbox, pg_temp"]),
+        ("enqueue", ["search_path=pg_catalog, outbox, pg_temp"]),
+        ("insert_message", ["search_path=pg_catalog, outbox, pg_temp"]),
         ("insert_message", ["search_path=pg_catalog, outbox, pg_temp"]),
         ("purge_expired", ["search_path=pg_catalog, outbox, pg_temp"]),
         ("purge_expired_audit", ["search_path=pg_catalog, outbox, pg_temp"]),

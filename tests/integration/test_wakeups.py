@@ -181,28 +181,33 @@ async def _acknowledged_within(pg: asyncpg.Connection, message_id: int, seconds:
     await wait_for(acknowledged, timeout=seconds, message=f"acknowledged within {seconds} s")
 
 
-async def test_idle_listening_worker_delivers_a_lone_enqueue_within_a_second(
+# How long a test waits for the delivery: generous for a busy machine (the second the README
+# promises is not asserted; it is no test of behaviour on a machine other programs share).
+DELIVERY_DEADLINE_S = 30.0
+
+
+async def test_idle_listening_worker_delivers_a_lone_enqueue_without_waiting_for_its_poll(
     database_url: str, standin: StandIn, pg: asyncpg.Connection
 ) -> None:
-    """A worker that polls once a minute, idle, acknowledges a single new update within 1 s."""
-    async with running_worker(database_url, standin.url, poll_interval=timedelta(seconds=60)):
+    """A worker that polls once an hour, idle, is woken by a single new update and acknowledges it long before its poll."""
+    async with running_worker(database_url, standin.url, poll_interval=timedelta(hours=1)):
         await wait_for(lambda: _worker_is_idle(pg), timeout=10, message="an idle worker")
         await _forget_last_wakeup(pg)  # as after 10 s without enqueues
         message_id = await outbox_worker.enqueue_async(
             pg, update("after-idle"), allow_autocommit=True
         )
-        await _acknowledged_within(pg, message_id, 1.0)
+        # Only the enqueue's notification can wake it this side of the hourly poll.
+        await _acknowledged_within(pg, message_id, DELIVERY_DEADLINE_S)
 
 
-async def test_idle_poll_only_worker_delivers_within_the_poll_interval(
+async def test_idle_poll_only_worker_finds_a_new_update_by_polling(
     database_url: str, standin: StandIn, pg: asyncpg.Connection
 ) -> None:
-    """Without LISTEN an idle worker finds a new update within one poll interval."""
+    """Without LISTEN an idle worker finds a new update by its poll: nothing else can wake it."""
     poll = timedelta(seconds=1)
     async with running_worker(database_url, standin.url, listen=False, poll_interval=poll):
         await wait_for(lambda: _worker_is_idle(pg), timeout=10, message="an idle worker")
         message_id = await outbox_worker.enqueue_async(
             pg, update("polled-after-idle"), allow_autocommit=True
         )
-        # The bound is the poll interval; the margin covers the claim, the send and a busy CI box.
-        await _acknowledged_within(pg, message_id, poll.total_seconds() + 1.0)
+        await _acknowledged_within(pg, message_id, DELIVERY_DEADLINE_S)

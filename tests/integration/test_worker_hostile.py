@@ -358,8 +358,9 @@ async def test_a_skewed_host_clock_changes_nothing(
                 timeout=30,
                 message="all delivered on their third attempt",
             )
-    # Backoff ceilings of 1 s, measured from the database's now(): never 15 minutes out.
-    assert all(-1 < r["s"] <= 1.0 for r in due_in), [r["s"] for r in due_in]
+    # Backoff ceilings of 1 s, measured from the database's now(): never 15 minutes out. (No lower
+    # bound: a due row may wait for the next claim as long as a busy machine makes it.)
+    assert all(r["s"] <= 1.0 for r in due_in), [r["s"] for r in due_in]
     attempts = await pg.fetch(
         "SELECT attempts FROM outbox.messages WHERE payload #>> '{customer,customerId}' LIKE 's%'"
     )

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from outbox_worker.cli import _register_commands, cli
+from outbox_worker.console.settings import read_console_settings
 from outbox_worker.delivery import health
 from outbox_worker.observability import Metrics
 from outbox_worker.settings.config import (
@@ -106,6 +107,7 @@ def known_variables() -> set[str]:
     env = Recording({"OUTBOX_DATABASE_URL": "postgresql://db/app", "OUTBOX_API_KEY": "sk_test_x"})
     read_settings(env)
     read_database_url(env)
+    read_console_settings({}, env)
     return {name for name in env.read if name.startswith("OUTBOX_")}
 
 

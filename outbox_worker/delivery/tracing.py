@@ -2,8 +2,8 @@
 
 ``NO_TRACING`` is the default: chosen once when the worker is built, its methods do nothing, so
 a worker without tracing pays a few empty calls per delivery and imports nothing.
-``outbox_worker.integrations.otel`` implements the seam with OpenTelemetry when OTEL_* asks for
-it (README "Tracing"). No I/O here.
+``outbox_worker.integrations.otel.spans`` implements the seam with OpenTelemetry when OTEL_*
+asks for it (README "Tracing"). No I/O here.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ class Tracing(Protocol):
         """A claim statement is about to run."""
         ...
 
-    def close(self) -> None:
-        """Send what is still buffered and stop (at the worker's exit)."""
+    async def close(self, within_s: float) -> None:
+        """Send what is still buffered and stop (at the worker's exit), giving up after
+        ``within_s`` seconds (a collector that is down must not hold the exit up)."""
         ...
 
 
@@ -98,7 +99,7 @@ class _NoTrace:
         """Nothing is recorded."""
         return self
 
-    def close(self) -> None:
+    async def close(self, within_s: float) -> None:
         """Nothing to send."""
 
 

@@ -1,29 +1,30 @@
-"""OpenTelemetry for the outbox (the ``otel`` extra): the producer's trace context at enqueue, and
-a span for each claim and each delivery attempt in the worker (README "Tracing").
+"""The worker's spans (the ``otel`` extra): one per delivery attempt, in the producer's trace, with
+its claim and the circuit's changes as events; and the tracer provider `outbox-worker run` starts
+when OTEL_* asks for traces (README "Tracing").
 
-Imported only when asked for: ``outbox_worker.enqueue`` imports it once the application itself
-has imported ``opentelemetry.trace`` (a producer needs opentelemetry-api alone), and
-`outbox-worker run` when OTEL_* asks for traces. The SDK and the exporter are imported by
-``start_tracing`` alone.
-
-Each attempt's span is a child of the span that enqueued the message, in the producer's trace:
-the request that registered the user, its enqueue, every attempt and Ravelin's answers are one
-trace. Spans carry ids, counts, HTTP status codes, outcomes and the circuit's reasons; never the
-payload, the endpoint's answer text, the dedup key or the API key.
+Imported by assemble only when tracing is on; the SDK and the exporter by ``start_tracing`` alone.
+Each attempt's span is a child of the span that enqueued the message: the request that
+registered the user, its enqueue, every attempt and Ravelin's answers are one trace. Spans carry
+ids, counts, HTTP status codes, outcomes and the circuit's reasons; never the payload, the
+endpoint's answer text, the dedup key or the API key.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import logging
 import re
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+import structlog
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
-    Link,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -33,26 +34,13 @@ from opentelemetry.trace import (
     TraceState,
 )
 
+from outbox_worker.delivery.tracing import NO_TRACING, AttemptSource, AttemptTrace, ClaimTrace
 from outbox_worker.models import Message, Settlement, State
-from outbox_worker.tracing import NO_TRACING, AttemptSource, AttemptTrace, ClaimTrace
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-# --- the producer: the caller's trace context at enqueue ---------------------------------------
-
-
-def current_trace_context() -> str | None:
-    """The caller's current span context as the JSON the outbox stores, or None without one."""
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-    if not context.trace_state:
-        return f'{{"traceparent":"{parent}"}}'  # hex digits and dashes only: nothing to escape
-    state = context.trace_state.to_header()
-    return json.dumps({"traceparent": parent, "tracestate": state}, separators=(",", ":"))
-
+log = structlog.get_logger("outbox_worker.tracing")
 
 # --- the worker: the stored context, parsed as hostile text -------------------------------------
 
@@ -87,70 +75,103 @@ def producer_context(message: Message) -> SpanContext | None:
 
 # --- the worker's spans -------------------------------------------------------------------------
 
-# OpenTelemetry's messaging conventions: the outbox table is the queue, a claim "receives" a
-# batch, each delivery attempt "processes" one message. messaging.operation is the attribute's
-# older name, which backends built on earlier conventions still read.
+# OpenTelemetry's messaging conventions (1.26 and later, where messaging.operation became
+# messaging.operation.type): the outbox table is the queue, a claim "receives" a batch, each
+# delivery attempt "processes" one message. Every attribute costs the worker CPU twice (recorded,
+# then encoded for export: README "Tracing" has the figures), so spans carry only these.
 _SYSTEM: Final = {"messaging.system": "outbox", "messaging.destination.name": "outbox.messages"}
 _OUTCOMES: Final = {State.ACKNOWLEDGED: "acknowledged", State.DEAD: "dead_lettered"}
+# The last hex digit of trace flags whose "sampled" bit (0x01) is clear.
+_UNSAMPLED: Final = frozenset("02468ace")
 
 
 class OtelTracing:
-    """The worker's ``Tracing`` on an OpenTelemetry tracer."""
+    """The worker's ``Tracing`` on an OpenTelemetry tracer.
+
+    With ``follow_unsampled`` false (the parent-based samplers: OpenTelemetry's default, and
+    every parentbased_* OTEL_TRACES_SAMPLER) a message whose producer chose not to sample its
+    trace costs one string check per attempt: the SDK would only make a span that records nothing.
+    """
 
     def __init__(
-        self, tracer: trace.Tracer, *, server_address: str, provider: TracerProvider | None = None
+        self,
+        tracer: trace.Tracer,
+        *,
+        server_address: str,
+        provider: TracerProvider | None = None,
+        follow_unsampled: bool = False,
     ) -> None:
         self._tracer = tracer
         self._server_address = server_address
         self._provider = provider
+        self._follow_unsampled = follow_unsampled
 
     def claim_started(self) -> ClaimTrace:
         """A claim is about to run: its span starts now, if it takes any rows."""
-        return _Claim(self._tracer, self._server_address, time.time_ns())
+        return _Claim(self, time.time_ns())
 
-    def close(self) -> None:
-        """Export what is buffered and shut the provider down (blocks: run it in a thread)."""
-        if self._provider is not None:
-            self._provider.shutdown()
+    async def close(self, within_s: float) -> None:
+        """Export what is buffered and shut the provider down, waiting at most ``within_s``.
+
+        The shutdown blocks on HTTP (the exporter retries a collector that is down for up to
+        OTEL_EXPORTER_OTLP_TIMEOUT), so it runs in a daemon thread: past the bound the worker
+        exits without it, and only spans are lost.
+        """
+        provider = self._provider
+        if provider is None:
+            return
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+
+        def shut_down() -> None:
+            try:
+                provider.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits
+                    loop.call_soon_threadsafe(done.set)
+
+        threading.Thread(target=shut_down, name="tracing-shutdown", daemon=True).start()
+        try:
+            async with asyncio.timeout(within_s):
+                await done.wait()
+        except TimeoutError:
+            log.warning("tracing.flush_abandoned", waited_s=within_s,
+                        note="spans still buffered are lost; deliveries are not")  # fmt: skip
 
 
 class _Claim:
-    __slots__ = ("_server_address", "_span", "_started_ns", "_tracer")
+    """One claim: remembered, and shown on each traced attempt of its messages as an event.
 
-    def __init__(self, tracer: trace.Tracer, server_address: str, started_ns: int) -> None:
-        self._tracer = tracer
-        self._server_address = server_address
+    Not a span of its own: a claim serves messages of many traces, most of them perhaps not
+    sampled, and a span per claim would cost every claim what an event costs only the traced.
+    """
+
+    __slots__ = ("_claimed", "_started_ns", "_tracing")
+
+    def __init__(self, tracing: OtelTracing, started_ns: int) -> None:
+        self._tracing = tracing
         self._started_ns = started_ns
-        self._span: SpanContext | None = None
+        self._claimed: dict[str, Any] = {}
 
     def claimed(self, messages: Sequence[Message]) -> AttemptSource:
-        """One span for a claim that took rows, linked to each message's producer; an empty
-        claim (the idle worker's polls) leaves no span."""
+        """The claim took ``messages`` (none: the idle worker's poll, which leaves no trace)."""
         if not messages:
             return NO_TRACING
-        links = [Link(c) for m in messages if (c := producer_context(m)) is not None]
-        span = self._tracer.start_span(
-            "claim outbox",
-            context=Context(),  # a root: a claim serves many producers' traces
-            kind=SpanKind.CONSUMER,
-            attributes={
-                **_SYSTEM,
-                "messaging.operation": "receive",
-                "messaging.operation.type": "receive",
-                "messaging.operation.name": "claim",
-                "messaging.batch.message_count": len(messages),
-            },
-            links=links,
-            start_time=self._started_ns,
-        )
-        span.end()
-        self._span = span.get_span_context()
+        self._claimed = {
+            "messaging.operation.type": "receive",
+            "messaging.batch.message_count": len(messages),
+            "outbox.claim_ms": round((time.time_ns() - self._started_ns) / 1e6, 3),
+        }
         return self
 
     def attempt(self, message: Message) -> AttemptTrace:
-        """The attempt's span: a child of the producer's span, linked to this claim's."""
+        """The attempt's span, a child of the producer's span, with the claim as an event."""
+        tracing = self._tracing
+        stored = message.traceparent
+        if stored is not None and stored[-1:] in _UNSAMPLED and not tracing._follow_unsampled:
+            return NO_TRACING  # the producer did not sample this trace (flags with bit 0 clear)
         parent = producer_context(message)
-        span = self._tracer.start_span(
+        span = tracing._tracer.start_span(
             "deliver outbox",
             context=Context()
             if parent is None
@@ -158,16 +179,15 @@ class _Claim:
             kind=SpanKind.CONSUMER,
             attributes={
                 **_SYSTEM,
-                "messaging.operation": "process",
                 "messaging.operation.type": "process",
                 "messaging.operation.name": "deliver",
                 "messaging.message.id": str(message.id),
                 # The attempt's number among those that counted (a paused one does not).
                 "outbox.attempt": message.attempts + 1,
-                "server.address": self._server_address,
+                "server.address": tracing._server_address,
             },
-            links=None if self._span is None else [Link(self._span)],
         )
+        span.add_event("outbox.claimed", self._claimed, timestamp=self._started_ns)
         return _Attempt(span)
 
 
@@ -180,7 +200,7 @@ class _Attempt:
 
     def settled(self, settlement: Settlement) -> None:
         """Record the outcome; anything but an acknowledgement is an error of this span."""
-        attributes: dict[str, Any] = {"outbox.attempt_counted": settlement.attempt_spent}
+        attributes: dict[str, Any] = {}
         if settlement.status is not None:
             attributes["http.response.status_code"] = settlement.status
         outcome = _OUTCOMES.get(settlement.state)
@@ -241,7 +261,9 @@ def start_tracing(exporters: Sequence[str], *, server_address: str) -> OtelTraci
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased
 
+    _log_through_structlog()
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "outbox-worker"}))
@@ -251,12 +273,33 @@ def start_tracing(exporters: Sequence[str], *, server_address: str) -> OtelTraci
         if name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            exporter = ConsoleSpanExporter()
+            exporter = ConsoleSpanExporter(out=sys.stdout)  # today's stdout, not import time's
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return OtelTracing(
-        provider.get_tracer("outbox_worker"), server_address=server_address, provider=provider
+        provider.get_tracer("outbox_worker"),
+        server_address=server_address,
+        provider=provider,
+        # OTEL_TRACES_SAMPLER's parent-based samplers never record under an unsampled remote
+        # parent; the others (always_on, traceidratio) decide for themselves.
+        follow_unsampled=not isinstance(provider.sampler, ParentBased),
     )
+
+
+class _SdkWarnings(logging.Handler):
+    """OpenTelemetry's own warnings (a collector that is down, spans dropped) as the worker's
+    JSON log events, not stray text lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Log the record as the event tracing.sdk_warned."""
+        log.warning("tracing.sdk_warned", logger=record.name, message=record.getMessage())
+
+
+def _log_through_structlog() -> None:
+    sdk = logging.getLogger("opentelemetry")
+    if not any(isinstance(h, _SdkWarnings) for h in sdk.handlers):
+        sdk.addHandler(_SdkWarnings(logging.WARNING))
+        sdk.propagate = False
