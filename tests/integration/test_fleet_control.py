@@ -332,3 +332,11 @@ async def test_the_audit_log_keeps_filters_masked(pg: asyncpg.Connection) -> Non
     assert "jane" not in stored
     assert entry.details["filters"]["error_contains"] == "j***@e***.com"
     assert entry.details["filters"]["dedup_key"] == "j***@e***.com"
+
+
+async def test_personal_data_in_a_pause_reason_is_masked(pg: asyncpg.Connection) -> None:
+    """An email typed into the reason is kept masked, in the pause and in the audit log."""
+    paused = await fleet.pause(pg, "customer jane.doe@example.com complained", ALICE)
+    assert paused.reason == "customer j***@e***.com complained"
+    stored = await pg.fetchval("SELECT details::text FROM outbox.audit_log")
+    assert "jane" not in stored
