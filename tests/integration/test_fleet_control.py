@@ -321,3 +321,22 @@ async def test_the_worker_store_reads_and_beats_through_its_pool(
     assert await store.heartbeat(beat) == paused
     assert [w.state for w in await fleet.list_workers(pg)] == [WorkerState.STARTING]
     assert await store.forget_workers(timedelta(0)) == 1
+
+
+async def test_the_audit_log_keeps_filters_masked(pg: asyncpg.Connection) -> None:
+    """Personal data typed into a filter is stored masked, as the screens show it."""
+    filters = ops.DeadFilters(error_contains="jane.doe@example.com", dedup_key="jane@example.com")
+    await ops.requeue_dead(pg, filters, actor=ALICE)
+    [entry] = await audit_log(pg)
+    stored = await pg.fetchval("SELECT details::text FROM outbox.audit_log")
+    assert "jane" not in stored
+    assert entry.details["filters"]["error_contains"] == "j***@e***.com"
+    assert entry.details["filters"]["dedup_key"] == "j***@e***.com"
+
+
+async def test_personal_data_in_a_pause_reason_is_masked(pg: asyncpg.Connection) -> None:
+    """An email typed into the reason is kept masked, in the pause and in the audit log."""
+    paused = await fleet.pause(pg, "customer jane.doe@example.com complained", ALICE)
+    assert paused.reason == "customer j***@e***.com complained"
+    stored = await pg.fetchval("SELECT details::text FROM outbox.audit_log")
+    assert "jane" not in stored
