@@ -388,3 +388,23 @@ def test_psycopg_connections_store_the_current_span(
         assert cursor.fetchone() == (traceparent_of(span),)
     finally:
         conn.close()
+
+
+async def test_console_exporter_prints_the_attempts(capsys: pytest.CaptureFixture[str]) -> None:
+    """OTEL_TRACES_EXPORTER=console: the worker's spans, as JSON on stdout, at close at the latest."""
+    from outbox_worker.integrations.otel.spans import start_tracing
+    from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
+
+    tracing = start_tracing(("console",), server_address="api.ravelin.com")
+    message = Message(MessageId(7), b"{}", 0, timedelta(0), LeaseToken(uuid.uuid4()),
+                      traceparent=TRACEPARENT)  # fmt: skip
+    attempt = tracing.claim_started().claimed([message]).attempt(message)
+    attempt.settled(Settlement(message.id, message.lease_token, State.ACKNOWLEDGED, True, None,
+                               200, None, 0.01))  # fmt: skip
+    attempt.end()
+    await tracing.close(10)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["name"] == "deliver outbox"
+    assert printed["context"]["trace_id"] == "0x" + TRACEPARENT.split("-")[1]
+    assert printed["attributes"]["outbox.outcome"] == "acknowledged"
+    assert printed["resource"]["attributes"]["service.name"] == "outbox-worker"

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -272,7 +273,7 @@ def start_tracing(exporters: Sequence[str], *, server_address: str) -> OtelTraci
         if name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            exporter = ConsoleSpanExporter()
+            exporter = ConsoleSpanExporter(out=sys.stdout)  # today's stdout, not import time's
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
