@@ -12,14 +12,17 @@ Server time is measured inside the application (a middleware around every handle
 client's own cost is not counted. Printed per page: requests, p50, p95, max.
 
 Then the database's side: how many times the overview's aggregate was loaded, and transactions
-per second, for one tab and for ``--tabs`` tabs. The aggregate is cached for a couple of seconds,
-so its load does not grow with the number of tabs. Target: p95 <= 100 ms for each page.
+per second, for one tab and for ``--tabs`` tabs. The aggregate is reused for 5 s, so its load
+does not grow with the number of tabs; it is loaded once before the console listens, and
+reloaded in the background while tabs are served the previous one. Target: p95 <= 100 ms for
+each page.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import random
 import re
 import statistics
@@ -111,14 +114,30 @@ async def sign_in(http: aiohttp.ClientSession, base: str, token: str) -> None:
 async def tab(
     http: aiohttp.ClientSession, base: str, paths: list[str], refresh_s: float, until: float
 ) -> None:
-    """One open tab: an overview refresh and one dead-letter page every ``refresh_s``."""
+    """One open tab: an overview refresh (and one of ``paths``, if any) every ``refresh_s``."""
     await asyncio.sleep(random.uniform(0, refresh_s))  # tabs opened at different moments
     while time.monotonic() < until:
-        for path in ("/", random.choice(paths)):
+        for path in ["/", *([random.choice(paths)] if paths else [])]:
             async with http.get(base + path) as answer:
                 assert answer.status == 200, (path, answer.status)
                 await answer.read()
         await asyncio.sleep(refresh_s)
+
+
+async def browse(base: str, token: str, tabs: int, paths: list[str], refresh_s: float,
+                 seconds: float) -> None:  # fmt: skip
+    """Sign one browser session in and keep ``tabs`` tabs refreshing for ``seconds``."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    connector = aiohttp.TCPConnector(limit=tabs * 2)
+    async with aiohttp.ClientSession(cookie_jar=jar, connector=connector) as http:
+        await sign_in(http, base, token)
+        until = time.monotonic() + seconds
+        await asyncio.gather(*(tab(http, base, paths, refresh_s, until) for _ in range(tabs)))
+
+
+def browser_process(*args: object) -> None:
+    """The tabs in a process of their own, so the server's time is its own (not the client's)."""
+    asyncio.run(browse(*args))  # type: ignore[arg-type]
 
 
 async def deep_cursor(url: str, dead: int) -> str:
@@ -153,61 +172,62 @@ async def transactions(url: str) -> int:
 
 
 async def scenario(
-    url: str, tabs: int, seconds: float, refresh_s: float, deep: str
+    url: str, tabs: int, seconds: float, refresh_s: float, paths: list[str]
 ) -> tuple[dict[str, list[float]], int, float]:
-    """Serve the console with ``tabs`` tabs for ``seconds``; times, aggregate loads, tx/s."""
+    """Serve the console to ``tabs`` tabs for ``seconds``; times, aggregate loads, tx/s."""
     times: dict[str, list[float]] = defaultdict(list)
     token, line = new_token("bench", Role.ADMIN)
     settings = ConsoleSettings(database_url=url, port=0)
     async with operator_pool(url, application_name="console bench", max_size=4) as pool:
         app = make_app(settings, TokenBook([parse_line(line, "bench")]), pool)
         app.middlewares.insert(0, timing(times))
+        await app[OVERVIEW].get()  # as `outbox-worker console` does before it listens
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        base = f"http://127.0.0.1:{port}"
-        jar = aiohttp.CookieJar(unsafe=True)
-        connector = aiohttp.TCPConnector(limit=tabs * 2)
-        async with aiohttp.ClientSession(cookie_jar=jar, connector=connector) as http:
-            await sign_in(http, base, token)
-            times.clear()
-            loads_before = app[OVERVIEW].loads
-            tx_before, started = await transactions(url), time.monotonic()
-            until = started + seconds
-            paths = ["/dead", "/dead?status=503", deep]
-            await asyncio.gather(*(tab(http, base, paths, refresh_s, until) for _ in range(tabs)))
-            elapsed = time.monotonic() - started
-            tx_rate = (await transactions(url) - tx_before) / elapsed
-            loads = app[OVERVIEW].loads - loads_before
+        loads_before = app[OVERVIEW].loads
+        tx_before, started = await transactions(url), time.monotonic()
+        client = multiprocessing.get_context("spawn").Process(
+            target=browser_process,
+            args=(f"http://127.0.0.1:{port}", token, tabs, paths, refresh_s, seconds),
+        )
+        client.start()
+        await asyncio.to_thread(client.join)
+        assert client.exitcode == 0, f"the browsing process failed ({client.exitcode})"
+        tx_rate = (await transactions(url) - tx_before) / (time.monotonic() - started)
+        loads = app[OVERVIEW].loads - loads_before
         await runner.cleanup()
+    times.pop("/signin", None)
     return times, loads, tx_rate
 
 
 async def bench(url: str, args: argparse.Namespace) -> None:
-    """Fill, then run one tab and ``--tabs`` tabs; print the tables."""
+    """Fill; time the pages with 1 and ``--tabs`` tabs; then the overview's database load."""
     await fill(url, args.rows, args.dead)
-    deep = await deep_cursor(url, args.dead)
+    paths = ["/dead", "/dead?status=503", await deep_cursor(url, args.dead)]
     rows, load_rows = [], []
     for tabs in sorted({1, args.tabs}):
-        times, loads, tx_rate = await scenario(url, tabs, args.seconds, args.refresh, deep)
+        times, _, _ = await scenario(url, tabs, args.seconds, args.refresh, paths)
         for page, values in sorted(times.items()):
             p95 = percentile(values, 95)
             verdict = "ok" if p95 <= TARGET_P95_MS else "MISSED"
             rows.append([tabs, page, len(values), statistics.median(values), p95,
                          max(values), verdict])  # fmt: skip
-        overviews = len(times.get("overview", []))
-        load_rows.append([tabs, overviews, loads, loads / args.seconds, tx_rate])
+    for tabs in sorted({1, args.tabs}):
+        times, loads, tx_rate = await scenario(url, tabs, args.seconds, args.refresh, [])
+        requests = len(times.get("overview", []))
+        load_rows.append([tabs, requests, loads, loads / args.seconds, tx_rate])
     print_table(
-        f"Console server time (ms), {args.rows:,} rows, {args.dead:,} dead, "
-        f"refresh every {args.refresh:g}s, {args.seconds:g}s each; target p95 <= "
-        f"{TARGET_P95_MS:g} ms",
+        f"Console server time (ms), {args.rows:,} rows, {args.dead:,} dead, each tab asks for "
+        f"the overview and a dead-letter page every {args.refresh:g}s, {args.seconds:g}s; "
+        f"target p95 <= {TARGET_P95_MS:g} ms",
         ["tabs", "page", "requests", "p50", "p95", "max", "p95 target"],
         rows,
     )
     print_table(
-        "Database load: overview aggregate loads and transactions per second",
+        "Database load of the overview alone: aggregate loads and transactions per second",
         ["tabs", "overview requests", "aggregate loads", "loads/s", "transactions/s"],
         load_rows,
     )

@@ -7,7 +7,6 @@ cannot drift apart (a store without the LISTEN URL, a session without the HTTP t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,8 +70,7 @@ async def worker_on(built: Parts) -> AsyncIterator[Worker]:
             )
     finally:
         await built.store.close()
-        # Exports what is buffered; the OTLP exporter blocks on HTTP, so not on the event loop.
-        await asyncio.to_thread(built.tracing.close)
+        await built.tracing.close(settings.shutdown_grace.total_seconds())
 
 
 def tracing_for(settings: Settings) -> Tracing:

@@ -95,6 +95,10 @@ class Store(Protocol):
         in one round trip."""
         ...
 
+    async def fleet_pause(self) -> PauseState:
+        """Read the fleet's pause (one SELECT; nothing written)."""
+        ...
+
     async def forget_workers(self, older_than: timedelta) -> int:
         """Delete the registry rows of workers not seen for ``older_than``; how many."""
         ...

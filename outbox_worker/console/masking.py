@@ -62,11 +62,13 @@ def shown_key(key: str | None) -> str:
 
 def subject(row: DeadLetter) -> str:
     """Whom a message is about, from allowed fields only: its customer or supplier id."""
-    payload = mask_payload(row.payload)
+    payload = row.payload
     if not isinstance(payload, dict):
         return ""
     for part, key in (("customer", "customerId"), ("supplier", "supplierId")):
         section = payload.get(part)
-        if isinstance(section, dict) and section.get(key) is not None:
-            return f"{part} {section[key]}"
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, str | int):
+            # An allowed key, shown as mask_payload shows it: as free text, masked by pattern.
+            return f"{part} {mask_text(str(value))}"
     return ""

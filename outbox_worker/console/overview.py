@@ -1,7 +1,8 @@
 """The overview's aggregate, loaded at most once per ``ttl_s`` whatever the number of open tabs.
 
-Counting a million rows by state and bucketing a day of deliveries costs the database tens of
-milliseconds; fifty tabs refreshing every five seconds must not cost fifty times that. So one
+Counting a million rows by state and bucketing a day of deliveries costs the database most of a
+second (bench/console_bench.py); fifty tabs refreshing every five seconds must not cost fifty
+times that. So one
 load serves every request for ``ttl_s``; when it is older, the first request starts a reload and
 every request meanwhile is served the previous value (up to ``stale_s`` old), so no page waits
 on the database unless there is nothing to show yet. A failed load is logged and retried by the
@@ -36,7 +37,7 @@ class CachedLoad(Generic[T]):
     """A value loaded by ``load``, reused for ``ttl_s``, reloaded by one task at a time."""
 
     load: Callable[[], Awaitable[T]]
-    ttl_s: float = 2.0
+    ttl_s: float = 5.0
     stale_s: float = 30.0
     clock: Callable[[], float] = time.monotonic
     loads: int = 0  # how many loads ran (the bench and tests read it)

@@ -1,10 +1,12 @@
 """The worker's side of fleet control: its row in the workers registry, and the fleet's pause.
 
-At every beat the watch writes the worker's row (its state, sends in the last minute, sends in
-flight) and reads the fleet's pause, in one round trip. It beats every REGISTRY_HEARTBEAT, or
-every poll interval when that is shorter: a worker without LISTEN (behind a transaction pooler)
-learns of a pause within its poll interval. A NOTIFY on the fleet channel (pause, resume) makes it
-beat at once, so a listening worker obeys within one round trip.
+Every REGISTRY_HEARTBEAT (5 s) the watch writes the worker's row (its state, sends in the last
+minute, sends in flight) and reads the fleet's pause, in one round trip. A NOTIFY on the fleet
+channel (pause, resume) makes it read the pause at once, so a listening worker obeys within one
+round trip; a worker without LISTEN (behind a transaction pooler) reads it every poll interval
+when that is shorter than the heartbeat, so it obeys within its poll interval. Those in-between
+reads are one cheap SELECT: the row is written only every heartbeat (and at once when the
+worker's state changes), so a short poll interval does not turn into a stream of writes.
 
 Until a beat has succeeded the pause is unknown and the watch is ``holding``: a worker started
 during a pause claims nothing before it has read the pause. A beat that fails changes nothing (the
@@ -20,7 +22,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -92,7 +94,8 @@ class FleetWatch:
         self._metrics = metrics
         self._status = status
         self._paused_changed = paused_changed
-        self._interval_s = min(poll_interval_s, REGISTRY_HEARTBEAT.total_seconds())
+        self._poll_s = poll_interval_s
+        self._next_beat = 0.0  # loop time of the next row write (0: at once)
         self._recent = RecentCount(clock)
         self._hinted = asyncio.Event()
         self._listening = False
@@ -112,7 +115,7 @@ class FleetWatch:
         return self.pause is not None and self.pause.paused
 
     def hint(self) -> None:
-        """The pause may have changed (a NOTIFY, or LISTEN just began): beat now."""
+        """The pause may have changed (a NOTIFY, or LISTEN just began): read it now."""
         self._hinted.set()
 
     def listening(self, on: bool) -> None:
@@ -120,18 +123,28 @@ class FleetWatch:
         self._listening = on
 
     async def run(self) -> None:
-        """Beat every interval, and at once when hinted, until cancelled."""
+        """Beat every heartbeat; read the pause when hinted, and every poll interval without
+        LISTEN; until cancelled."""
+        loop = asyncio.get_running_loop()
+        heartbeat_s = REGISTRY_HEARTBEAT.total_seconds()
         while True:
             self._hinted.clear()
-            await self.beat()
+            wait = heartbeat_s if self._listening else min(self._poll_s, heartbeat_s)
+            if loop.time() >= self._next_beat:
+                self._next_beat = loop.time() + heartbeat_s
+                if not await self.beat():  # try again at the next turn, not a heartbeat later
+                    self._next_beat = loop.time() + min(self._poll_s, heartbeat_s)
+            else:
+                await self._read_pause()
             try:
-                async with asyncio.timeout(self._interval_s):
+                async with asyncio.timeout(min(wait, max(0.0, self._next_beat - loop.time()))):
                     await self._hinted.wait()
             except TimeoutError:
                 pass
 
-    async def beat(self, state: WorkerState | None = None) -> None:
-        """Write the row (with ``state`` instead of the worker's own, if given); read the pause."""
+    async def beat(self, state: WorkerState | None = None) -> bool:
+        """Write the row (with ``state`` instead of the worker's own, if given) and read the
+        pause; whether that worked."""
         status = self._status()
         beat = WorkerBeat(
             worker_id=self.worker_id,
@@ -144,16 +157,24 @@ class FleetWatch:
             sends_last_minute=self._recent.add(status.sends),
             in_flight=status.in_flight,
         )
+        return await self._ask(self._store.heartbeat(beat), "heartbeat")
+
+    async def _read_pause(self) -> bool:
+        return await self._ask(self._store.fleet_pause(), "pause")
+
+    async def _ask(self, question: Awaitable[PauseState], during: str) -> bool:
+        """Take the pause from ``question``'s answer; a failure changes nothing."""
         try:
-            pause = await self._store.heartbeat(beat)
+            pause = await question
         except (DatabaseUnavailable, StatementRejected) as exc:
             self._metrics.db_errors.inc()
             log.debug("registry.unavailable", error=str(exc))
-            return
+            return False
         except Exception as exc:  # no bug in the registry may stop delivery
-            log.error("worker.unexpected_error", during="heartbeat", error=type(exc).__name__)
-            return
+            log.error("worker.unexpected_error", during=during, error=type(exc).__name__)
+            return False
         self._read(pause)
+        return True
 
     async def final_beat(self) -> None:
         """Say the worker stopped (best effort: a database that is gone is not waited for)."""
@@ -184,4 +205,5 @@ class FleetWatch:
         elif was is not None:
             log.info("fleet.resumed", by=pause.actor, via=pause.via, db_role=pause.db_role)
         self._paused_changed(pause.paused)
-        self._hinted.set()  # beat again at once: the registry shows the new state promptly
+        self._next_beat = 0.0  # write the row at once: the registry shows the new state
+        self._hinted.set()

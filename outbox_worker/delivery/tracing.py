@@ -33,6 +33,14 @@ class AttemptTrace(Protocol):
         """This attempt's answer opened the circuit (``reason``) or closed it (None)."""
         ...
 
+    def paced(self, waited_s: float) -> None:
+        """The send waited ``waited_s`` for the fleet's rate limit or a 429 slow-down."""
+        ...
+
+    def slowed_down(self, pause_s: float) -> None:
+        """This attempt's answer (a 429, a Retry-After) paused every send for ``pause_s``."""
+        ...
+
     def end(self) -> None:
         """The attempt is over: nothing more is recorded on it."""
         ...
@@ -61,8 +69,9 @@ class Tracing(Protocol):
         """A claim statement is about to run."""
         ...
 
-    def close(self) -> None:
-        """Send what is still buffered and stop (at the worker's exit)."""
+    async def close(self, within_s: float) -> None:
+        """Send what is still buffered and stop (at the worker's exit), giving up after
+        ``within_s`` seconds (a collector that is down must not hold the exit up)."""
         ...
 
 
@@ -83,6 +92,12 @@ class _NoTrace:
     def circuit_changed(self, reason: str | None, next_probe_in_s: float) -> None:
         """Nothing is recorded."""
 
+    def paced(self, waited_s: float) -> None:
+        """Nothing is recorded."""
+
+    def slowed_down(self, pause_s: float) -> None:
+        """Nothing is recorded."""
+
     def end(self) -> None:
         """Nothing is recorded."""
 
@@ -98,7 +113,7 @@ class _NoTrace:
         """Nothing is recorded."""
         return self
 
-    def close(self) -> None:
+    async def close(self, within_s: float) -> None:
         """Nothing to send."""
 
 

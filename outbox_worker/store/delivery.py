@@ -51,7 +51,12 @@ from outbox_worker.store.delivery_queries import (
     SECONDS_UNTIL_DUE,
     SETTLE,
 )
-from outbox_worker.store.fleet_queries import FORGET_WORKERS, HEARTBEAT, PURGE_EXPIRED_AUDIT
+from outbox_worker.store.fleet_queries import (
+    FORGET_WORKERS,
+    HEARTBEAT,
+    PAUSE_STATE,
+    PURGE_EXPIRED_AUDIT,
+)
 from outbox_worker.store.housekeeping import BACKLOG, PURGE_EXPIRED, RETENTION_LOCK
 from outbox_worker.store.listen import listen
 
@@ -252,6 +257,11 @@ class PostgresStore:
             )
         )[0]
         return PauseState(**dict(row))  # columns named after the fields
+
+    async def fleet_pause(self) -> PauseState:
+        """Read the fleet's pause."""
+        rows = await self._fetch(PAUSE_STATE, FLEET_PAUSE)
+        return PauseState(**dict(rows[0])) if rows else PauseState(paused=False)
 
     async def forget_workers(self, older_than: timedelta) -> int:
         """Delete the registry rows of workers not seen for ``older_than``."""

@@ -24,6 +24,7 @@ from outbox_worker.models import (
     PauseState,
     WorkerState,
 )
+from outbox_worker.pii import mask_text
 from outbox_worker.schema import FLEET_PAUSE
 from outbox_worker.store import fleet_queries as sql
 from outbox_worker.store import listen
@@ -119,14 +120,17 @@ def _checked_reason(reason: str) -> str:
         raise InvalidRequest(f"the pause reason is longer than {MAX_REASON_CHARS} characters")
     if not text.isprintable():
         raise InvalidRequest("the pause reason has control characters")
-    return text
+    # Shown on every screen and kept in the audit log for a year: personal data typed into it
+    # (an email, a phone number) is masked as the CLI masks any free text.
+    return mask_text(text)
 
 
 async def pause(conn: asyncpg.Connection, reason: str, actor: Actor) -> PauseState:
     """Pause delivery fleet-wide with ``reason``; audited, workers told at commit.
 
-    Pausing while paused replaces the reason but keeps the pause's start. InvalidRequest (and
-    nothing changed) for an empty, overlong or unprintable reason.
+    Pausing while paused replaces the reason but keeps the pause's start. The reason is kept with
+    its whitespace collapsed and personal data masked; InvalidRequest (and nothing changed) for
+    an empty, overlong or unprintable one.
     """
     text = _checked_reason(reason)
     async with conn.transaction():

@@ -225,7 +225,11 @@ def _filters_record(filters: DeadFilters) -> dict[str, Any]:
     return {
         "since_s": since,
         "status_code": filters.status_code,
-        "error_contains": filters.error_contains,
+        # Masked as the text it searches is (last_error holds masked text): an operator who
+        # typed a customer's address into the filter does not leave it in the log for years.
+        "error_contains": None
+        if filters.error_contains is None
+        else mask_text(filters.error_contains),
         # Masked as every screen masks it: a dedup key often holds an email.
         "dedup_key": None if filters.dedup_key is None else mask_text(filters.dedup_key),
         "limit": filters.limit,

@@ -57,3 +57,14 @@ async def screenshot(page: Page, name: str, width: int) -> None:
     await page.set_viewport_size({"width": width, "height": 900})
     DOCS.mkdir(exist_ok=True)
     await page.screenshot(path=str(DOCS / f"console-{name}-{width}.png"), full_page=True)
+
+
+async def overview_shows(page: Page, url: str, label: str, value: str) -> None:
+    """Reload the overview until ``label`` reads ``value`` (its numbers are up to 5 s old)."""
+    from tests.waiting import wait_for
+
+    async def shown() -> bool:
+        await page.goto(url + "/")
+        return await stat(page, label).inner_text() == value
+
+    await wait_for(shown, interval=0.5, message=f"the overview's {label} to read {value}")

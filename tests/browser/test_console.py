@@ -11,7 +11,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser.conftest import BrowserErrors
 from tests.browser.harness import ConsoleProcess
-from tests.browser.steps import csrf_of, dead_rows, sign_in, stat
+from tests.browser.steps import csrf_of, dead_rows, overview_shows, sign_in, stat
 from tests.cases import registration_update
 from tests.integration.rows import PII_PAYLOAD, PII_VALUES, insert_message
 from tests.processes import StartWorker, acli
@@ -63,6 +63,7 @@ async def test_overview_numbers_equal_stats_json(
     for state, ago in [("acknowledged", 30), ("acknowledged", 3000), ("pending", 0)]:
         await insert_message(pg, state=state, ago=timedelta(seconds=ago), last_status=None)
     await sign_in(page, console, console.admin_token)
+    await overview_shows(page, console.url, "Dead", "3")
     stats = (await acli("stats", "--json", db=operator_url)).json()
     labels = {
         "Pending": "pending", "Claimed by workers": "claimed", "Acknowledged": "acknowledged",
@@ -235,3 +236,43 @@ async def test_stats_json_shape_is_what_the_overview_reads(operator_url: str) ->
     stats = (await acli("stats", "--json", db=operator_url)).json()
     assert {"pending", "claimed", "acknowledged", "dead"} <= set(stats)
     assert json.dumps(stats)
+
+
+async def test_the_overview_refreshes_itself_only_while_visible(
+    page: Page, console: ConsoleProcess, pg: asyncpg.Connection
+) -> None:
+    """Every 5 s a visible overview reloads its numbers in place; a hidden tab asks for nothing."""
+    refreshes: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            refreshes.append(request.url) if request.headers.get("x-console-refresh") else None
+        ),
+    )
+    await page.clock.install()
+    await sign_in(page, console, console.viewer_token)
+    await insert_dead_updates(pg, 2)
+
+    async def refreshed_to_two() -> bool:
+        # The server reuses its aggregate for 2 s of real time: refresh until the rows show.
+        async with page.expect_request(lambda r: bool(r.headers.get("x-console-refresh"))):
+            await page.clock.run_for(5_100)
+        await page.wait_for_load_state()
+        return await stat(page, "Dead").inner_text() == "2"
+
+    await wait_for(refreshed_to_two, message="the new dead letters on the open overview")
+    seen = len(refreshes)
+    await page.evaluate(
+        "Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'));"
+    )
+    await page.clock.run_for(60_000)
+    await page.evaluate("0")  # a round trip: any request the timers started has been reported
+    assert len(refreshes) == seen
+    await page.evaluate(
+        "Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'));"
+    )
+    async with page.expect_response(lambda r: bool(r.request.headers.get("x-console-refresh"))):
+        await page.clock.run_for(5_100)
+    await page.close()  # before the console stops: no refresh may find it gone

@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.harness import ConsoleProcess, console_process
-from tests.browser.steps import screenshot, sign_in, tab_to
+from tests.browser.steps import overview_shows, screenshot, sign_in, tab_to
 from tests.browser.test_console import insert_dead_updates
 from tests.e2e.test_canaries import ANSWER, DEDUP_KEY, PAYLOAD, PAYLOAD_CANARIES, canaries_in
 from tests.integration.rows import insert_message
@@ -155,6 +155,7 @@ async def test_every_page_fits_and_is_screenshotted(
     await page.goto(console.url + "/signin")
     await screenshot(page, "signin", width)
     await sign_in(page, console, console.admin_token)
+    await overview_shows(page, console.url, "Dead", "10")
     shots = {"overview": "/", "dead": "/dead", "detail": f"/messages/{message_id}",
              "confirm": "/dead/requeue-matching?status=503", "audit": "/audit"}  # fmt: skip
     for name, path in shots.items():

@@ -14,7 +14,7 @@ import outbox_worker
 from outbox_worker.standin import StandIn
 from tests.cases import update
 from tests.otlp import ExportedSpan, OtlpReceiver
-from tests.processes import StartWorker
+from tests.processes import StartWorker, free_port
 from tests.waiting import wait_for
 
 # Export each finished span within 100 ms instead of the SDK's 5 s.
@@ -53,3 +53,26 @@ async def test_retried_message_is_traced_in_the_producers_trace(
         assert span.attributes["messaging.message.id"] == str(message_id)
         assert span.service == "outbox-e2e"
         assert "outbox.claimed" in span.events
+
+
+async def test_a_collector_that_is_down_costs_spans_not_the_exit(
+    start_worker: StartWorker, pg: asyncpg.Connection
+) -> None:
+    """With no collector listening, delivery goes on, SIGTERM still exits 0 (the unsent spans
+    abandoned after the grace), and the SDK's complaints are JSON log events like the rest."""
+    with TracerProvider().get_tracer("signup-app").start_as_current_span("signup"):
+        async with pg.transaction():
+            await outbox_worker.enqueue_async(pg, update("nobody-listens"))
+    worker = await start_worker(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", **FAST_EXPORT}
+    )
+    await wait_for(
+        lambda: pg.fetchval("SELECT state = 'acknowledged' FROM outbox.messages"),
+        message="delivered while the collector is down",
+    )
+    await wait_for(
+        lambda: "tracing.sdk_warned" in worker.event_names(), message="the SDK's warning"
+    )
+    assert await worker.terminate() == 0
+    assert "tracing.flush_abandoned" in worker.event_names()
+    assert len(worker.events) == len(worker.lines)  # every line a JSON event

@@ -10,12 +10,13 @@ import asyncpg
 import pytest
 
 from outbox_worker.errors import InvalidRequest
-from outbox_worker.models import PausedBy, WorkerState
+from outbox_worker.models import PausedBy, PauseState, WorkerBeat, WorkerState
 from outbox_worker.schema import FLEET_PAUSE
 from outbox_worker.store import fleet
 from outbox_worker.store import fleet_queries as sql
 from outbox_worker.store import operations as ops
 from outbox_worker.store.audit import Actor, AuditAction, audit_log, record
+from outbox_worker.store.delivery import PostgresStore
 from tests.integration.conftest import LoginAs
 from tests.integration.rows import insert_dead_rows, insert_message
 
@@ -303,3 +304,39 @@ async def test_worker_role_beats_and_reads_the_pause_but_cannot_set_it(
             await conn.fetch("SELECT * FROM outbox.audit_log")
     finally:
         await conn.close()
+
+
+async def test_the_worker_store_reads_and_beats_through_its_pool(
+    pg: asyncpg.Connection, store: PostgresStore
+) -> None:
+    """PostgresStore.heartbeat writes the row and reads the pause; fleet_pause only reads it."""
+    beat = WorkerBeat(
+        worker_id=uuid.uuid4(), host="h", pid=1, version="v", state=WorkerState.STARTING,
+        paused_by=None, listening=False, sends_last_minute=0, in_flight=0,
+    )  # fmt: skip
+    assert (await store.heartbeat(beat)).paused is False
+    assert await store.fleet_pause() == PauseState(paused=False)
+    paused = await fleet.pause(pg, "hold", ALICE)
+    assert await store.fleet_pause() == paused
+    assert await store.heartbeat(beat) == paused
+    assert [w.state for w in await fleet.list_workers(pg)] == [WorkerState.STARTING]
+    assert await store.forget_workers(timedelta(0)) == 1
+
+
+async def test_the_audit_log_keeps_filters_masked(pg: asyncpg.Connection) -> None:
+    """Personal data typed into a filter is stored masked, as the screens show it."""
+    filters = ops.DeadFilters(error_contains="jane.doe@example.com", dedup_key="jane@example.com")
+    await ops.requeue_dead(pg, filters, actor=ALICE)
+    [entry] = await audit_log(pg)
+    stored = await pg.fetchval("SELECT details::text FROM outbox.audit_log")
+    assert "jane" not in stored
+    assert entry.details["filters"]["error_contains"] == "j***@e***.com"
+    assert entry.details["filters"]["dedup_key"] == "j***@e***.com"
+
+
+async def test_personal_data_in_a_pause_reason_is_masked(pg: asyncpg.Connection) -> None:
+    """An email typed into the reason is kept masked, in the pause and in the audit log."""
+    paused = await fleet.pause(pg, "customer jane.doe@example.com complained", ALICE)
+    assert paused.reason == "customer j***@e***.com complained"
+    stored = await pg.fetchval("SELECT details::text FROM outbox.audit_log")
+    assert "jane" not in stored

@@ -365,3 +365,74 @@ async def test_a_producer_role_enqueues_with_a_trace_context(
         await producer.close()
     assert (await stored_context(pg, by_sql)) == {"traceparent": TRACEPARENT}
     assert (await stored_context(pg, by_python)) is not None
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_psycopg_connections_store_the_current_span(
+    database_url: str, app_tracer: Tracer, driver: str
+) -> None:
+    """psycopg 3 and psycopg2 connections store the span's context, as the other drivers do."""
+    import psycopg2
+
+    connect = psycopg.connect if driver == "psycopg" else psycopg2.connect
+    conn: Any = connect(database_url)
+    try:
+        with app_tracer.start_as_current_span("signup") as span:
+            message_id = outbox_worker.enqueue(conn, update(driver))
+        conn.commit()
+        cursor = conn.cursor()
+        cursor.execute(
+            "SELECT trace_context ->> 'traceparent' FROM outbox.messages WHERE id = %s",
+            [message_id],
+        )
+        assert cursor.fetchone() == (traceparent_of(span),)
+    finally:
+        conn.close()
+
+
+async def test_console_exporter_prints_the_attempts(capsys: pytest.CaptureFixture[str]) -> None:
+    """OTEL_TRACES_EXPORTER=console: the worker's spans, as JSON on stdout, at close at the latest."""
+    from outbox_worker.integrations.otel.spans import start_tracing
+    from outbox_worker.models import LeaseToken, Message, MessageId, Settlement, State
+
+    tracing = start_tracing(("console",), server_address="api.ravelin.com")
+    message = Message(MessageId(7), b"{}", 0, timedelta(0), LeaseToken(uuid.uuid4()),
+                      traceparent=TRACEPARENT)  # fmt: skip
+    attempt = tracing.claim_started().claimed([message]).attempt(message)
+    attempt.settled(Settlement(message.id, message.lease_token, State.ACKNOWLEDGED, True, None,
+                               200, None, 0.01))  # fmt: skip
+    attempt.end()
+    await tracing.close(10)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["name"] == "deliver outbox"
+    assert printed["context"]["trace_id"] == "0x" + TRACEPARENT.split("-")[1]
+    assert printed["attributes"]["outbox.outcome"] == "acknowledged"
+    assert printed["resource"]["attributes"]["service.name"] == "outbox-worker"
+
+
+async def test_a_429_slow_down_and_the_wait_it_causes_are_events(
+    database_url: str,
+    standin: StandIn,
+    pg: asyncpg.Connection,
+    worker_tracing: OtelTracing,
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """A 429 with Retry-After: 3 marks its attempt (outbox.slowed_down); the next send's attempt
+    shows the wait (outbox.paced)."""
+    exporter = exported[1]
+    standin.set_retry_after("3", statuses=[429])  # long enough to enqueue the second within it
+    standin.script_for("first", [429])
+    async with pg.transaction():
+        await outbox_worker.enqueue_async(pg, update("first"))
+    async with running_worker(database_url, standin.url, tracing=worker_tracing):
+        await wait_for(lambda: spans_named(exporter, "deliver outbox"))
+        async with pg.transaction():
+            await outbox_worker.enqueue_async(pg, update("second"))
+        await wait_for(lambda: len(spans_named(exporter, "deliver outbox")) == 2)
+    first, second = spans_named(exporter, "deliver outbox")
+    slowed = [e for e in first.events if e.name == "outbox.slowed_down"]
+    assert [e.attributes and e.attributes["outbox.pause_s"] for e in slowed] == [3.0]
+    paced = [e for e in second.events if e.name == "outbox.paced"]
+    assert len(paced) == 1
+    assert paced[0].attributes is not None
+    assert float(str(paced[0].attributes["outbox.waited_s"])) > 0

@@ -113,6 +113,7 @@ class FakeStore:
         self._wake: Callable[[], None] | None = None
         self._fleet_hint: Callable[[], None] | None = None
         self.beats: list[WorkerBeat] = []  # every heartbeat written, in order
+        self.pause_reads = 0  # reads of the pause alone (between heartbeats)
         self.pause = PauseState(paused=False)  # what heartbeats read: set with set_pause()
 
     # --- scripting ---
@@ -217,6 +218,11 @@ class FakeStore:
     async def heartbeat(self, beat: WorkerBeat) -> PauseState:
         self._maybe_fail("heartbeat")
         self.beats.append(beat)
+        return self.pause
+
+    async def fleet_pause(self) -> PauseState:
+        self._maybe_fail("fleet_pause")
+        self.pause_reads += 1
         return self.pause
 
     async def forget_workers(self, older_than: timedelta) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, MutableMapping
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -51,13 +52,15 @@ async def test_a_paused_fleet_claims_nothing_until_resumed(rig: Rig) -> None:
 
 
 async def test_nothing_is_claimed_before_the_pause_is_read(rig: Rig) -> None:
-    """While no heartbeat succeeds the pause is unknown: no claim, until one does."""
+    """While the database does not answer the pause is unknown: no claim, until it does."""
     rig.store.fail("heartbeat", DatabaseUnavailable("down"))
+    rig.store.fail("fleet_pause", DatabaseUnavailable("down"))
     rig.store.add(message(1))
     async with rig.running():
         await wait_for(lambda: rig.store.failures["heartbeat"] >= 3, message="failed beats")
         assert rig.store.claims == []
         rig.store.answer_again("heartbeat")
+        rig.store.answer_again("fleet_pause")
         await wait_for(lambda: rig.store.settled_ids() == [1], message="delivered")
 
 
@@ -122,3 +125,18 @@ def test_recent_count_is_the_growth_over_the_last_minute() -> None:
     assert recent.add(26) == 21  # the base: the newest sample before the window (t=0: 5)
     clock.advance(60)
     assert recent.add(26) == 0
+
+
+async def test_between_heartbeats_a_polling_worker_only_reads_the_pause(rig: Rig) -> None:
+    """A short poll interval without LISTEN reads the pause each poll, writing the row only
+    every heartbeat (and once when the state changes)."""
+    async with rig.running(listen=False, poll_interval=timedelta(milliseconds=20)):
+        await wait_for(lambda: rig.store.pause_reads >= 5, message="pause reads")
+        beats, reads = len(rig.store.beats), rig.store.pause_reads  # starting, delivering
+        await wait_for(lambda: rig.store.pause_reads >= reads + 10, message="more reads")
+        assert len(rig.store.beats) == beats
+        rig.store.set_pause(True)  # no LISTEN: found by a read, then written at once
+        await wait_for(
+            lambda: rig.store.beats[-1].state is WorkerState.PAUSED, message="a paused beat"
+        )
+        assert len(rig.store.beats) == beats + 1

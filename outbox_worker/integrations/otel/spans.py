@@ -11,11 +11,17 @@ endpoint's answer text, the dedup key or the API key.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+import structlog
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
@@ -33,6 +39,8 @@ from outbox_worker.models import Message, Settlement, State
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+
+log = structlog.get_logger("outbox_worker.tracing")
 
 # --- the worker: the stored context, parsed as hostile text -------------------------------------
 
@@ -102,10 +110,33 @@ class OtelTracing:
         """A claim is about to run: its span starts now, if it takes any rows."""
         return _Claim(self, time.time_ns())
 
-    def close(self) -> None:
-        """Export what is buffered and shut the provider down (blocks: run it in a thread)."""
-        if self._provider is not None:
-            self._provider.shutdown()
+    async def close(self, within_s: float) -> None:
+        """Export what is buffered and shut the provider down, waiting at most ``within_s``.
+
+        The shutdown blocks on HTTP (the exporter retries a collector that is down for up to
+        OTEL_EXPORTER_OTLP_TIMEOUT), so it runs in a daemon thread: past the bound the worker
+        exits without it, and only spans are lost.
+        """
+        provider = self._provider
+        if provider is None:
+            return
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+
+        def shut_down() -> None:
+            try:
+                provider.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits
+                    loop.call_soon_threadsafe(done.set)
+
+        threading.Thread(target=shut_down, name="tracing-shutdown", daemon=True).start()
+        try:
+            async with asyncio.timeout(within_s):
+                await done.wait()
+        except TimeoutError:
+            log.warning("tracing.flush_abandoned", waited_s=within_s,
+                        note="spans still buffered are lost; deliveries are not")  # fmt: skip
 
 
 class _Claim:
@@ -215,6 +246,14 @@ class _Attempt:
                 },
             )
 
+    def paced(self, waited_s: float) -> None:
+        """An event when the send is about to start after waiting for the rate limit."""
+        self._span.add_event("outbox.paced", {"outbox.waited_s": round(waited_s, 3)})
+
+    def slowed_down(self, pause_s: float) -> None:
+        """An event on the attempt whose answer slowed every send down."""
+        self._span.add_event("outbox.slowed_down", {"outbox.pause_s": round(pause_s, 3)})
+
     def end(self) -> None:
         """End the span (the batch processor exports it in the background)."""
         self._span.end()
@@ -232,6 +271,7 @@ def start_tracing(exporters: Sequence[str], *, server_address: str) -> OtelTraci
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
     from opentelemetry.sdk.trace.sampling import ParentBased
 
+    _log_through_structlog()
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "outbox-worker"}))
@@ -241,7 +281,7 @@ def start_tracing(exporters: Sequence[str], *, server_address: str) -> OtelTraci
         if name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            exporter = ConsoleSpanExporter()
+            exporter = ConsoleSpanExporter(out=sys.stdout)  # today's stdout, not import time's
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -255,3 +295,19 @@ def start_tracing(exporters: Sequence[str], *, server_address: str) -> OtelTraci
         # parent; the others (always_on, traceidratio) decide for themselves.
         follow_unsampled=not isinstance(provider.sampler, ParentBased),
     )
+
+
+class _SdkWarnings(logging.Handler):
+    """OpenTelemetry's own warnings (a collector that is down, spans dropped) as the worker's
+    JSON log events, not stray text lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Log the record as the event tracing.sdk_warned."""
+        log.warning("tracing.sdk_warned", logger=record.name, message=record.getMessage())
+
+
+def _log_through_structlog() -> None:
+    sdk = logging.getLogger("opentelemetry")
+    if not any(isinstance(h, _SdkWarnings) for h in sdk.handlers):
+        sdk.addHandler(_SdkWarnings(logging.WARNING))
+        sdk.propagate = False
