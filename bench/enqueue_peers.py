@@ -29,7 +29,9 @@ those times, and on a loaded machine a preempted client or backend stretches som
 whole scheduler slices, so the rate moves with the load far more than the paths differ; the
 median time does not. The 1-connection target is therefore judged on the median (Python API /
 peer = the peer's median µs / the API's), with the rate ratio printed beside it; from 8
-connections up on the rate, where waiting for each other is what is measured.
+connections up on the rate, where waiting for each other is what is measured. Beside them, CPU
+per transaction: this process's (client) and the backends' (server, from /proc when the server
+runs on this machine): the work each path costs, which the load inflates less than it does time.
 pgqueuer and procrastinate are the ``bench`` extra; without either, its rows are skipped with a
 printed line.
 """
