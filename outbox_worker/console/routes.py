@@ -27,6 +27,8 @@ from outbox_worker.store.connection import pooled
 
 log = structlog.get_logger("outbox_worker.console")
 AUDIT_WINDOW: Final = timedelta(days=7)
+AUDIT_WINDOWS: Final = {"24h": timedelta(days=1), "7d": AUDIT_WINDOW, "30d": timedelta(days=30),
+                        "90d": timedelta(days=90), "400d": timedelta(days=400)}  # fmt: skip
 AUDIT_ROWS: Final = 500
 routes = web.RouteTableDef()
 
@@ -167,8 +169,10 @@ async def signout(request: web.Request) -> web.Response:
 
 @routes.get("/audit")
 async def audit_trail(request: web.Request) -> web.Response:
-    """The audit trail of the last week, newest first."""
+    """The audit trail of the chosen window (a week unless asked), newest first."""
+    chosen = request.query.get("since", "")
+    window = AUDIT_WINDOWS.get(chosen, AUDIT_WINDOW)
     async with pooled(request.app[POOL]) as conn:
-        entries = await audit.audit_log(conn, since=AUDIT_WINDOW, limit=AUDIT_ROWS)
-    body = audit_page(entries, AUDIT_WINDOW)
+        entries = await audit.audit_log(conn, since=window, limit=AUDIT_ROWS)
+    body = audit_page(entries, chosen if chosen in AUDIT_WINDOWS else "7d")
     return await signed_in_page(request, "Audit trail", body, current="/audit")

@@ -52,7 +52,7 @@ async def translate(
     except MessageNotFound:
         raise web.HTTPNotFound(text="no such message\n") from None
     except DatabaseUnavailable as exc:
-        log.warning("console.database_unavailable", error=type(exc).__name__)
+        log.warning("console.database_unreachable", error=type(exc).__name__)
         raise web.HTTPServiceUnavailable(text="the database is unavailable; try again\n") from None
     except OutboxError as exc:
         log.warning("console.statement_failed", error=type(exc).__name__)

@@ -108,6 +108,7 @@ class Dispatcher:
             now = started
             if self._fleet is not None or self._gate.delay(now) > 0:
                 now = await self._pace()
+                trace.paced(now - started)
             if now > claim.send_by or self._halt.is_set() or self._writer.database_down:
                 # The lease is too short now, or stop or a fleet pause came (a claim that landed
                 # after it, a slow-down that ended after it), or the database cannot take the
@@ -217,6 +218,7 @@ class Dispatcher:
             )
         if outcome.slow_down is not None:
             self._gate.pause_until(self._clock() + outcome.slow_down.total_seconds())
+            trace.slowed_down(outcome.slow_down.total_seconds())
             log.info(
                 "delivery.rate_limited",
                 message_id=message.id,

@@ -33,6 +33,14 @@ class AttemptTrace(Protocol):
         """This attempt's answer opened the circuit (``reason``) or closed it (None)."""
         ...
 
+    def paced(self, waited_s: float) -> None:
+        """The send waited ``waited_s`` for the fleet's rate limit or a 429 slow-down."""
+        ...
+
+    def slowed_down(self, pause_s: float) -> None:
+        """This attempt's answer (a 429, a Retry-After) paused every send for ``pause_s``."""
+        ...
+
     def end(self) -> None:
         """The attempt is over: nothing more is recorded on it."""
         ...
@@ -82,6 +90,12 @@ class _NoTrace:
         """Nothing is recorded."""
 
     def circuit_changed(self, reason: str | None, next_probe_in_s: float) -> None:
+        """Nothing is recorded."""
+
+    def paced(self, waited_s: float) -> None:
+        """Nothing is recorded."""
+
+    def slowed_down(self, pause_s: float) -> None:
         """Nothing is recorded."""
 
     def end(self) -> None:

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,7 @@ class ConsoleProcess:
     url: str
     admin_token: str
     viewer_token: str
-    lines: list[str] = field(default_factory=list)
+    log: str = ""  # what it wrote to stderr, once stopped
 
     async def stop(self) -> None:
         """SIGTERM it and wait (SIGKILL after 10 s)."""
@@ -94,6 +94,6 @@ async def console_process(
         yield console
     finally:
         await console.stop()
-        err = await process.stderr.read()
+        console.log = (await process.stderr.read()).decode(errors="replace")
         print("--- console log:")
-        print(err.decode()[-5000:])
+        print(console.log[-5000:])

@@ -49,9 +49,12 @@ async def test_pause_and_resume_show_everywhere_and_are_audited(
     await expect(
         trail.get_by_role("row", name=re.compile(r"^.* pause ada \(via console\)"))
     ).to_have_count(1)
-    await expect(trail.get_by_role("row", name=re.compile(r"console\.sign_in ada"))).to_have_count(
-        1
-    )
+    sign_ins = trail.get_by_role("row", name=re.compile(r"console\.sign_in ada"))
+    await expect(sign_ins).to_have_count(1)
+    await page.get_by_label("Window").select_option("24h")
+    await page.get_by_role("button", name="Show").click()
+    last_day = page.get_by_role("table", name=re.compile("^Operator actions, last 24h"))
+    await expect(last_day.get_by_role("row", name=re.compile(r" pause ada "))).to_have_count(1)
 
 
 async def test_workers_table_lists_a_running_worker(

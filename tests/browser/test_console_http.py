@@ -115,6 +115,10 @@ async def test_the_sso_header_is_trusted_only_from_the_proxy(
     viewer = {"X-Forwarded-User": "val"}
     async with http.get(sso_console.url + "/", headers=viewer, allow_redirects=False) as page:
         assert "val (viewer)" in await page.text()
+    # A page that rebinds its own domain to 127.0.0.1 and sends the header itself: refused.
+    rebound = {**admin, "Host": "attacker.example"}
+    async with http.get(sso_console.url + "/", headers=rebound, allow_redirects=False) as page:
+        assert page.status == 421
     # The other console trusts no proxy: the same header is just a header.
     async with http.get(console.url + "/", headers=admin, allow_redirects=False) as page:
         assert page.status == 303

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import urlopen
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -219,6 +221,40 @@ async def test_no_canary_leaks_anywhere(
     assert "999999999" in runs[13].err
     assert runs[15].code == 2
     assert "is malformed" in runs[15].out
+
+
+CONSOLE_PAGES = ["/", "/dead", "/dead?status=400", "/dead/requeue-matching?status=400", "/audit",
+                 "/purge?older_than=1s&include_dead=1"]  # fmt: skip
+
+
+async def test_no_canary_in_the_console(
+    pg: asyncpg.Connection, canary_url: str, tmp_path: Any
+) -> None:
+    """The web console's pages (HTML as served), a requeue through it and its log: no canary."""
+    from tests.browser.harness import console_process
+    from tests.browser.test_console_http import sign_in
+    from tests.browser.test_console_privacy import insert_canary
+
+    message_id = await insert_canary(pg)
+    pages: dict[str, str] = {}
+    async with console_process(canary_url, tmp_path / "tokens") as console:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            assert (await sign_in(http, console.url, console.admin_token)).status == 303
+            for path in [*CONSOLE_PAGES, f"/messages/{message_id}"]:
+                async with http.get(console.url + path) as page:
+                    assert page.status == 200, path
+                    pages[path] = await page.text()
+            csrf = re.search(r'name="csrf" value="([^"]+)"', pages["/"])
+            assert csrf is not None
+            form = {"csrf": csrf.group(1), "id": str(message_id), "confirmed": "yes"}
+            async with http.post(console.url + "/dead/requeue", data=form) as done:
+                assert done.status == 200
+                pages["after requeue"] = await done.text()
+    leaks = {where: canaries_in(html) for where, html in pages.items()}
+    leaks["console log"] = canaries_in(console.log)
+    assert {where: found for where, found in leaks.items() if found} == {}
+    assert "Requeued 1 message." in pages["after requeue"]
 
 
 async def test_show_pii_reveals_the_payload(pg: asyncpg.Connection, canary_url: str) -> None:

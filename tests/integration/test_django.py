@@ -203,3 +203,19 @@ def test_refusals_through_django_quote_no_personal_data(site: dict[str, str]) ->
         enqueue(broken, dedup_key=DEDUP_KEY)
     said = f"{refused.value!r} {refused.value} {invalid.value!r} {invalid.value}"
     assert [c for c in [*_canaries(broken), DEDUP_KEY] if c in said] == []
+
+
+def test_enqueue_in_a_span_stores_its_trace_context(site: dict[str, str]) -> None:
+    """outbox_worker.django.enqueue inside an OpenTelemetry span stores that span's traceparent."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("django-app")
+    with tracer.start_as_current_span("register") as span, transaction.atomic():
+        enqueue(EXAMPLE, dedup_key="traced")
+    context = span.get_span_context()
+    expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    with psycopg.connect(site["default"]) as conn:
+        row = conn.execute(
+            "SELECT trace_context ->> 'traceparent' FROM outbox.messages WHERE dedup_key = 'traced'"
+        ).fetchone()
+    assert row == (expected,)

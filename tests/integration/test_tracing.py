@@ -408,3 +408,31 @@ async def test_console_exporter_prints_the_attempts(capsys: pytest.CaptureFixtur
     assert printed["context"]["trace_id"] == "0x" + TRACEPARENT.split("-")[1]
     assert printed["attributes"]["outbox.outcome"] == "acknowledged"
     assert printed["resource"]["attributes"]["service.name"] == "outbox-worker"
+
+
+async def test_a_429_slow_down_and_the_wait_it_causes_are_events(
+    database_url: str,
+    standin: StandIn,
+    pg: asyncpg.Connection,
+    worker_tracing: OtelTracing,
+    exported: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """A 429 with Retry-After: 3 marks its attempt (outbox.slowed_down); the next send's attempt
+    shows the wait (outbox.paced)."""
+    exporter = exported[1]
+    standin.set_retry_after("3", statuses=[429])  # long enough to enqueue the second within it
+    standin.script_for("first", [429])
+    async with pg.transaction():
+        await outbox_worker.enqueue_async(pg, update("first"))
+    async with running_worker(database_url, standin.url, tracing=worker_tracing):
+        await wait_for(lambda: spans_named(exporter, "deliver outbox"))
+        async with pg.transaction():
+            await outbox_worker.enqueue_async(pg, update("second"))
+        await wait_for(lambda: len(spans_named(exporter, "deliver outbox")) == 2)
+    first, second = spans_named(exporter, "deliver outbox")
+    slowed = [e for e in first.events if e.name == "outbox.slowed_down"]
+    assert [e.attributes and e.attributes["outbox.pause_s"] for e in slowed] == [3.0]
+    paced = [e for e in second.events if e.name == "outbox.paced"]
+    assert len(paced) == 1
+    assert paced[0].attributes is not None
+    assert float(str(paced[0].attributes["outbox.waited_s"])) > 0

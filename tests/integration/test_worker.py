@@ -259,7 +259,7 @@ class RecordedSettlements:
         """One attempt of ``message``: its settlement is recorded with the message's body."""
         return _RecordedAttempt(message.body, self.settled)
 
-    def close(self) -> None:
+    async def close(self, within_s: float) -> None:
         """Nothing buffered."""
 
 
@@ -281,6 +281,12 @@ class _RecordedAttempt:
         """Not recorded."""
 
     def circuit_changed(self, reason: str | None, next_probe_in_s: float) -> None:
+        """Not recorded."""
+
+    def paced(self, waited_s: float) -> None:
+        """Not recorded."""
+
+    def slowed_down(self, pause_s: float) -> None:
         """Not recorded."""
 
     def end(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 from outbox_worker.console.html import Html, join, render, when
 from outbox_worker.pii import mask_text
@@ -18,8 +17,25 @@ def _details(entry: AuditEntry) -> str:
     return text if len(text) <= DETAILS_WIDTH else text[: DETAILS_WIDTH - 1] + "…"
 
 
-def audit_page(entries: list[AuditEntry], window: timedelta) -> Html:
-    """The table of operations, newest first."""
+def _window_form(chosen: str) -> Html:
+    options = join(
+        render(
+            '<option value="{v}"{sel}>{v}</option>',
+            v=value,
+            sel=Html(" selected" if value == chosen else ""),
+        )
+        for value in ("24h", "7d", "30d", "90d", "400d")
+    )
+    return render(
+        '<form method="get" action="/audit" class="filters">'
+        '<label>Window <select name="since">{options}</select></label>'
+        '<button type="submit">Show</button></form>',
+        options=options,
+    )
+
+
+def audit_page(entries: list[AuditEntry], chosen: str = "7d") -> Html:
+    """The window's form and the table of operations, newest first."""
     head = join(
         render('<th scope="col">{h}</th>', h=h)
         for h in ["When", "Action", "Who", "Database role", "Rows", "Details"]
@@ -41,9 +57,10 @@ def audit_page(entries: list[AuditEntry], window: timedelta) -> Html:
     ]
     body = join(rows) or Html('<tr><td colspan="6">Nothing was done in this window.</td></tr>')
     return render(
-        '<table class="list"><caption>Operator actions, last {days} days, newest first</caption>'
-        "<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
-        days=window.days,
+        '{form}<table class="list"><caption>Operator actions, last {chosen}, newest first'
+        "</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
+        form=_window_form(chosen),
+        chosen=chosen,
         head=head,
         body=body,
     )

@@ -246,6 +246,14 @@ class _Attempt:
                 },
             )
 
+    def paced(self, waited_s: float) -> None:
+        """An event when the send is about to start after waiting for the rate limit."""
+        self._span.add_event("outbox.paced", {"outbox.waited_s": round(waited_s, 3)})
+
+    def slowed_down(self, pause_s: float) -> None:
+        """An event on the attempt whose answer slowed every send down."""
+        self._span.add_event("outbox.slowed_down", {"outbox.pause_s": round(pause_s, 3)})
+
     def end(self) -> None:
         """End the span (the batch processor exports it in the background)."""
         self._span.end()
