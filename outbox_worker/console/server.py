@@ -15,7 +15,7 @@ from aiohttp import web
 
 from outbox_worker.console import actions, fleet_actions, routes
 from outbox_worker.console.guard import ACCESS, Access, add_headers, check_host, identify
-from outbox_worker.console.overview import CachedLoad, load_overview
+from outbox_worker.console.overview import OverviewSource
 from outbox_worker.console.sessions import Sessions, SignInLimiter
 from outbox_worker.console.settings import ConsoleSettings
 from outbox_worker.console.state import DATABASE_URL, OVERVIEW, POOL
@@ -32,10 +32,6 @@ from outbox_worker.store.connection import (
 log = structlog.get_logger("outbox_worker.console")
 
 STATIC: Final = resources.files("outbox_worker.console") / "static"
-# How long one load of the overview's aggregate serves every tab: the pages' own refresh period.
-# On a million rows the aggregate costs the database about 0.8 s (counts by state, the top dead
-# reasons, a day of deliveries by hour), so at most that per 5 s, however many tabs are open.
-OVERVIEW_TTL_S: Final = 5.0
 
 
 @web.middleware
@@ -65,7 +61,6 @@ def make_app(
     pool: asyncpg.Pool,
     *,
     clock: Callable[[], float] = time.monotonic,
-    overview_ttl_s: float = OVERVIEW_TTL_S,
 ) -> web.Application:
     """The console application over ``pool``, signing in with ``book`` and/or SSO."""
     app = web.Application(middlewares=[check_host, identify, translate], client_max_size=256_000)
@@ -77,7 +72,7 @@ def make_app(
     )
     app[POOL] = pool
     app[DATABASE_URL] = settings.database_url
-    app[OVERVIEW] = CachedLoad(lambda: load_overview(pool), ttl_s=overview_ttl_s, clock=clock)
+    app[OVERVIEW] = OverviewSource.of(pool, clock)
     app.add_routes(routes.routes)
     app.add_routes(actions.routes)
     app.add_routes(fleet_actions.routes)

@@ -9,11 +9,11 @@ from aiohttp import web
 
 from outbox_worker.console.guard import ACCESS, visitor_of
 from outbox_worker.console.html import Frame, Html, page
-from outbox_worker.console.overview import CachedLoad, Overview
+from outbox_worker.console.overview import OverviewSource
 from outbox_worker.console.pages.fleet import pause_banner
 
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
-OVERVIEW: Final = web.AppKey("overview", CachedLoad[Overview])
+OVERVIEW: Final = web.AppKey("overview", OverviewSource)
 DATABASE_URL: Final = web.AppKey("database_url", str)
 
 

@@ -362,7 +362,7 @@ async def stats(conn: asyncpg.Connection, *, top: int = TOP_REASONS) -> Stats:
     """Counts by state, backlog age, recent dead letters and deliveries, top dead reasons."""
     r = await conn.fetchrow(sql.STATS)
     assert r is not None
-    reasons = await _dead_reasons(conn, top)
+    reasons = await top_dead_reasons(conn, top)
     return Stats(
         pending=r["pending"],
         claimed=r["claimed"],
@@ -377,7 +377,7 @@ async def stats(conn: asyncpg.Connection, *, top: int = TOP_REASONS) -> Stats:
     )
 
 
-async def _dead_reasons(conn: asyncpg.Connection, top: int) -> list[tuple[str, int]]:
+async def top_dead_reasons(conn: asyncpg.Connection, top: int) -> list[tuple[str, int]]:
     """The ``top`` dead-letter reasons, each masked by a sample row's own values, then merged.
 
     This worker writes reasons already masked; a reason an older worker wrote may quote the

@@ -70,8 +70,11 @@ async def _series(conn: asyncpg.Connection, unit: str, count: int) -> tuple[Buck
     )
 
 
-async def throughput(conn: asyncpg.Connection) -> Throughput:
-    """Deliveries and dead letters per minute over the last hour and per hour over the day."""
-    return Throughput(
-        minutes=await _series(conn, "minute", MINUTES), hours=await _series(conn, "hour", HOURS)
-    )
+async def per_minute(conn: asyncpg.Connection) -> tuple[Bucket, ...]:
+    """Deliveries and dead letters per minute over the last hour, oldest first."""
+    return await _series(conn, "minute", MINUTES)
+
+
+async def per_hour(conn: asyncpg.Connection) -> tuple[Bucket, ...]:
+    """Deliveries and dead letters per hour over the last day, oldest first."""
+    return await _series(conn, "hour", HOURS)

@@ -82,3 +82,24 @@ def test_run_refuses_tracing_without_the_otel_extra(database_url: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "pip install 'outbox-worker[otel]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_worker_built_without_otel_variables_imports_no_opentelemetry(database_url: str) -> None:
+    """What `run` builds (settings, store, tracer) with no OTEL_* set leaves OpenTelemetry out."""
+    code = (
+        "import sys\n"
+        "from outbox_worker import assemble\n"
+        "from outbox_worker.settings.environment import read_settings\n"
+        "built = assemble.parts(read_settings())\n"
+        "print(type(built.tracing).__name__, sorted(m for m in sys.modules if 'opentelemetry' in m))"
+    )
+    env = worker_env({"OUTBOX_DATABASE_URL": database_url, "OUTBOX_API_KEY": KEY})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "_NoTrace []"), done.stderr

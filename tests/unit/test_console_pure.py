@@ -8,6 +8,7 @@ import pytest
 
 from outbox_worker.console.filters import parse_dead_query, parse_ids
 from outbox_worker.console.html import Html, esc, render
+from outbox_worker.console.overview import CachedLoad
 from outbox_worker.console.sessions import Sessions, SignInLimiter
 from outbox_worker.console.settings import read_console_settings
 from outbox_worker.console.tokens import (
@@ -20,6 +21,7 @@ from outbox_worker.console.tokens import (
 )
 from outbox_worker.errors import ConfigError
 from tests.unit.fakes import ManualClock
+from tests.waiting import wait_for
 
 URL = {"OUTBOX_DATABASE_URL": "postgresql://db/app"}
 
@@ -113,3 +115,23 @@ def test_dead_letter_filters_are_parsed_and_bad_ones_named() -> None:
     assert parse_ids(["3", "1", "3"]) == [1, 3]
     with pytest.raises(ValueError, match="ids"):
         parse_ids(["1", "1; DROP TABLE"])
+
+
+async def test_one_load_serves_every_tab_and_a_stale_one_reloads_in_the_background() -> None:
+    """Within ttl no load; past it the old value is served while one reload runs."""
+    clock = ManualClock()
+    loaded: list[int] = []
+
+    async def load() -> int:
+        loaded.append(len(loaded) + 1)
+        return loaded[-1]
+
+    cache = CachedLoad(load, ttl_s=5, stale_s=30, clock=clock)
+    assert [await cache.get() for _ in range(50)] == [1] * 50
+    clock.advance(6)
+    assert [await cache.get() for _ in range(50)] == [1] * 50  # stale, one reload started
+    await wait_for(lambda: cache.loads == 2, message="the background reload")
+    assert await cache.get() == 2
+    assert loaded == [1, 2]
+    clock.advance(31)  # too stale to show: the page waits for the reload
+    assert await cache.get() == 3
