@@ -29,7 +29,9 @@ those times, and on a loaded machine a preempted client or backend stretches som
 whole scheduler slices, so the rate moves with the load far more than the paths differ; the
 median time does not. The 1-connection target is therefore judged on the median (Python API /
 peer = the peer's median µs / the API's), with the rate ratio printed beside it; from 8
-connections up on the rate, where waiting for each other is what is measured.
+connections up on the rate, where waiting for each other is what is measured. Beside them, CPU
+per transaction: this process's (client) and the backends' (server, from /proc when the server
+runs on this machine): the work each path costs, which the load inflates less than it does time.
 pgqueuer and procrastinate are the ``bench`` extra; without either, its rows are skipped with a
 printed line.
 """
@@ -41,6 +43,7 @@ import asyncio
 import importlib.util
 import json
 import logging
+import pathlib
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -95,6 +98,13 @@ class Client:
 
     conn: Any  # asyncpg.Connection or psycopg.AsyncConnection
     helper: Any = None
+
+    @property
+    def backend_pid(self) -> int:
+        """The PID of the server process serving this connection."""
+        if isinstance(self.conn, asyncpg.Connection):
+            return self.conn.get_server_pid()
+        return int(self.conn.info.backend_pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,9 +274,31 @@ class Run:
 
     rate: float  # transactions/s, all connections together
     median_us: float  # median wall time of one transaction
+    client_us: float  # this process's CPU per transaction
+    server_us: float | None  # the backends' CPU per transaction (None: not on this machine)
 
 
 Runs = dict[tuple[str, int], list[Run]]  # per (path, connections), one a round
+
+
+def _server_cpu(pids: list[int]) -> float | None:
+    """CPU seconds the backends with these PIDs have used, if they run on this machine.
+
+    From /proc/PID/schedstat (nanoseconds on a CPU): /proc/PID/stat counts whole clock ticks,
+    which a backend of 32 busy for a second barely reaches. A PID is only trusted when /proc
+    names the process ``postgres``: with a remote server the number may belong to anything here.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            name = pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+            on_cpu_ns = int(pathlib.Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if name != "postgres":
+            return None
+        total += on_cpu_ns
+    return total / 1e9
 
 
 async def throughput(url: str, updates: list[Update], path: Path, connections: int,
@@ -284,11 +316,21 @@ async def throughput(url: str, updates: list[Update], path: Path, connections: i
         return done
 
     try:
+        pids = [c.backend_pid for c in clients]
+        server_before = _server_cpu(pids)
+        client_before = time.process_time()
         started = time.perf_counter()
         deadline = started + seconds
         counts = await asyncio.gather(*(loop(c, i * 97, deadline) for i, c in enumerate(clients)))
         rate = sum(counts) / (time.perf_counter() - started)
-        return Run(rate, statistics.median(took) * 1e6 if took else float("nan"))
+        done = max(1, sum(counts))
+        client_us = (time.process_time() - client_before) / done * 1e6
+        server_after = _server_cpu(pids)
+        server_us = None
+        if server_before is not None and server_after is not None:
+            server_us = (server_after - server_before) / done * 1e6
+        median_us = statistics.median(took) * 1e6 if took else float("nan")
+        return Run(rate, median_us, client_us, server_us)
     finally:
         for client in clients:
             await client.conn.close()
@@ -344,15 +386,20 @@ def print_peers(found: list[Path], runs: Runs, seconds: float, rounds: int,
                 wanted = target(n)
                 label = "" if path.driver in api else " (asyncpg API)"
                 verdict = f">= {wanted}: {'met' if ratio >= wanted else 'MISSED'}{label}"
-            rate = statistics.median(r.rate for r in runs[(path.name, n)])
-            median_us = statistics.median(r.median_us for r in runs[(path.name, n)])
-            rows.append([n, path.name, path.driver, rate, median_us, statistics.median(vs_plain),
-                         by_rate, by_latency, verdict])  # fmt: skip
+            mine_runs = runs[(path.name, n)]
+            rate = statistics.median(r.rate for r in mine_runs)
+            median_us = statistics.median(r.median_us for r in mine_runs)
+            client_us = statistics.median(r.client_us for r in mine_runs)
+            server = [r.server_us for r in mine_runs if r.server_us is not None]
+            server_us = statistics.median(server) if server else None
+            rows.append([n, path.name, path.driver, rate, median_us, client_us, server_us,
+                         statistics.median(vs_plain), by_rate, by_latency, verdict])  # fmt: skip
     print_table(
         f"(c) Enqueue against peers in the application's transaction, {seconds:g} s each, "
         f"medians of {rounds} interleaved rounds",
-        ["connections", "path", "driver", "txn/s", "median µs/txn", "txn/s vs plain",
-         "API / peer, txn/s (min-max)", "API / peer, median µs (min-max)", "target"],
+        ["connections", "path", "driver", "txn/s", "median µs/txn", "client CPU µs/txn",
+         "server CPU µs/txn", "txn/s vs plain", "API / peer, txn/s (min-max)",
+         "API / peer, median µs (min-max)", "target"],
         rows,
     )  # fmt: skip
 

@@ -129,4 +129,4 @@ async def test_a_worker_started_during_a_pause_waits_for_resume(
     assert standin.count == 0
     assert (await acli("resume", db=database_url)).code == 0
     await wait_for(lambda: all_acknowledged(pg, 20), message="delivered after resume")
-    assert sorted(r.key for r in standin.received) == sorted(keys)
+    assert sorted(str(r.key) for r in standin.received) == sorted(keys)

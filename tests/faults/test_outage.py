@@ -6,12 +6,14 @@ are pending (fewer than the outage threshold, so counting distinct failing messa
 declare the outage), and a worker with 1 s backoff runs whose outage threshold (4) is below its
 max attempts (5), as the worker asks (a `config.risky` warning otherwise).
 
-Why those settings and not the defaults' threshold (10) with few attempts: the circuit counts
-failures in a row, so it is threshold below max attempts that guarantees the outage is declared
-before any message can run out of attempts, whatever order the messages are tried in. With a
-threshold at or above max attempts it would hold only if the pending messages took their turns
-exactly in rotation, which depends on how the backoff compares with the time a claim takes: on a
-busy machine one message is tried twice as often as another and dies first.
+Why those settings and not the default threshold (10) with 4 attempts: the circuit counts
+failures in a row, so a threshold below max attempts guarantees the outage is declared before any
+message can run out of attempts, whatever order the messages are tried in. With 10 and 4, three
+messages have exactly 9 failures to spend (3 each) before the 10th opens the circuit, so it held
+only if they took their turns in strict rotation. They are tried in the order they fall due (each
+failure's write time plus a jittered backoff); on a quiet machine they fail, are written in one
+flush and fall due again in lockstep, on a busy one a slow claim or flush lets one message take a
+fourth try before another's third, and it is dead-lettered.
 """
 
 from __future__ import annotations

@@ -141,6 +141,9 @@ class StuckStore:
     async def heartbeat(self, beat: WorkerBeat) -> PauseState:
         return PauseState(paused=False)
 
+    async def fleet_pause(self) -> PauseState:
+        return PauseState(paused=False)
+
     async def forget_workers(self, older_than: timedelta) -> int:
         return 0
 
