@@ -122,3 +122,23 @@ async def test_the_sso_header_is_trusted_only_from_the_proxy(
     # The other console trusts no proxy: the same header is just a header.
     async with http.get(console.url + "/", headers=admin, allow_redirects=False) as page:
         assert page.status == 303
+
+
+async def test_the_cookie_is_secure_when_the_trusted_proxy_says_https(
+    sso_console: ConsoleProcess, console: ConsoleProcess, http: aiohttp.ClientSession
+) -> None:
+    """Behind a TLS-terminating proxy the session cookie is Secure; the header alone is not trusted."""
+    for target, secure in ((sso_console, True), (console, False)):
+        async with http.get(target.url + "/signin") as form:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await form.text())
+        assert csrf is not None
+        answer = await http.post(
+            target.url + "/signin",
+            data={"csrf": csrf.group(1), "token": target.admin_token},
+            headers={"X-Forwarded-Proto": "https"},
+            allow_redirects=False,
+        )
+        cookie = next(
+            v for v in answer.headers.getall("Set-Cookie") if v.startswith("outbox_console=")
+        )
+        assert ("Secure" in cookie) is secure
