@@ -232,6 +232,7 @@ def next_steps(report: Report) -> list[str]:
                 f"Stop the PostgreSQL and delete its data when done: {report.stop_command}"
             )
         else:
+            steps.append("Or look and act in a browser: outbox-worker console (it prints a token)")
             steps.append(
                 f"Drop the database when done: psql '{with_database(url, 'postgres')}' "
                 f"-c 'DROP DATABASE {_database(url)}'"
