@@ -60,12 +60,16 @@ async def test_pause_and_resume_show_everywhere_and_are_audited(
 async def test_workers_table_lists_a_running_worker(
     page: Page, console: ConsoleProcess, start_worker: StartWorker
 ) -> None:
-    """A running worker appears with its pid and state on the overview (it refreshes itself)."""
+    """A running worker appears with its pid and state on the overview (it refreshes itself).
+
+    The worker beats every few seconds and the overview reads the registry at most every 5 s,
+    each open page refreshing every 5 s: up to about 15 s, so the wait allows 45.
+    """
     worker = await start_worker()
     await sign_in(page, console, console.viewer_token)
     table = page.get_by_role("table", name="Workers")
     row = table.get_by_role("row").filter(has_text=str(worker.pid))
-    await expect(row).to_contain_text("delivering", timeout=20_000)
+    await expect(row).to_contain_text("delivering", timeout=45_000)
 
 
 async def test_pause_stops_a_running_workers_sends_until_resume(
@@ -76,7 +80,7 @@ async def test_pause_stops_a_running_workers_sends_until_resume(
     await sign_in(page, console, console.admin_token)
     await pause_from_console(page, "hold for the incident")
     table = page.get_by_role("table", name="Workers")
-    await expect(table).to_contain_text("paused (operator)", timeout=20_000)
+    await expect(table).to_contain_text("paused (operator)", timeout=45_000)
     await insert_dead_updates(pg, 4)
     await page.get_by_role("link", name="Dead letters").click()
     await page.get_by_role("link", name="Requeue all matching…").click()
