@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 
-from outbox_worker.console.sessions import Notices, Sessions, SignInLimiter
+from outbox_worker.console.sessions import Notices, Sessions, SignInLimiter, SsoSightings
 from outbox_worker.console.settings import ConsoleSettings
 from outbox_worker.console.tokens import Operator, Role, TokenBook, check_name
 from outbox_worker.errors import ConfigError
@@ -53,12 +53,13 @@ class Visitor:
 
 @dataclass
 class Access:
-    """The console's access state: settings, tokens, sessions, the sign-in limiter, notices."""
+    """The console's access state: settings, tokens, sessions, sign-in limits and sightings."""
 
     settings: ConsoleSettings
     book: TokenBook | None
     sessions: Sessions
     limiter: SignInLimiter
+    sso_seen: SsoSightings
     notices: Notices = field(default_factory=Notices)
     # Keys the CSRF tokens of SSO users (who have no session); new each start.
     sso_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))

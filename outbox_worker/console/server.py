@@ -16,12 +16,14 @@ from aiohttp import web
 from outbox_worker.console import actions, fleet_actions, routes
 from outbox_worker.console.guard import ACCESS, Access, add_headers, check_host, identify
 from outbox_worker.console.overview import OverviewSource
-from outbox_worker.console.sessions import Sessions, SignInLimiter
+from outbox_worker.console.sessions import Sessions, SignInLimiter, SsoSightings
 from outbox_worker.console.settings import ConsoleSettings
 from outbox_worker.console.state import DATABASE_URL, OVERVIEW, POOL
 from outbox_worker.console.tokens import TokenBook
 from outbox_worker.errors import DatabaseUnavailable, MessageNotFound, OutboxError
 from outbox_worker.migrate import SCHEMA_HEAD
+from outbox_worker.store import audit
+from outbox_worker.store.audit import Actor
 from outbox_worker.store.connection import (
     ensure_schema_ready,
     operator_pool,
@@ -55,6 +57,28 @@ async def translate(
         raise web.HTTPInternalServerError(text="the database refused the request\n") from None
 
 
+@web.middleware
+async def audit_sso_sign_in(
+    request: web.Request, handler: Callable[[web.Request], object]
+) -> web.StreamResponse:
+    """An SSO user's first request (and the first after a session's lifetime) is audited as a
+    sign-in, in the audit trail like a token sign-in; the request goes on either way."""
+    visitor = request.get("visitor")
+    sightings = request.app[ACCESS].sso_seen
+    if (
+        visitor is not None
+        and visitor.operator.via == "sso"
+        and sightings.signing_in(visitor.operator.name)
+    ):
+        async with pooled(request.app[POOL]) as conn:
+            actor = Actor.console(visitor.operator.name)
+            await audit.record(conn, audit.AuditAction.SIGN_IN, actor)
+        log.info("console.signed_in", user=visitor.operator.name, via="sso")
+    response = await handler(request)  # type: ignore[misc]
+    assert isinstance(response, web.StreamResponse)
+    return response
+
+
 def make_app(
     settings: ConsoleSettings,
     book: TokenBook | None,
@@ -63,12 +87,15 @@ def make_app(
     clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """The console application over ``pool``, signing in with ``book`` and/or SSO."""
-    app = web.Application(middlewares=[check_host, identify, translate], client_max_size=256_000)
+    app = web.Application(
+        middlewares=[check_host, identify, translate, audit_sso_sign_in], client_max_size=256_000
+    )
     app[ACCESS] = Access(
         settings=settings,
         book=book,
         sessions=Sessions(settings.session_ttl.total_seconds(), clock),
         limiter=SignInLimiter(clock),
+        sso_seen=SsoSightings(settings.session_ttl.total_seconds(), clock),
     )
     app[POOL] = pool
     app[DATABASE_URL] = settings.database_url

@@ -72,6 +72,28 @@ class Sessions:
 
 
 @dataclass
+class SsoSightings:
+    """When each SSO user was last seen, so a visit after ``ttl_s`` of absence counts as a sign-in.
+
+    The proxy signs SSO users in, so the console never sees a sign-in form: their first request,
+    and the first after a session's lifetime without one, is what the audit trail records.
+    """
+
+    ttl_s: float
+    clock: Clock
+    _last: dict[str, float] = field(default_factory=dict)
+
+    def signing_in(self, user: str) -> bool:
+        """True when ``user`` was not seen within ``ttl_s``; the sighting is counted either way."""
+        now = self.clock()
+        last = self._last.get(user)
+        if len(self._last) >= MAX_SESSIONS and last is None:
+            self._last = {k: v for k, v in self._last.items() if v > now - self.ttl_s}
+        self._last[user] = now
+        return last is None or last <= now - self.ttl_s
+
+
+@dataclass
 class SignInLimiter:
     """At most ``attempts`` sign-ins per client address per ``window_s`` (a sliding window)."""
 

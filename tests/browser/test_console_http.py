@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.browser.harness import ConsoleProcess, console_process
@@ -122,6 +123,18 @@ async def test_the_sso_header_is_trusted_only_from_the_proxy(
     # The other console trusts no proxy: the same header is just a header.
     async with http.get(console.url + "/", headers=admin, allow_redirects=False) as page:
         assert page.status == 303
+
+
+async def test_an_sso_user_s_first_visit_is_audited_as_a_sign_in(
+    sso_console: ConsoleProcess, http: aiohttp.ClientSession, pg: asyncpg.Connection
+) -> None:
+    """The proxy signs SSO users in, so their first request is the audited sign-in; not each page."""
+    user = {"X-Forwarded-User": "sam@example.com"}
+    for path in ("/", "/dead", "/"):
+        async with http.get(sso_console.url + path, headers=user, allow_redirects=False) as page:
+            assert page.status == 200
+    rows = await pg.fetch("SELECT action, via, actor FROM outbox.audit_log ORDER BY id")
+    assert [tuple(r) for r in rows] == [("console.sign_in", "console", "sam@example.com")]
 
 
 async def test_the_cookie_is_secure_when_the_trusted_proxy_says_https(

@@ -9,7 +9,7 @@ import pytest
 from outbox_worker.console.filters import parse_dead_query, parse_ids
 from outbox_worker.console.html import Html, esc, render
 from outbox_worker.console.overview import CachedLoad
-from outbox_worker.console.sessions import Sessions, SignInLimiter
+from outbox_worker.console.sessions import Sessions, SignInLimiter, SsoSightings
 from outbox_worker.console.settings import read_console_settings
 from outbox_worker.console.tokens import (
     Operator,
@@ -64,6 +64,20 @@ def test_sessions_expire_after_their_ttl() -> None:
     sessions.close(other.id)
     assert sessions.get(other.id) is None
     assert sessions.get("made-up") is None
+
+
+def test_an_sso_user_signs_in_on_the_first_visit_and_after_a_session_s_absence() -> None:
+    """The first sighting is a sign-in; visits within the ttl are not; a visit after a gap is."""
+    clock = ManualClock()
+    seen = SsoSightings(ttl_s=60, clock=clock)
+    assert seen.signing_in("sam")
+    clock.advance(59)
+    assert not seen.signing_in("sam")
+    assert seen.signing_in("val")
+    clock.advance(59)  # each visit renews: sam was last seen 59 s ago
+    assert not seen.signing_in("sam")
+    clock.advance(61)
+    assert seen.signing_in("sam")
 
 
 def test_sign_in_attempts_are_limited_per_address() -> None:
