@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from outbox_worker.console.tokens import Role, new_token
 from tests.processes import REPO, worker_env
+from tests.programs import require_program
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS = REPO / "docs"
@@ -27,14 +24,7 @@ DOCS = REPO / "docs"
 
 def chromium_or_skip() -> Path:
     """Debian's Chromium; skips the test without it, but fails it under CI (CI=true)."""
-    found = CHROMIUM if CHROMIUM.exists() else None
-    if found is None and (which := shutil.which("chromium")):
-        found = Path(which)
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is missing on CI: apt-get install chromium")
-        pytest.skip("needs Chromium: apt-get install chromium")
-    return found
+    return Path(require_program(("chromium", str(CHROMIUM)), "apt-get install -y chromium"))
 
 
 @dataclass
