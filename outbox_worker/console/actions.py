@@ -136,7 +136,7 @@ async def purge_form(request: web.Request) -> web.Response:
     older, include_dead = _purge_args(dict(request.query))
     async with pooled(request.app[POOL]) as conn:
         counts = await ops.count_purgeable(conn, older, include_dead=include_dead)
-    total = counts.acknowledged + counts.dead
+    total = counts.total
     fields = {"older_than": request.query.get("older_than", "")}
     if include_dead:
         fields["include_dead"] = "1"
@@ -165,7 +165,7 @@ async def purge(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="confirm the purge from its page\n")
     async with pooled(request.app[POOL]) as conn:
         counts = await ops.purge(conn, older, include_dead=include_dead, actor=actor_of(visitor))
-    total = counts.acknowledged + counts.dead
+    total = counts.total
     log.info("console.purged", user=visitor.operator.name, count=total)
     raise done(request, visitor.csrf, f"Deleted {plural(total)}.", "/")
 
