@@ -3,6 +3,9 @@ compatible (revision 0010's outbox.compatible_code), refuse with what to do othe
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 import asyncpg
 import pytest
 import structlog
@@ -27,7 +30,7 @@ async def move_to_newer(pg: asyncpg.Connection, *, lists_this_version: bool) -> 
         await pg.execute("DELETE FROM outbox.compatible_code WHERE revision = $1", SCHEMA_HEAD)
 
 
-async def _fit_as(url: str) -> tuple[SchemaFit, list[dict[str, object]]]:
+async def _fit_as(url: str) -> tuple[SchemaFit, list[MutableMapping[str, Any]]]:
     conn = await asyncpg.connect(url)
     try:
         with structlog.testing.capture_logs() as logs:
