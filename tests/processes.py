@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.request import urlopen
 
 from tests.cases import KEY
 from tests.waiting import wait_for
@@ -154,6 +155,28 @@ async def _read_lines(process: asyncio.subprocess.Process, lines: list[str]) -> 
     assert process.stderr is not None
     while line := await process.stderr.readline():
         lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+
+async def debug_worker_output(
+    overrides: Mapping[str, str | None], done: Callable[[], Any], *, message: str
+) -> list[str]:
+    """Run a debug-logging (JSON) worker until ``done``; its stdout, stderr and /metrics page."""
+    port = free_port()
+    env = worker_env({**overrides, "OUTBOX_METRICS_PORT": str(port)})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "outbox_worker", "run", "--log-level", "debug", "--log-json",
+        env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await wait_for(done, message=message)
+        metrics = await asyncio.to_thread(
+            lambda: urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        )
+    finally:
+        process.terminate()
+        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    return [out.decode(), err.decode(), metrics]
 
 
 # --- one CLI command as a subprocess (operator commands, check, migrate) ------------------------

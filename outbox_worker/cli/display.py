@@ -23,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+# The console's pages and these commands show an age the same way: '45s', '12m', '3h', '2d'.
+from outbox_worker.console.html import age as age
 from outbox_worker.models import Stats
 from outbox_worker.pii import mask_answer, mask_payload, mask_text
 from outbox_worker.quoted import QuotedValues
@@ -73,16 +75,6 @@ def _plain(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-def age(seconds: float | None) -> str:
-    """'45s', '12m', '3h', '2d' (or '-' when there is no age)."""
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def one_line(

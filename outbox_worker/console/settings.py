@@ -18,6 +18,7 @@ from typing import Any, Final
 from outbox_worker.errors import ConfigError
 from outbox_worker.settings.environment import read_database_url, read_text
 from outbox_worker.settings.parsing import parse_duration
+from outbox_worker.settings.urls import is_loopback
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -57,16 +58,6 @@ class ConsoleSettings:
     def authenticated(self) -> bool:
         """Whether sign-in is set up (a tokens file or an SSO proxy)."""
         return self.tokens_file is not None or bool(self.trusted_proxies)
-
-
-def is_loopback(host: str) -> bool:
-    """'127.0.0.1', '::1' and 'localhost' are loopback; anything else may be reached remotely."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_proxies(text: str | None) -> tuple[Network, ...]:

@@ -181,6 +181,7 @@ def _small(item: Any) -> Any:
 
 
 def one_line(text: str) -> str:
+    """``text`` trimmed, on one line: each run of whitespace or unprintables is one space."""
     # Control characters, NUL and lone surrogates are not printable: none reaches a row or a log.
     if not text.isprintable():
         text = "".join(c if c.isprintable() else " " for c in text)
@@ -188,4 +189,5 @@ def one_line(text: str) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the last of them '…' when it was cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

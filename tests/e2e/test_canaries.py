@@ -9,7 +9,6 @@ timestamps, enums, the country) carry plain values: showing them is the allow-li
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -17,7 +16,6 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
-from urllib.request import urlopen
 
 import aiohttp
 import asyncpg
@@ -26,8 +24,7 @@ import pytest
 from tests.e2e.test_demo import demo_env
 from tests.integration.test_worker_hostile import Endpoint, raw
 from tests.otlp import OtlpReceiver
-from tests.processes import REPO, Run, acli, free_port, spawn_worker, worker_env
-from tests.waiting import wait_for
+from tests.processes import REPO, Run, acli, debug_worker_output, spawn_worker, worker_env
 
 API_KEY = "sk_test_CanaryKeyQ7x"
 URL_PASSWORD = "CanaryPwQ7x"
@@ -136,29 +133,12 @@ async def run_worker_once(url: str, endpoint: Endpoint, pg: asyncpg.Connection) 
 async def _run_worker_once(
     url: str, endpoint: Endpoint, pg: asyncpg.Connection, collector: OtlpReceiver
 ) -> list[str]:
-    port = free_port()
-    env = worker_env(
+    return await debug_worker_output(
         {"OUTBOX_DATABASE_URL": url, "OUTBOX_ENDPOINT_URL": endpoint.url,
-         "OUTBOX_API_KEY": API_KEY, "OUTBOX_METRICS_PORT": str(port),
-         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+         "OUTBOX_API_KEY": API_KEY, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url},
+        lambda: pg.fetchval("SELECT count(*) = 1 FROM outbox.messages WHERE state = 'dead'"),
+        message="the canary message dead-lettered",
     )  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "outbox_worker", "run", "--log-level", "debug", "--log-json",
-        env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        await wait_for(
-            lambda: pg.fetchval("SELECT count(*) = 1 FROM outbox.messages WHERE state = 'dead'"),
-            message="the canary message dead-lettered",
-        )
-        metrics = await asyncio.to_thread(
-            lambda: urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        )
-    finally:
-        process.terminate()
-        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
-    return [out.decode(), err.decode(), metrics]
 
 
 async def run_commands(url: str, message_id: int) -> list[Run]:

@@ -10,19 +10,15 @@ or in `stats`, `dead list` and `dead show` (text and JSON) without --show-pii, i
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.request import urlopen
 
 import asyncpg
 import pytest
 
 from tests.integration.test_worker_hostile import Endpoint, raw
-from tests.processes import REPO, Run, acli, free_port, worker_env
-from tests.waiting import wait_for
+from tests.processes import Run, acli, debug_worker_output
 
 # Each person's values are canaries: none is on the allow-list's plain side except customerId,
 # which `dead list` shows on purpose and is therefore not a canary.
@@ -93,30 +89,14 @@ async def endpoint() -> AsyncIterator[Endpoint]:
 
 async def run_worker(url: str, endpoint: Endpoint, pg: asyncpg.Connection) -> list[str]:
     """Run a debug-logging worker until every message is dead; its output and /metrics page."""
-    port = free_port()
-    env = worker_env(
+    return await debug_worker_output(
         {"OUTBOX_DATABASE_URL": url, "OUTBOX_ENDPOINT_URL": endpoint.url,
-         "OUTBOX_API_KEY": "sk_test_quoted", "OUTBOX_METRICS_PORT": str(port)}
+         "OUTBOX_API_KEY": "sk_test_quoted"},
+        lambda: pg.fetchval(
+            "SELECT count(*) = $1 FROM outbox.messages WHERE state = 'dead'", len(PEOPLE)
+        ),
+        message="every quoted message dead-lettered",
     )  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "outbox_worker", "run", "--log-level", "debug", "--log-json",
-        env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        await wait_for(
-            lambda: pg.fetchval(
-                "SELECT count(*) = $1 FROM outbox.messages WHERE state = 'dead'", len(PEOPLE)
-            ),
-            message="every quoted message dead-lettered",
-        )
-        metrics = await asyncio.to_thread(
-            lambda: urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        )
-    finally:
-        process.terminate()
-        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
-    return [out.decode(), err.decode(), metrics]
 
 
 async def enqueue_people(pg: asyncpg.Connection) -> list[int]:

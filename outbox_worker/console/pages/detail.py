@@ -34,7 +34,8 @@ def _answer(response: Any) -> Html:
         _fact("Trace id", response.get("traceId", "-")),
     ]
     return render(
-        '<table class="facts"><caption>Ravelin\'s answer</caption><tbody>{facts}</tbody></table>'
+        '<table class="facts"><caption class="sr-only">Ravelin\'s answer</caption>'
+        "<tbody>{facts}</tbody></table>"
         "{errors}",
         facts=join(facts),
         errors=render("<h3>Validation errors</h3><ul>{items}</ul>", items=join(items))
