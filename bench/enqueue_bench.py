@@ -49,9 +49,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine
 
 from bench import enqueue_drivers, enqueue_peers, trace_capture
+from bench.app_tables import (
+    APP_TABLES,
+    INSERT_PLAIN,
+    INSERT_PLAIN_NAMED,
+    INSERT_USER,
+    INSERT_USER_NAMED,
+    email_of,
+)
 from bench.harness import (
     add_database_option,
     bench_database,
@@ -66,24 +74,8 @@ from outbox_worker.migration_scripts import SQL_DIR
 from outbox_worker.payload.model import parse_update
 from outbox_worker.settings.config import sqlalchemy_url
 
-SETUP = """
-CREATE TABLE users (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    email text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE bench_plain (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    payload jsonb NOT NULL,
-    created_at timestamptz DEFAULT now()
-);
-"""
-INSERT_USER = "INSERT INTO users (email) VALUES ($1)"
-INSERT_PLAIN = "INSERT INTO bench_plain (payload) VALUES ($1::jsonb)"
 ENQUEUE_SQL = "SELECT outbox.enqueue($1::jsonb, NULL)"
 NOTIFY = "SELECT pg_notify('outbox', '')"
-SA_INSERT_USER = text("INSERT INTO users (email) VALUES (:email)")
-SA_INSERT_PLAIN = text("INSERT INTO bench_plain (payload) VALUES (CAST(:payload AS jsonb))")
 
 CONNECTIONS = (1, 8, 32)
 
@@ -94,7 +86,7 @@ Txn = Callable[[asyncpg.Connection, Update, str], Awaitable[float]]
 
 async def plain_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
     async with conn.transaction():
-        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        await conn.execute(INSERT_USER, email_of(update))
         started = time.perf_counter()
         await conn.execute(INSERT_PLAIN, json.dumps(update))
         return time.perf_counter() - started
@@ -102,7 +94,7 @@ async def plain_txn(conn: asyncpg.Connection, update: Update, body: str) -> floa
 
 async def outbox_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
     async with conn.transaction():
-        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        await conn.execute(INSERT_USER, email_of(update))
         started = time.perf_counter()
         await enqueue_async(conn, update)
         return time.perf_counter() - started
@@ -113,7 +105,7 @@ def _one_call_txn(sql: str) -> Txn:
 
     async def txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
         async with conn.transaction():
-            await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+            await conn.execute(INSERT_USER, email_of(update))
             started = time.perf_counter()
             await conn.fetchval(sql, body)
             return time.perf_counter() - started
@@ -128,7 +120,7 @@ outbox_sql_txn = _one_call_txn(ENQUEUE_SQL)
 async def plain_notify_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
     """The plain transaction plus the NOTIFY outbox.enqueue sends: what waking workers costs."""
     async with conn.transaction():
-        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        await conn.execute(INSERT_USER, email_of(update))
         started = time.perf_counter()
         await conn.execute(INSERT_PLAIN, json.dumps(update))
         await conn.execute(NOTIFY)
@@ -188,7 +180,7 @@ shipped_insert_txn = _one_call_txn("SELECT outbox.insert_message($1::jsonb, NULL
 async def sql_api_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
     """The application transaction through the SQL API, outbox.enqueue (PL/pgSQL validation)."""
     async with conn.transaction():
-        await conn.execute(INSERT_USER, update["registration"].get("username", "x"))
+        await conn.execute(INSERT_USER, email_of(update))
         started = time.perf_counter()
         await conn.fetchval(ENQUEUE_SQL, json.dumps(update))
         return time.perf_counter() - started
@@ -243,11 +235,11 @@ def sync_cost_per_transaction(
     engine = create_engine(sqlalchemy_url(url, "psycopg"), pool_size=1)
 
     def plain(conn: Connection, update: Update) -> None:
-        conn.execute(SA_INSERT_USER, {"email": update["registration"].get("username", "x")})
-        conn.execute(SA_INSERT_PLAIN, {"payload": json.dumps(update)})
+        conn.execute(INSERT_USER_NAMED, {"email": email_of(update)})
+        conn.execute(INSERT_PLAIN_NAMED, {"payload": json.dumps(update)})
 
     def outbox(conn: Connection, update: Update) -> None:
-        conn.execute(SA_INSERT_USER, {"email": update["registration"].get("username", "x")})
+        conn.execute(INSERT_USER_NAMED, {"email": email_of(update)})
         enqueue(conn, update)
 
     paths = {"plain INSERT (SQLAlchemy sync, psycopg)": plain,
@@ -340,7 +332,7 @@ async def throughput(
 async def run_async_part(args: argparse.Namespace, url: str, updates: list[Update]) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(SETUP)
+        await conn.execute(APP_TABLES)
         await conn.execute(wakeup_variants())
     finally:
         await conn.close()

@@ -27,9 +27,19 @@ from typing import Any
 import asyncpg
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.app_tables import (
+    APP_TABLES,
+    INSERT_PLAIN,
+    INSERT_PLAIN_FORMAT,
+    INSERT_PLAIN_NAMED,
+    INSERT_USER,
+    INSERT_USER_FORMAT,
+    INSERT_USER_NAMED,
+    email_of,
+)
 from bench.harness import (
     add_database_option,
     bench_database,
@@ -48,29 +58,6 @@ AsyncTxn = Callable[[Update], Awaitable[None]]
 SyncPair = tuple[SyncTxn, SyncTxn]
 AsyncPair = tuple[AsyncTxn, AsyncTxn]
 
-SETUP = """
-CREATE TABLE IF NOT EXISTS users (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    email text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS bench_plain (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    payload jsonb NOT NULL,
-    created_at timestamptz DEFAULT now()
-);
-"""
-USER_DOLLAR = "INSERT INTO users (email) VALUES ($1)"
-PLAIN_DOLLAR = "INSERT INTO bench_plain (payload) VALUES ($1::jsonb)"
-USER_FORMAT = "INSERT INTO users (email) VALUES (%s)"
-PLAIN_FORMAT = "INSERT INTO bench_plain (payload) VALUES (%s::jsonb)"
-USER_NAMED = text("INSERT INTO users (email) VALUES (:email)")
-PLAIN_NAMED = text("INSERT INTO bench_plain (payload) VALUES (CAST(:payload AS jsonb))")
-
-
-def _email(update: Update) -> str:
-    return str(update["registration"].get("username", "x"))
-
 
 # --- asynchronous drivers ------------------------------------------------------------------------
 
@@ -81,12 +68,12 @@ async def _asyncpg(url: str, closers: list[Callable[[], Awaitable[Any]]]) -> Asy
 
     async def plain(update: Update) -> None:
         async with conn.transaction():
-            await conn.execute(USER_DOLLAR, _email(update))
-            await conn.execute(PLAIN_DOLLAR, json.dumps(update))
+            await conn.execute(INSERT_USER, email_of(update))
+            await conn.execute(INSERT_PLAIN, json.dumps(update))
 
     async def outbox(update: Update) -> None:
         async with conn.transaction():
-            await conn.execute(USER_DOLLAR, _email(update))
+            await conn.execute(INSERT_USER, email_of(update))
             await enqueue_async(conn, update)
 
     return plain, outbox
@@ -98,12 +85,12 @@ async def _sqlalchemy_async(url: str, closers: list[Callable[[], Awaitable[Any]]
 
     async def plain(update: Update) -> None:
         async with engine.begin() as conn:
-            await conn.execute(USER_NAMED, {"email": _email(update)})
-            await conn.execute(PLAIN_NAMED, {"payload": json.dumps(update)})
+            await conn.execute(INSERT_USER_NAMED, {"email": email_of(update)})
+            await conn.execute(INSERT_PLAIN_NAMED, {"payload": json.dumps(update)})
 
     async def outbox(update: Update) -> None:
         async with engine.begin() as conn:
-            await conn.execute(USER_NAMED, {"email": _email(update)})
+            await conn.execute(INSERT_USER_NAMED, {"email": email_of(update)})
             await enqueue_async(conn, update)
 
     return plain, outbox
@@ -114,12 +101,12 @@ async def _psycopg_async(url: str, closers: list[Callable[[], Awaitable[Any]]]) 
     closers.append(conn.close)
 
     async def plain(update: Update) -> None:
-        await conn.execute(USER_FORMAT, (_email(update),))
-        await conn.execute(PLAIN_FORMAT, (json.dumps(update),))
+        await conn.execute(INSERT_USER_FORMAT, (email_of(update),))
+        await conn.execute(INSERT_PLAIN_FORMAT, (json.dumps(update),))
         await conn.commit()
 
     async def outbox(update: Update) -> None:
-        await conn.execute(USER_FORMAT, (_email(update),))
+        await conn.execute(INSERT_USER_FORMAT, (email_of(update),))
         await enqueue_async(conn, update)
         await conn.commit()
 
@@ -142,12 +129,12 @@ def _sqlalchemy_sync(url: str, closers: list[Callable[[], Any]]) -> SyncPair:
 
     def plain(update: Update) -> None:
         with engine.begin() as conn:
-            conn.execute(USER_NAMED, {"email": _email(update)})
-            conn.execute(PLAIN_NAMED, {"payload": json.dumps(update)})
+            conn.execute(INSERT_USER_NAMED, {"email": email_of(update)})
+            conn.execute(INSERT_PLAIN_NAMED, {"payload": json.dumps(update)})
 
     def outbox(update: Update) -> None:
         with engine.begin() as conn:
-            conn.execute(USER_NAMED, {"email": _email(update)})
+            conn.execute(INSERT_USER_NAMED, {"email": email_of(update)})
             enqueue(conn, update)
 
     return plain, outbox
@@ -158,12 +145,12 @@ def _psycopg_sync(url: str, closers: list[Callable[[], Any]]) -> SyncPair:
     closers.append(conn.close)
 
     def plain(update: Update) -> None:
-        conn.execute(USER_FORMAT, (_email(update),))
-        conn.execute(PLAIN_FORMAT, (json.dumps(update),))
+        conn.execute(INSERT_USER_FORMAT, (email_of(update),))
+        conn.execute(INSERT_PLAIN_FORMAT, (json.dumps(update),))
         conn.commit()
 
     def outbox(update: Update) -> None:
-        conn.execute(USER_FORMAT, (_email(update),))
+        conn.execute(INSERT_USER_FORMAT, (email_of(update),))
         enqueue(conn, update)
         conn.commit()
 
@@ -178,12 +165,12 @@ def _psycopg2(url: str, closers: list[Callable[[], Any]]) -> SyncPair:
     cursor = conn.cursor()
 
     def plain(update: Update) -> None:
-        cursor.execute(USER_FORMAT, (_email(update),))
-        cursor.execute(PLAIN_FORMAT, (json.dumps(update),))
+        cursor.execute(INSERT_USER_FORMAT, (email_of(update),))
+        cursor.execute(INSERT_PLAIN_FORMAT, (json.dumps(update),))
         conn.commit()
 
     def outbox(update: Update) -> None:
-        cursor.execute(USER_FORMAT, (_email(update),))
+        cursor.execute(INSERT_USER_FORMAT, (email_of(update),))
         enqueue(cursor, update)
         conn.commit()
 
@@ -212,13 +199,13 @@ def _django(url: str, closers: list[Callable[[], Any]]) -> SyncPair:
 
     def plain(update: Update) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(USER_FORMAT, (_email(update),))
-            cursor.execute(PLAIN_FORMAT, (json.dumps(update),))
+            cursor.execute(INSERT_USER_FORMAT, (email_of(update),))
+            cursor.execute(INSERT_PLAIN_FORMAT, (json.dumps(update),))
 
     def outbox(update: Update) -> None:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(USER_FORMAT, (_email(update),))
+                cursor.execute(INSERT_USER_FORMAT, (email_of(update),))
             django_enqueue(update)
 
     return plain, outbox
@@ -308,7 +295,7 @@ async def drivers_table(url: str, updates: list[Update], transactions: int, roun
     """(d): each driver's plain and outbox transaction, µs each and their ratio."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(SETUP)
+        await conn.execute(APP_TABLES)
     finally:
         await conn.close()
     costs = await _measure_async(url, updates, transactions, rounds)

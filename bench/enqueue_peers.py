@@ -53,6 +53,14 @@ from typing import Any
 import asyncpg
 import psycopg
 
+from bench.app_tables import (
+    APP_TABLES,
+    INSERT_PLAIN,
+    INSERT_PLAIN_FORMAT,
+    INSERT_USER,
+    INSERT_USER_FORMAT,
+    email_of,
+)
 from bench.harness import (
     add_database_option,
     bench_database,
@@ -70,24 +78,7 @@ FLOOR, OURS, PEER, REFERENCE = "floor", "ours", "peer", "reference"
 CONNECTIONS = (1, 8, 32)
 INSTALL = "pip install -e '.[bench]'"
 
-# enqueue_bench's tables, created here too when this module runs alone.
-SETUP = """
-CREATE TABLE IF NOT EXISTS users (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    email text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS bench_plain (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    payload jsonb NOT NULL,
-    created_at timestamptz DEFAULT now()
-);
-"""
-INSERT_USER = "INSERT INTO users (email) VALUES ($1)"
-INSERT_PLAIN = "INSERT INTO bench_plain (payload) VALUES ($1::jsonb)"
 NOTIFY = "SELECT pg_notify('bench_peers', '')"
-PG_INSERT_USER = "INSERT INTO users (email) VALUES (%s)"
-PG_INSERT_PLAIN = "INSERT INTO bench_plain (payload) VALUES (%s::jsonb)"
 
 Update = dict[str, Any]
 
@@ -123,10 +114,6 @@ def target(connections: int) -> float:
     return 1.1 if connections == 1 else 1.25
 
 
-def _username(update: Update) -> str:
-    return str(update["registration"].get("username", "x"))
-
-
 # --- asyncpg --------------------------------------------------------------------------------
 
 
@@ -136,20 +123,20 @@ async def _asyncpg_client(url: str) -> Client:
 
 async def _asyncpg_plain(client: Client, update: Update) -> None:
     async with client.conn.transaction():
-        await client.conn.execute(INSERT_USER, _username(update))
+        await client.conn.execute(INSERT_USER, email_of(update))
         await client.conn.execute(INSERT_PLAIN, json.dumps(update))
 
 
 async def _asyncpg_api(client: Client, update: Update) -> None:
     async with client.conn.transaction():
-        await client.conn.execute(INSERT_USER, _username(update))
+        await client.conn.execute(INSERT_USER, email_of(update))
         await enqueue_async(client.conn, update)
 
 
 async def _asyncpg_notify(client: Client, update: Update) -> None:
     """The plain transaction plus one NOTIFY, as each peer sends: what that alone costs."""
     async with client.conn.transaction():
-        await client.conn.execute(INSERT_USER, _username(update))
+        await client.conn.execute(INSERT_USER, email_of(update))
         await client.conn.execute(INSERT_PLAIN, json.dumps(update))
         await client.conn.execute(NOTIFY)
 
@@ -166,7 +153,7 @@ async def _pgqueuer_txn(client: Client, update: Update) -> None:
     from bench.pgqueuer_pipeline import ENTRYPOINT
 
     async with client.conn.transaction():
-        await client.conn.execute(INSERT_USER, _username(update))
+        await client.conn.execute(INSERT_USER, email_of(update))
         await client.helper.enqueue(ENTRYPOINT, json.dumps(update).encode())
 
 
@@ -180,13 +167,13 @@ async def _psycopg_client(url: str) -> Client:
 
 async def _psycopg_plain(client: Client, update: Update) -> None:
     async with client.conn.transaction():
-        await client.conn.execute(PG_INSERT_USER, (_username(update),))
-        await client.conn.execute(PG_INSERT_PLAIN, (json.dumps(update),))
+        await client.conn.execute(INSERT_USER_FORMAT, (email_of(update),))
+        await client.conn.execute(INSERT_PLAIN_FORMAT, (json.dumps(update),))
 
 
 async def _psycopg_api(client: Client, update: Update) -> None:
     async with client.conn.transaction():
-        await client.conn.execute(PG_INSERT_USER, (_username(update),))
+        await client.conn.execute(INSERT_USER_FORMAT, (email_of(update),))
         await enqueue_async(client.conn, update)
 
 
@@ -206,7 +193,7 @@ def _procrastinate_path(url: str) -> Path:
 
     async def txn(client: Client, update: Update) -> None:
         async with client.conn.transaction():
-            await client.conn.execute(PG_INSERT_USER, (_username(update),))
+            await client.conn.execute(INSERT_USER_FORMAT, (email_of(update),))
             await registration.configure(connection=client.conn).defer_async(update=update)
 
     return Path(f"{PROCRASTINATE} defer_async", PSYCOPG, PEER, _psycopg_client, txn)
@@ -409,7 +396,7 @@ async def peers_table(url: str, updates: list[Update], seconds: float, rounds: i
     """(c): every path at 1, 8 and 32 connections in interleaved rounds, and the table."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(SETUP)
+        await conn.execute(APP_TABLES)  # IF NOT EXISTS: enqueue_bench may have made them already
     finally:
         await conn.close()
     found = await paths(url, updates)

@@ -54,7 +54,7 @@ def purge(
         async with ready_connection(database_url) as conn:
             counts = await ops.count_purgeable(conn, older_than, include_dead=include_dead)
             deleted = await change_many(
-                counts.acknowledged + counts.dead,
+                counts.total,
                 dry_run=dry_run,
                 yes=yes,
                 verb="delete",

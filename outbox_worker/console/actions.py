@@ -7,12 +7,12 @@ same store operations as the CLI commands, and leaves a notice for the next page
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from outbox_worker.console.filters import FILTER_FIELDS, parse_dead_query, parse_ids
 from outbox_worker.console.guard import ACCESS, Visitor, require_admin
@@ -36,7 +36,7 @@ def actor_of(visitor: Visitor) -> Actor:
     return Actor.console(visitor.operator.name)
 
 
-def confirmed(form: MultiDictProxy[Any]) -> bool:
+def confirmed(form: Mapping[str, Any]) -> bool:
     """Whether this is the second, confirming request of an action."""
     return form.get("confirmed") == "yes"
 
@@ -136,7 +136,7 @@ async def purge_form(request: web.Request) -> web.Response:
     older, include_dead = _purge_args(dict(request.query))
     async with pooled(request.app[POOL]) as conn:
         counts = await ops.count_purgeable(conn, older, include_dead=include_dead)
-    total = counts.acknowledged + counts.dead
+    total = counts.total
     fields = {"older_than": request.query.get("older_than", "")}
     if include_dead:
         fields["include_dead"] = "1"
@@ -161,11 +161,11 @@ async def purge(request: web.Request) -> web.Response:
     visitor = require_admin(request)
     form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
     older, include_dead = _purge_args(form)
-    if form.get("confirmed") != "yes":
+    if not confirmed(form):
         raise web.HTTPBadRequest(text="confirm the purge from its page\n")
     async with pooled(request.app[POOL]) as conn:
         counts = await ops.purge(conn, older, include_dead=include_dead, actor=actor_of(visitor))
-    total = counts.acknowledged + counts.dead
+    total = counts.total
     log.info("console.purged", user=visitor.operator.name, count=total)
     raise done(request, visitor.csrf, f"Deleted {plural(total)}.", "/")
 

@@ -103,6 +103,11 @@ class PurgeCounts:
     acknowledged: int
     dead: int
 
+    @property
+    def total(self) -> int:
+        """Rows of either state."""
+        return self.acknowledged + self.dead
+
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
