@@ -8,6 +8,10 @@ Expand only (migrations/README.md): the release before keeps running while this 
 an existing table through outbox_worker.migration_scripts.locked(...); nothing slow after it here
 (the lock is held until the commit): scans and validations go in after_commit(connection).
 Grants to outbox_producer / outbox_worker / outbox_operator; a downgrade.
+Compatibility marker (revision 0010): INSERT this revision's id into outbox.compatible_code (the
+downgrade deletes it). An expand revision deletes no row there, so the release before keeps
+starting on it; a contract revision deletes the rows of every code revision it breaks (their pods
+then refuse to start: "deploy the version that ran migrate") and its downgrade restores them.
 """
 
 from collections.abc import Sequence

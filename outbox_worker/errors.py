@@ -9,7 +9,8 @@ Every error this package raises on purpose derives from ``OutboxError``; foreign
     │                            carries every bad field as (path, message)
     ├── NotInTransaction         enqueue was called outside a transaction (the dual write the
     │                            outbox prevents); ``allow_autocommit=True`` opts out
-    ├── SchemaNotReady           the database has no outbox schema at head: run `migrate`
+    ├── SchemaNotReady           no outbox schema this version runs on: missing or behind
+    │                            (run `migrate`), or ahead and not listing this version
     ├── MessageNotFound          an operator named an id that does not exist
     ├── InvalidRequest           (also ValueError) an operator's request is malformed (exit 2)
     ├── DatabaseUnavailable      the database cannot be reached (transient for the worker)
@@ -90,7 +91,8 @@ class NotInTransaction(OutboxError):
 
 
 class SchemaNotReady(OutboxError):
-    """The outbox schema is missing or behind; run ``outbox-worker migrate``."""
+    """The outbox schema is missing or behind (run ``outbox-worker migrate``), or ahead of this
+    version without listing it in outbox.compatible_code (deploy the version that migrated)."""
 
     exit_code = 2
 

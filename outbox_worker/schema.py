@@ -198,3 +198,14 @@ audit_log = Table(
     comment="What operators did, append-only: one row per transaction of an action",
 )
 Index("audit_log_at_idx", audit_log.c.at)
+
+# The compatibility marker (revision 0010): the code revisions (each release's SCHEMA_HEAD) that
+# may run against the schema as it is. Expand revisions add their own id; a contract revision
+# deletes the ids of the code it breaks (migrations/README.md).
+compatible_code = Table(
+    "compatible_code",
+    metadata,
+    Column("revision", Text, primary_key=True),
+    CheckConstraint("length(revision) BETWEEN 1 AND 64", name="compatible_code_bounded"),
+    comment="The code revisions (a release's schema head) that may run against this schema",
+)

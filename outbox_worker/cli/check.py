@@ -17,11 +17,16 @@ from outbox_worker.cli import display as fmt
 from outbox_worker.cli.operator_kit import run
 from outbox_worker.delivery.sender import probe
 from outbox_worker.errors import ConfigError, DatabaseUnavailable
-from outbox_worker.migrate import SCHEMA_HEAD
+from outbox_worker.migrate import SCHEMA_HEAD, SchemaFit, is_ahead, schema_fit, schema_fit_text
 from outbox_worker.models import Answer
 from outbox_worker.settings.config import Settings, redact_url
 from outbox_worker.settings.environment import read_database_url, read_settings
-from outbox_worker.store.connection import connected, schema_revision, translate_errors
+from outbox_worker.store.connection import (
+    connected,
+    lists_code,
+    schema_revision,
+    translate_errors,
+)
 
 REFUSED = frozenset({401, 403})
 
@@ -66,21 +71,29 @@ async def _database_checks(url: str) -> list[CheckResult]:
         async with connected(url, application_name="outbox-worker check") as conn:
             with translate_errors(url):
                 revision = await schema_revision(conn)
+                listed = is_ahead(revision) and await lists_code(conn, SCHEMA_HEAD)
     except DatabaseUnavailable as exc:
         return [CheckResult(reachable, False, str(exc))]
-    # The revision the worker's start-up check demands (equal to the shipped head, by a test).
-    head = SCHEMA_HEAD
-    if revision == head:
-        schema = CheckResult(f"schema at head ({head})", True)
-    elif revision is None:
-        schema = CheckResult(
+    return [CheckResult(reachable, True), _schema_check(revision, listed)]
+
+
+def _schema_check(revision: str | None, listed: bool) -> CheckResult:
+    # The verdict the worker's start-up check reaches (ensure_schema_ready), as a line.
+    fit = schema_fit(revision, lists_head=listed)
+    if fit is SchemaFit.AT_HEAD:
+        return CheckResult(f"schema at head ({SCHEMA_HEAD})", True)
+    if fit is SchemaFit.AHEAD_COMPATIBLE:
+        # Passes: a rolling upgrade's older version, which the schema vouches for.
+        return CheckResult("schema compatible", True, schema_fit_text(fit, revision))
+    if fit is SchemaFit.AHEAD:
+        return CheckResult("schema compatible", False, schema_fit_text(fit, revision))
+    if fit is SchemaFit.MISSING:
+        return CheckResult(
             "schema at head", False, "the outbox schema does not exist; run `outbox-worker migrate`"
         )
-    else:
-        schema = CheckResult(
-            "schema at head", False, f"at {revision}, needs {head}; run `outbox-worker migrate`"
-        )
-    return [CheckResult(reachable, True), schema]
+    return CheckResult(
+        "schema at head", False, f"at {revision}, needs {SCHEMA_HEAD}; run `outbox-worker migrate`"
+    )
 
 
 async def _endpoint_checks(settings: Settings) -> list[CheckResult]:

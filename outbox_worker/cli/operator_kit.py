@@ -39,11 +39,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @asynccontextmanager
 async def ready_connection(database_url: str | None) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the configured database, its outbox schema checked to be at head."""
+    """A connection to the configured database, its outbox schema checked to be one this version
+    runs on (at its head, or newer and declaring it compatible)."""
     url = read_database_url(None, database_url)
     async with connected(url, application_name="outbox-worker operator") as conn:
         with translate_errors(url):
-            await ensure_schema_ready(conn, SCHEMA_HEAD)
+            # Quiet: an operator command's output is its answer (`check` shows a newer schema).
+            await ensure_schema_ready(conn, SCHEMA_HEAD, announce=False)
             yield conn
 
 

@@ -167,14 +167,15 @@ async def _serving_health(
 
 
 async def schema_problem(url: str, timeout_s: float | None = None) -> str | None:
-    """None when the database answers, takes writes and has the schema at head, else why not
-    (for /readyz)."""
+    """None when the database answers, takes writes and has a schema this version runs on (at
+    its head, or newer and declaring it compatible), else why not (for /readyz)."""
     try:
         async with connected(
             url, application_name="outbox-worker-readyz", timeout_s=timeout_s
         ) as conn:
             with translate_errors(url):
-                await ensure_schema_ready(conn, migrations.SCHEMA_HEAD)
+                # Quiet: the worker said so at start, and /readyz is asked every few seconds.
+                await ensure_schema_ready(conn, migrations.SCHEMA_HEAD, announce=False)
             await ensure_writable(conn, url)  # a standby or a demoted primary: not ready
     except (DatabaseUnavailable, SchemaNotReady, StatementRejected) as exc:
         return str(exc)

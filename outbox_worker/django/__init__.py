@@ -5,8 +5,9 @@ INSTALLED_APPS for the check. ``enqueue`` runs the same one statement as
 ``outbox_worker.enqueue`` on the alias's connection, through Django's cursor (so its execute
 wrappers and error classes apply), with the same validation. The system check (tag
 ``database``: ``manage.py check --database default`` and ``manage.py migrate`` run it) warns when
-an alias in ``OUTBOX_WORKER_DATABASES`` (default ``["default"]``) has no outbox schema or one
-behind this version's.
+an alias in ``OUTBOX_WORKER_DATABASES`` (default ``["default"]``) has no outbox schema, one
+behind this version's, or one ahead of it that does not declare this version compatible (one ahead
+that does is an Info: a rolling upgrade's older release, which the schema vouches for).
 
 A wing of its own rather than a module of ``integrations``: it is built on ``enqueue``, which
 imports ``integrations`` (trace capture), and the wings import each other one way only.
@@ -33,7 +34,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from outbox_worker.drivers import INSERT_FORMAT, message_id
 from outbox_worker.enqueue import Update, arguments
 from outbox_worker.errors import NotInTransaction
-from outbox_worker.migrate import SCHEMA_HEAD
+from outbox_worker.migrate import SCHEMA_HEAD, SchemaFit, is_ahead, schema_fit, schema_fit_text
 
 __all__ = ["check_outbox_schema", "enqueue"]
 
@@ -44,6 +45,9 @@ _HINT: Final = (
 # Two statements: the second names a table the first finds missing on a database never migrated.
 _VERSION_TABLE_EXISTS: Final = "SELECT to_regclass('outbox.alembic_version') IS NOT NULL"
 _VERSION: Final = "SELECT version_num FROM outbox.alembic_version"
+# The same two steps for revision 0010's compatibility marker (store/connection.py's twins).
+_COMPATIBLE_CODE_EXISTS: Final = "SELECT to_regclass('outbox.compatible_code') IS NOT NULL"
+_LISTS_CODE: Final = "SELECT EXISTS (SELECT FROM outbox.compatible_code WHERE revision = %s)"
 
 
 def _postgresql(using: str) -> BaseDatabaseWrapper:
@@ -89,6 +93,17 @@ def _schema_revision(connection: BaseDatabaseWrapper) -> str | None:
         return None if row is None else str(row[0])
 
 
+def _lists_head(connection: BaseDatabaseWrapper) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_COMPATIBLE_CODE_EXISTS)
+        row = cursor.fetchone()
+        if row is None or not row[0]:
+            return False
+        cursor.execute(_LISTS_CODE, [SCHEMA_HEAD])
+        row = cursor.fetchone()
+        return row is not None and bool(row[0])
+
+
 def _schema_message(alias: str) -> checks.CheckMessage | None:
     connection = connections[alias]
     if connection.vendor != "postgresql":
@@ -99,6 +114,7 @@ def _schema_message(alias: str) -> checks.CheckMessage | None:
         )
     try:
         revision = _schema_revision(connection)
+        listed = is_ahead(revision) and _lists_head(connection)
     except DatabaseError as error:
         # The class only: a driver's message may quote the connection's settings.
         return checks.Warning(
@@ -107,20 +123,34 @@ def _schema_message(alias: str) -> checks.CheckMessage | None:
             hint=_HINT,
             id="outbox_worker.W004",
         )
-    if revision is None:
+    return _fit_message(alias, revision, schema_fit(revision, lists_head=listed))
+
+
+def _fit_message(alias: str, revision: str | None, fit: SchemaFit) -> checks.CheckMessage | None:
+    if fit is SchemaFit.AT_HEAD:
+        return None
+    if fit is SchemaFit.MISSING:
         return checks.Warning(
             f"database {alias!r} has no outbox schema: enqueue will fail there",
             hint=_HINT,
             id="outbox_worker.W001",
         )
-    if revision != SCHEMA_HEAD:
+    if fit is SchemaFit.BEHIND:
         return checks.Warning(
             f"the outbox schema on database {alias!r} is at revision {revision}; this version "
             f"of outbox-worker needs {SCHEMA_HEAD}",
             hint=_HINT,
             id="outbox_worker.W002",
         )
-    return None
+    if fit is SchemaFit.AHEAD_COMPATIBLE:
+        return checks.Info(
+            f"database {alias!r}: {schema_fit_text(fit, revision)}", id="outbox_worker.I001"
+        )
+    return checks.Warning(
+        f"database {alias!r}: {schema_fit_text(fit, revision)}",
+        hint="upgrade outbox-worker in this application to the release that migrated the database",
+        id="outbox_worker.W005",
+    )
 
 
 def check_outbox_schema(
@@ -128,7 +158,8 @@ def check_outbox_schema(
     databases: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[checks.CheckMessage]:
-    """Warn for each outbox database (of those Django asks about) without the schema at head."""
+    """Warn for each outbox database (of those Django asks about) whose schema this version may
+    not run on; an Info for one ahead of it that declares it compatible."""
     wanted = getattr(settings, "OUTBOX_WORKER_DATABASES", [DEFAULT_DB_ALIAS])
     found = (_schema_message(alias) for alias in databases or () if alias in wanted)
     return [message for message in found if message is not None]

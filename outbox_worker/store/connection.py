@@ -14,6 +14,7 @@ from typing import Any, Final, cast
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+import structlog
 
 from outbox_worker.errors import (
     ConfigError,
@@ -22,8 +23,11 @@ from outbox_worker.errors import (
     SchemaNotReady,
     StatementRejected,
 )
+from outbox_worker.migrate import SCHEMA_HEAD, SchemaFit, is_ahead, schema_fit, schema_fit_text
 from outbox_worker.settings.config import asyncpg_dsn, redact_url
 from outbox_worker.settings.urls import hide_url_secrets
+
+log = structlog.get_logger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 # Behind a transaction-pooling PgBouncer each transaction may run on another server connection,
@@ -182,16 +186,42 @@ async def schema_revision(conn: asyncpg.Connection) -> str | None:
     return revision
 
 
-async def ensure_schema_ready(conn: asyncpg.Connection, head: str) -> None:
-    """Raise SchemaNotReady unless the outbox schema is at ``head``."""
+async def lists_code(conn: asyncpg.Connection, head: str) -> bool:
+    """Whether the schema's outbox.compatible_code (revision 0010 on) lists the code revision
+    ``head`` as one that may run on it; False when the schema has no such table."""
+    exists = await conn.fetchval(_COMPATIBLE_CODE_EXISTS)
+    if not exists:
+        return False
+    listed: bool = await conn.fetchval(_LISTS_CODE, head)
+    return listed
+
+
+async def ensure_schema_ready(
+    conn: asyncpg.Connection, head: str = SCHEMA_HEAD, *, announce: bool = True
+) -> SchemaFit:
+    """Raise SchemaNotReady unless this code (schema head ``head``) may run on the outbox schema:
+    at ``head``, or newer and listing ``head`` in outbox.compatible_code (then, with
+    ``announce``, one info line says so). Returns how the schema stands."""
     revision = await schema_revision(conn)
-    if revision is None:
-        raise SchemaNotReady("the outbox schema does not exist; run `outbox-worker migrate`")
-    if revision != head:
-        raise SchemaNotReady(
-            f"the outbox schema is at revision {revision}, this version needs {head}; "
-            "run `outbox-worker migrate`"
+    listed = is_ahead(revision) and await lists_code(conn, head)
+    fit = schema_fit(revision, lists_head=listed, head=head)
+    if not fit.runs:
+        raise SchemaNotReady(schema_fit_text(fit, revision, head))
+    if fit is SchemaFit.AHEAD_COMPATIBLE and announce:
+        # A rolling upgrade's older pod: worth one line, not a warning (the schema vouches for it).
+        log.info(
+            "schema.newer_accepted",
+            revision=revision,
+            head=head,
+            detail=schema_fit_text(fit, revision, head),
         )
+    return fit
+
+
+# Revision 0010's marker: the code revisions that may run on the schema as it is. Two statements:
+# the second names a table the first finds missing on a schema before 0010.
+_COMPATIBLE_CODE_EXISTS = "SELECT to_regclass('outbox.compatible_code') IS NOT NULL"
+_LISTS_CODE = "SELECT EXISTS (SELECT FROM outbox.compatible_code WHERE revision = $1)"
 
 
 # Whether the server takes writes: a hot standby is in recovery; a primary may be read-only.

@@ -191,6 +191,35 @@ def test_the_system_check_warns_about_a_schema_behind_this_version(
     assert f"at revision 0007; this version of outbox-worker needs {SCHEMA_HEAD}" in warning.msg
 
 
+@pytest.mark.parametrize(
+    ("listed", "level", "message_id", "says"),
+    [
+        (True, "Info", "outbox_worker.I001", "and declares it compatible"),
+        (False, "Warning", "outbox_worker.W005", "deploy the version that ran migrate"),
+    ],
+)
+def test_the_system_check_on_a_schema_ahead_of_this_version(
+    site: dict[str, str], listed: bool, level: str, message_id: str, says: str
+) -> None:
+    """A newer schema listing this version is an Info (the check passes); one that does not list
+    it is a Warning saying to deploy the release that migrated."""
+    with psycopg.connect(site["other"], autocommit=True) as conn:
+        conn.execute("UPDATE outbox.alembic_version SET version_num = '0099'")
+        if not listed:
+            conn.execute("DELETE FROM outbox.compatible_code WHERE revision = %s", [SCHEMA_HEAD])
+        try:
+            [message] = _outbox_warnings("other")
+        finally:
+            conn.execute("UPDATE outbox.alembic_version SET version_num = %s", [SCHEMA_HEAD])
+            conn.execute(
+                "INSERT INTO outbox.compatible_code VALUES (%s) ON CONFLICT DO NOTHING",
+                [SCHEMA_HEAD],
+            )
+    assert (type(message).__name__, message.id) == (level, message_id)
+    assert f"0099, newer than this version's {SCHEMA_HEAD}" in message.msg
+    assert says in message.msg
+
+
 def test_refusals_through_django_quote_no_personal_data(site: dict[str, str]) -> None:
     """NotInTransaction and InvalidUpdate from outbox_worker.django name no value of the update."""
     from tests.e2e.test_canaries import DEDUP_KEY, PAYLOAD

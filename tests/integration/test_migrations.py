@@ -47,6 +47,7 @@ def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
     assert tables == [
         "alembic_version",
         "audit_log",
+        "compatible_code",
         "messages",
         "pause",
         "send_schedule",
@@ -176,3 +177,19 @@ def test_downgrade_to_0007_drops_fleet_control_and_upgrade_restores_it(
     assert not {"audit_log_guard", "audit_log_no_truncate", "purge_expired_audit"} & set(functions)
     migrate.upgrade(empty_database_url)
     assert schema_diff(empty_database_url) == []
+
+
+def test_downgrade_to_0009_drops_the_compatibility_marker_and_upgrade_restores_it(
+    empty_database_url: str,
+) -> None:
+    """Downgrading 0010 drops outbox.compatible_code; upgrade brings it back listing 0009 and 0010."""
+    migrate.upgrade(empty_database_url)
+    migrate.downgrade(empty_database_url, "0009")
+    tables, _ = _tables_and_functions(empty_database_url)
+    assert "compatible_code" not in tables
+    assert schema_diff(empty_database_url) != []
+    migrate.upgrade(empty_database_url)
+    assert schema_diff(empty_database_url) == []
+    with psycopg.connect(empty_database_url) as conn:
+        rows = conn.execute("SELECT revision FROM outbox.compatible_code ORDER BY 1").fetchall()
+    assert rows == [("0009",), ("0010",)]

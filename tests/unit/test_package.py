@@ -20,6 +20,11 @@ def test_schema_head_is_the_newest_shipped_revision() -> None:
     assert migrate.head_revision() == migrate.SCHEMA_HEAD
 
 
+def test_schema_history_is_the_shipped_history() -> None:
+    """The start-up check tells an older schema from a newer one by the history alembic walks."""
+    assert list(migrate.SCHEMA_HISTORY) == migrate.history()
+
+
 def test_public_api_names_resolve() -> None:
     """Every name in __all__ resolves, including the lazily imported RegistrationUpdate."""
     for name in outbox_worker.__all__:

@@ -83,3 +83,14 @@ BEGIN
   END IF;
 END
 $$;
+
+-- The compatibility marker (revision 0010), when the schema has it: every role reads which code
+-- revisions may run on this schema, and the revision itself (producers for the Django check).
+DO $$
+BEGIN
+  IF to_regclass('outbox.compatible_code') IS NOT NULL THEN
+    GRANT SELECT ON outbox.compatible_code, outbox.alembic_version
+      TO outbox_producer, outbox_worker, outbox_operator;
+  END IF;
+END
+$$;
