@@ -7,34 +7,14 @@ notifies the worker, as `outbox-worker pause` does through PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, MutableMapping
 from datetime import timedelta
-from typing import Any
-
-import pytest
-from structlog.testing import capture_logs
 
 from outbox_worker.delivery.fleet_watch import RecentCount
 from outbox_worker.errors import DatabaseUnavailable
 from outbox_worker.models import PausedBy, State, WorkerState
 from tests.unit.fakes import ManualClock, message
-from tests.unit.test_worker import Rig, hold
+from tests.unit.test_worker import Log, Rig, hold
 from tests.waiting import wait_for
-
-Log = list[MutableMapping[str, Any]]
-
-
-@pytest.fixture
-def rig() -> Rig:
-    """Fresh fakes and a manual clock."""
-    return Rig()
-
-
-@pytest.fixture
-def logs() -> Iterator[Log]:
-    """Every structlog event logged during the test."""
-    with capture_logs() as captured:
-        yield captured
 
 
 async def test_a_paused_fleet_claims_nothing_until_resumed(rig: Rig) -> None:

@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from outbox_worker.delivery.worker import Worker
 from outbox_worker.delivery.writer import Backoff
@@ -81,19 +80,6 @@ class Rig:
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
-
-
-@pytest.fixture
-def rig() -> Rig:
-    """Fresh fakes and a manual clock."""
-    return Rig()
-
-
-@pytest.fixture
-def logs() -> Iterator[Log]:
-    """Every structlog event logged during the test."""
-    with capture_logs() as captured:
-        yield captured
 
 
 def events(logs: Log, name: str) -> Log:
