@@ -51,7 +51,7 @@ class Visitor:
     session_id: str | None  # None when the SSO proxy vouches for every request
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Access:
     """The console's access state: settings, tokens, sessions, sign-in limits and sightings."""
 

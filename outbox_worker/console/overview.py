@@ -137,7 +137,7 @@ async def load_trends(pool: asyncpg.Pool) -> Trends:
         )
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class OverviewSource:
     """The overview from two caches: the pulse every ``PULSE_TTL_S``, trends every minute."""
 

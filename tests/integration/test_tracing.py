@@ -162,8 +162,9 @@ async def test_two_argument_calls_still_work(pg: asyncpg.Connection) -> None:
     assert [await stored_context(pg, i) for i in (first, second)] == [None, None]
 
 
-def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.name == name]
+def attempt_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    """The finished delivery-attempt spans ("deliver outbox"), in the order they ended."""
+    return [s for s in exporter.get_finished_spans() if s.name == "deliver outbox"]
 
 
 async def test_each_attempt_is_a_span_in_the_producers_trace(
@@ -182,11 +183,11 @@ async def test_each_attempt_is_a_span_in_the_producers_trace(
             message_id = await outbox_worker.enqueue_async(pg, update("flaky"))
     async with running_worker(database_url, standin.url, retry=FAST_RETRY, tracing=worker_tracing):
         await wait_for(
-            lambda: len([s for s in spans_named(exporter, "deliver outbox")
+            lambda: len([s for s in attempt_spans(exporter)
                          if s.attributes and s.attributes.get("outbox.outcome") == "acknowledged"]),
             message="the acknowledged attempt's span",
         )  # fmt: skip
-    attempts = spans_named(exporter, "deliver outbox")
+    attempts = attempt_spans(exporter)
     assert [s.attributes and s.attributes["outbox.outcome"] for s in attempts] == [
         "retry",
         "acknowledged",
@@ -230,8 +231,8 @@ async def test_the_claim_is_an_event_on_each_attempt(
     async with pg.transaction():
         await outbox_worker.enqueue_async(pg, update("untraced"))
     async with running_worker(database_url, standin.url, tracing=worker_tracing):
-        await wait_for(lambda: len(spans_named(exporter, "deliver outbox")) == 2)
-    attempts = spans_named(exporter, "deliver outbox")
+        await wait_for(lambda: len(attempt_spans(exporter)) == 2)
+    attempts = attempt_spans(exporter)
     for attempt in attempts:
         (claimed,) = [e for e in attempt.events if e.name == "outbox.claimed"]
         assert claimed.attributes is not None
@@ -277,9 +278,9 @@ async def test_circuit_pause_and_resume_are_events_on_attempts(
     )
     async with running_worker(database_url, standin.url, circuit=fast, tracing=worker_tracing):
         await wait_for(lambda: any(
-            e.name == "outbox.circuit.closed" for s in spans_named(exporter, "deliver outbox") for e in s.events
+            e.name == "outbox.circuit.closed" for s in attempt_spans(exporter) for e in s.events
         ), message="the circuit closed")  # fmt: skip
-    attempts = spans_named(exporter, "deliver outbox")
+    attempts = attempt_spans(exporter)
     opened = [s for s in attempts if any(e.name == "outbox.circuit.opened" for e in s.events)]
     assert len(opened) == 1
     assert opened[0].attributes is not None
@@ -304,10 +305,10 @@ async def test_spans_carry_no_personal_data(
         async with pg.transaction():
             await outbox_worker.enqueue_async(pg, PAYLOAD)
     async with running_worker(database_url, standin.url, tracing=worker_tracing):
-        await wait_for(lambda: spans_named(exporter, "deliver outbox"))
+        await wait_for(lambda: attempt_spans(exporter))
     worker_spans = [s for s in exporter.get_finished_spans() if s.name != "signup"]
     assert canaries_in("\n".join(s.to_json() for s in worker_spans)) == []
-    (attempt,) = spans_named(exporter, "deliver outbox")
+    (attempt,) = attempt_spans(exporter)
     assert attempt.attributes is not None
     assert attempt.attributes["outbox.outcome"] == "dead_lettered"
 
@@ -425,11 +426,11 @@ async def test_a_429_slow_down_and_the_wait_it_causes_are_events(
     async with pg.transaction():
         await outbox_worker.enqueue_async(pg, update("first"))
     async with running_worker(database_url, standin.url, tracing=worker_tracing):
-        await wait_for(lambda: spans_named(exporter, "deliver outbox"))
+        await wait_for(lambda: attempt_spans(exporter))
         async with pg.transaction():
             await outbox_worker.enqueue_async(pg, update("second"))
-        await wait_for(lambda: len(spans_named(exporter, "deliver outbox")) == 2)
-    first, second = spans_named(exporter, "deliver outbox")
+        await wait_for(lambda: len(attempt_spans(exporter)) == 2)
+    first, second = attempt_spans(exporter)
     slowed = [e for e in first.events if e.name == "outbox.slowed_down"]
     assert [e.attributes and e.attributes["outbox.pause_s"] for e in slowed] == [3.0]
     paced = [e for e in second.events if e.name == "outbox.paced"]
