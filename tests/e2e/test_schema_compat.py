@@ -4,9 +4,13 @@ this version in outbox.compatible_code (simulated: the revision id and the marke
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 
 from outbox_worker.migrate import SCHEMA_HEAD
+from tests.browser.harness import console_process
+from tests.integration.conftest import LoginAs, login_as  # noqa: F401 (a fixture)
 from tests.integration.test_schema_compat import NEWER, move_to_newer
 from tests.probes import get, status_is
 from tests.processes import Enqueue, StartWorker, free_port
@@ -53,3 +57,17 @@ async def test_a_restarted_worker_refuses_a_newer_schema_that_does_not_list_it(
     assert await worker.wait_exit() == 2
     assert len(worker.lines) == 1, worker.lines
     assert "deploy the version that ran migrate" in worker.lines[0]
+
+
+async def test_the_console_starts_on_a_newer_compatible_schema(
+    pg: asyncpg.Connection,
+    login_as: LoginAs,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """The console, as outbox_operator, starts on a newer schema listing this version and says
+    so in its log."""
+    await move_to_newer(pg, lists_this_version=True)
+    async with console_process(await login_as("outbox_operator"), tmp_path / "tokens") as console:
+        status, _ = await get(f"{console.url}/")
+    assert status == 200  # the sign-in page
+    assert "schema.newer_accepted" in console.log
