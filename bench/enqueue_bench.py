@@ -85,6 +85,7 @@ Txn = Callable[[asyncpg.Connection, Update, str], Awaitable[float]]
 
 
 async def plain_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
+    """The floor: the users row, then the update as a plain jsonb row (that second part timed)."""
     async with conn.transaction():
         await conn.execute(INSERT_USER, email_of(update))
         started = time.perf_counter()
@@ -93,6 +94,7 @@ async def plain_txn(conn: asyncpg.Connection, update: Update, body: str) -> floa
 
 
 async def outbox_txn(conn: asyncpg.Connection, update: Update, body: str) -> float:
+    """The users row, then enqueue_async (that second part timed)."""
     async with conn.transaction():
         await conn.execute(INSERT_USER, email_of(update))
         started = time.perf_counter()
@@ -330,6 +332,7 @@ async def throughput(
 
 
 async def run_async_part(args: argparse.Namespace, url: str, updates: list[Update]) -> None:
+    """Create the tables and wake-up variants, then measure and print tables (a) to (e)."""
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(APP_TABLES)
@@ -419,6 +422,7 @@ def _verdict(name: str, ratio: float) -> str:
 
 
 def main() -> None:
+    """Parse the options and print every table, measured on a throwaway database."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )

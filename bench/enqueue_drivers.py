@@ -314,6 +314,7 @@ async def drivers_table(url: str, updates: list[Update], transactions: int, roun
 
 
 def main() -> None:
+    """Parse the options and print table (d), measured on a throwaway database."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )

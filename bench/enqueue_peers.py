@@ -405,6 +405,7 @@ async def peers_table(url: str, updates: list[Update], seconds: float, rounds: i
 
 
 def main() -> None:
+    """Parse the options and print table (c), measured on a throwaway database."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )

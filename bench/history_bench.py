@@ -235,6 +235,7 @@ async def worker_drain(bench: Bench, first_id: int, rows: int) -> tuple[float, f
 
 
 async def one_round(bench: Bench, table: str, round_: int, bodies: list[str]) -> Round:
+    """Enqueue ``bodies`` on ``table``'s database; time a claim loop and a worker's drain."""
     conn = await asyncpg.connect(bench.database_url)
     try:
         first_id = (await conn.fetch(ENQUEUE, bodies))[0]["id"]
@@ -267,6 +268,7 @@ async def one_round(bench: Bench, table: str, round_: int, bodies: list[str]) ->
 
 
 async def run(args: argparse.Namespace, benches: dict[str, Bench]) -> None:
+    """Build the history, then drain both tables in interleaved rounds and print the tables."""
     await build_history(
         benches["history"].database_url, args.history, args.churn, vacuumed=args.vacuumed
     )
@@ -284,6 +286,7 @@ async def run(args: argparse.Namespace, benches: dict[str, Bench]) -> None:
 
 
 def print_rounds(rounds: list[Round]) -> None:
+    """The table of every drain, in the order they ran."""
     print_table(
         "Drains in the order they ran (table state at the start of each)",
         ["round", "table", "live rows", "dead tuples", "table MiB", "claim idx KiB",
@@ -297,6 +300,7 @@ def print_rounds(rounds: list[Round]) -> None:
 
 
 def print_summary(rounds: list[Round]) -> None:
+    """The table of history / empty ratios (medians of per-round ratios) and the verdicts."""
     empty = [r for r in rounds if r.table == "empty"]
     history = [r for r in rounds if r.table == "history"]
 
@@ -327,6 +331,7 @@ def print_summary(rounds: list[Round]) -> None:
 
 
 def main() -> None:
+    """Parse the options, start the databases and the stand-in, run the rounds."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )

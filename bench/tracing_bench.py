@@ -71,6 +71,7 @@ async def otlp_sink() -> AsyncIterator[tuple[str, list[int]]]:
 
 
 async def run(args: argparse.Namespace, bench: Bench) -> None:
+    """Fill the rows, then drain them with tracing off, all sampled and a share sampled."""
     await fill(bench.database_url, args.rows)
     worker = python_command("-m", "outbox_worker", "run")
     plain = {k: v for k, v in bench.worker_env().items() if not k.startswith("OTEL_")}
@@ -100,6 +101,7 @@ async def _sample(url: str, share: float) -> None:
 
 
 def print_rounds(drains: list[tuple[int, Drain]]) -> None:
+    """The table of every drain, in the order they ran."""
     print_table(
         "Drains, in the order they ran",
         ["round", "worker", "rows", "received", "steady /s", "CPU µs/deliv.", "machine µs"],
@@ -109,6 +111,7 @@ def print_rounds(drains: list[tuple[int, Drain]]) -> None:
 
 
 def print_summary(drains: list[tuple[int, Drain]], args: argparse.Namespace, sent: int) -> None:
+    """The table of CPU per delivery with tracing on / off (medians of per-round ratios)."""
     off = [d for _, d in drains if d.name == OFF]
     rows: list[list[object]] = [
         ["tracing off", statistics.median(d.steady_rate for d in off),
@@ -141,6 +144,7 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def main() -> None:
+    """Parse the options, start the database and the stand-in, run the rounds."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -77,6 +77,7 @@ async def stored_context(pg: asyncpg.Connection, message_id: int) -> Any:
 
 
 def traceparent_of(span: Any) -> str:
+    """The W3C traceparent header that names ``span``."""
     context = span.get_span_context()
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
