@@ -23,8 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-# The console's pages and these commands show an age the same way: '45s', '12m', '3h', '2d'.
+# The console's pages and these commands show ages and control characters the same way.
 from outbox_worker.console.html import age as age
+from outbox_worker.console.html import visible_code
 from outbox_worker.models import Stats
 from outbox_worker.pii import mask_answer, mask_payload, mask_text
 from outbox_worker.quoted import QuotedValues
@@ -41,12 +42,7 @@ _JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2
 
 def printable(text: str) -> str:
     """``text`` with every control character written as an escape: '\\x1b', '\\r', '\\u202e'."""
-    return _CONTROL.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return _CONTROL.sub(visible_code, text)
 
 
 def on_terminal() -> bool:

@@ -27,7 +27,8 @@ class Html(str):
     __slots__ = ()
 
 
-def _visible(match: re.Match[str]) -> str:
+def visible_code(match: re.Match[str]) -> str:
+    """The matched character written as the escape that shows it: '\\x1b', '\\u202e'."""
     code = ord(match.group(0))
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
@@ -36,7 +37,7 @@ def esc(value: object) -> Html:
     """``value`` as page text: Html passes through, anything else is escaped."""
     if isinstance(value, Html):
         return value
-    return Html(html.escape(_CONTROL.sub(_visible, str(value)), quote=True))
+    return Html(html.escape(_CONTROL.sub(visible_code, str(value)), quote=True))
 
 
 def render(template: str, **values: object) -> Html:
