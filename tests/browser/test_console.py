@@ -189,6 +189,30 @@ async def test_requeue_two_selected_then_everything_matching(
     await wait_for(lambda: _states_are(pg, acknowledged=5), message="all five delivered")
 
 
+async def test_purge_deletes_what_it_counted_after_the_confirmation(
+    page: Page, console: ConsoleProcess, pg: asyncpg.Connection
+) -> None:
+    """The purge page counts what is older than the window; confirming deletes just that, audited."""
+    for days in (8, 9, 10):
+        await insert_message(pg, state="acknowledged", ago=timedelta(days=days))
+    await insert_message(pg, state="acknowledged", ago=timedelta(days=1))
+    await insert_dead_updates(pg, 2)
+    await insert_message(pg, state="dead", ago=timedelta(days=30))
+    await sign_in(page, console, console.admin_token)
+    await page.get_by_label("Finished longer ago than").fill("7d")
+    await page.get_by_role("button", name="Purge…").click()
+    await expect(page.get_by_text("Delete 3 messages?")).to_be_visible()
+    assert await count_by_state(pg) == {"acknowledged": 4, "dead": 3}  # asking changes nothing
+    await page.get_by_role("button", name="Delete 3 messages").click()
+    await expect(page.get_by_role("status")).to_have_text("Deleted 3 messages.")
+    assert await count_by_state(pg) == {"acknowledged": 1, "dead": 3}
+    audited = await pg.fetch(
+        "SELECT via, actor, row_count FROM outbox.audit_log WHERE action = 'purge' ORDER BY id"
+    )
+    assert sum(r["row_count"] for r in audited) == 3
+    assert {(r["via"], r["actor"]) for r in audited} == {("console", "ada")}
+
+
 async def _states_are(pg: asyncpg.Connection, **expected: int) -> bool:
     return await count_by_state(pg) == expected
 
