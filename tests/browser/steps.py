@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from playwright.async_api import Locator, Page, expect
@@ -53,10 +54,17 @@ async def tab_to(page: Page, target: Locator, *, limit: int = 60) -> None:
 
 
 async def screenshot(page: Page, name: str, width: int) -> None:
-    """Save the whole page at ``width`` px as docs/console-NAME-WIDTH.png."""
+    """Take the whole page at ``width`` px; with OUTBOX_UPDATE_SCREENSHOTS=1 keep it in docs/.
+
+    Every run takes it (so a page that cannot be drawn fails); only a run that asks rewrites the
+    committed PNGs, so running the tests leaves the checkout as it was.
+    """
     await page.set_viewport_size({"width": width, "height": 900})
-    DOCS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(DOCS / f"console-{name}-{width}.png"), full_page=True)
+    shot = await page.screenshot(full_page=True)
+    assert shot.startswith(b"\x89PNG"), f"{name} at {width} px: not a PNG"
+    if os.environ.get("OUTBOX_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        (DOCS / f"console-{name}-{width}.png").write_bytes(shot)
 
 
 async def overview_shows(page: Page, url: str, label: str, value: str) -> None:

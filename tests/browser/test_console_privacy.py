@@ -152,7 +152,7 @@ async def test_keyboard_alone_signs_in_finds_and_requeues(
 async def test_every_page_fits_and_is_screenshotted(
     page: Page, pg: asyncpg.Connection, operator_url: str, tmp_path: Path, width: int
 ) -> None:
-    """Each page at 375 and 1280 px: nothing wider than the window; a screenshot in docs/."""
+    """Each page at 375 and 1280 px: nothing wider than the window; a screenshot of each."""
     await insert_dead_updates(pg, 6, status=503)
     await insert_dead_updates(pg, 3, status=400)
     for seconds in range(0, 3000, 60):
@@ -166,7 +166,7 @@ async def test_every_page_fits_and_is_screenshotted(
 async def screenshot_every_page(
     page: Page, console: ConsoleProcess, message_id: int, width: int
 ) -> None:
-    """Sign in, then each page: it fits ``width``; its screenshot goes to docs/."""
+    """Sign in, then each page: it fits ``width``; its screenshot is taken."""
     await page.set_viewport_size({"width": width, "height": 900})
     await page.goto(console.url + "/signin")
     await screenshot(page, "signin", width)
