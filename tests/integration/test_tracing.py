@@ -1,8 +1,8 @@
 """Traces: the producer's context stored at enqueue, and the worker's span tree in memory.
 
-The worker runs in this process (tests/integration/running.py) with an OpenTelemetry tracer whose
-spans go to the SDK's in-memory exporter; the producer's span is opened by the test, as the
-application's request handler would open it.
+The worker runs in this process (tests/integration/running.py) with its lean tracing, whose spans
+go (as SDK spans, each exported as soon as it ends) to the SDK's in-memory exporter; the
+producer's span is opened by the test, as the application's request handler would open it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from opentelemetry.trace import (
 from sqlalchemy import create_engine
 
 import outbox_worker
-from outbox_worker.integrations.otel.spans import OtelTracing
+from outbox_worker.integrations.otel.lean import Batching, LeanTracing
+from outbox_worker.integrations.otel.readable import SdkSink
+from outbox_worker.integrations.otel.spans import SCOPE, SdkSampling, worker_resource
 from outbox_worker.settings.config import CircuitSettings, RetrySettings, sqlalchemy_url
 from outbox_worker.standin import StandIn
 from tests.cases import update
@@ -63,9 +65,13 @@ def app_tracer(exported: tuple[TracerProvider, InMemorySpanExporter]) -> Tracer:
 
 
 @pytest.fixture
-def worker_tracing(exported: tuple[TracerProvider, InMemorySpanExporter]) -> OtelTracing:
-    """The worker's tracing on the same in-memory exporter."""
-    return OtelTracing(exported[0].get_tracer("outbox_worker"), server_address="127.0.0.1")
+def worker_tracing(exported: tuple[TracerProvider, InMemorySpanExporter]) -> LeanTracing:
+    """The worker's tracing on the same in-memory exporter, a span exported as it ends."""
+    sink = SdkSink(exported[1], resource=worker_resource(), scope=SCOPE,
+                   server_address="127.0.0.1")  # fmt: skip
+    return LeanTracing(
+        [sink], sampling=SdkSampling(exported[0].sampler), batching=Batching(max_batch=1)
+    )
 
 
 async def stored_context(pg: asyncpg.Connection, message_id: int) -> Any:
@@ -173,7 +179,7 @@ async def test_each_attempt_is_a_span_in_the_producers_trace(
     standin: StandIn,
     pg: asyncpg.Connection,
     app_tracer: Tracer,
-    worker_tracing: OtelTracing,
+    worker_tracing: LeanTracing,
     exported: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     """A 503 then a 200: two attempt spans, children of the enqueuing span, with status and outcome."""
@@ -220,7 +226,7 @@ async def test_the_claim_is_an_event_on_each_attempt(
     standin: StandIn,
     pg: asyncpg.Connection,
     app_tracer: Tracer,
-    worker_tracing: OtelTracing,
+    worker_tracing: LeanTracing,
     exported: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     """Each attempt carries its claim (batch size, when) as an event; an untraced message's
@@ -247,7 +253,7 @@ async def test_unsampled_producer_traces_get_no_worker_spans(
     database_url: str,
     standin: StandIn,
     pg: asyncpg.Connection,
-    worker_tracing: OtelTracing,
+    worker_tracing: LeanTracing,
     exported: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     """A producer that did not sample its trace (flags 00) gets no span from the worker either."""
@@ -266,7 +272,7 @@ async def test_circuit_pause_and_resume_are_events_on_attempts(
     database_url: str,
     standin: StandIn,
     pg: asyncpg.Connection,
-    worker_tracing: OtelTracing,
+    worker_tracing: LeanTracing,
     exported: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     """A 401 opens the circuit (an event on that attempt, outcome paused); the probe's 200 closes it."""
@@ -296,7 +302,7 @@ async def test_spans_carry_no_personal_data(
     standin: StandIn,
     pg: asyncpg.Connection,
     app_tracer: Tracer,
-    worker_tracing: OtelTracing,
+    worker_tracing: LeanTracing,
     exported: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     """A canary payload, dead-lettered by a 400: no canary in any span, event or attribute."""
@@ -316,24 +322,25 @@ async def test_spans_carry_no_personal_data(
 
 def test_hostile_stored_contexts_start_a_trace_of_their_own() -> None:
     """A row's trace context that is not W3C's (another service wrote it) is ignored, not trusted."""
-    from outbox_worker.integrations.otel.spans import producer_context
+    from outbox_worker.integrations.otel.lean import stored_parent
     from outbox_worker.models import LeaseToken, Message, MessageId
 
     def message(traceparent: str | None, tracestate: str | None = None) -> Message:
         return Message(MessageId(1), b"{}", 0, timedelta(0), LeaseToken(uuid.uuid4()),
                        traceparent=traceparent, tracestate=tracestate)  # fmt: skip
 
-    assert producer_context(message(TRACEPARENT)) is not None
+    assert stored_parent(message(TRACEPARENT)) is not None
     for bad in [None, "", "ff" + TRACEPARENT[2:], TRACEPARENT + "-extra",
                 "00-" + "0" * 32 + "-b7ad6b7169203331-01", TRACEPARENT.replace("b7ad", "B7AD")]:  # fmt: skip
-        assert producer_context(message(bad)) is None, bad
-    kept = producer_context(message(TRACEPARENT, "vendor=ok"))
+        assert stored_parent(message(bad)) is None, bad
+    kept = stored_parent(message(TRACEPARENT, "vendor=ok"))
     assert kept is not None
-    assert kept.trace_state.to_header() == "vendor=ok"
-    for bad_state in ["Vendor=x", "a=" + "x" * 600, "a=b,,", "a=\u00e9", "a=b=c"]:
-        dropped = producer_context(message(TRACEPARENT, bad_state))
+    assert kept.tracestate == "vendor=ok"
+    assert TraceState.from_header([kept.tracestate]).to_header() == "vendor=ok"
+    for bad_state in ["Vendor=x", "a=" + "x" * 600, "a=b,,", "a=\u00e9", "a=b=c", "a=1,a=2"]:
+        dropped = stored_parent(message(TRACEPARENT, bad_state))
         assert dropped is not None
-        assert len(dropped.trace_state) == 0, bad_state
+        assert dropped.tracestate is None, bad_state
 
 
 def test_no_opentelemetry_import_without_tracing() -> None:
@@ -416,7 +423,7 @@ async def test_a_429_slow_down_and_the_wait_it_causes_are_events(
     database_url: str,
     standin: StandIn,
     pg: asyncpg.Connection,
-    worker_tracing: OtelTracing,
+    worker_tracing: LeanTracing,
     exported: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     """A 429 with Retry-After: 3 marks its attempt (outbox.slowed_down); the next send's attempt
