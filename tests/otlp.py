@@ -50,7 +50,8 @@ class OtlpReceiver:
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post("/v1/traces", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
+        # The body as sent: the handler inflates gzip itself, as a collector does.
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         return self
