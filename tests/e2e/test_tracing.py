@@ -58,8 +58,9 @@ async def test_retried_message_is_traced_in_the_producers_trace(
 async def test_a_collector_that_is_down_costs_spans_not_the_exit(
     start_worker: StartWorker, pg: asyncpg.Connection
 ) -> None:
-    """With no collector listening, delivery goes on, SIGTERM still exits 0 (the unsent spans
-    abandoned after the grace), and the SDK's complaints are JSON log events like the rest."""
+    """With no collector listening, delivery goes on and SIGTERM still exits 0: the export still
+    retrying (for OTEL_EXPORTER_OTLP_TIMEOUT, 10 s) is abandoned after the grace, and says so in
+    a JSON log event like the rest."""
     with TracerProvider().get_tracer("signup-app").start_as_current_span("signup"):
         async with pg.transaction():
             await outbox_worker.enqueue_async(pg, update("nobody-listens"))
@@ -69,9 +70,6 @@ async def test_a_collector_that_is_down_costs_spans_not_the_exit(
     await wait_for(
         lambda: pg.fetchval("SELECT state = 'acknowledged' FROM outbox.messages"),
         message="delivered while the collector is down",
-    )
-    await wait_for(
-        lambda: "tracing.sdk_warned" in worker.event_names(), message="the SDK's warning"
     )
     assert await worker.terminate() == 0
     assert "tracing.flush_abandoned" in worker.event_names()

@@ -66,10 +66,10 @@ def start_tracing(
             sinks.append(SdkSink(console, resource=resource, scope=SCOPE,
                                  server_address=server_address))  # fmt: skip
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from outbox_worker.integrations.otel.export import OtlpHttpExport
 
-            sinks.append(SdkSink(OTLPSpanExporter(), resource=resource, scope=SCOPE,
-                                 server_address=server_address))  # fmt: skip
+            export = OtlpHttpExport.from_environ(env)
+            sinks.append(OtlpSink(export, resource=resource, server_address=server_address))
     return LeanTracing(sinks, sampling=SdkSampling(TracerProvider().sampler), batching=batching)
 
 
