@@ -2,8 +2,8 @@
 
 ``NO_TRACING`` is the default: chosen once when the worker is built, its methods do nothing, so
 a worker without tracing pays a few empty calls per delivery and imports nothing.
-``outbox_worker.integrations.otel.spans`` implements the seam with OpenTelemetry when OTEL_*
-asks for it (README "Tracing"). No I/O here.
+``outbox_worker.integrations.otel.lean`` implements the seam for OpenTelemetry when OTEL_* asks
+for it (``spans.start_tracing``; README "Tracing"). No I/O here.
 """
 
 from __future__ import annotations

@@ -131,6 +131,21 @@ async def test_full_batches_go_at_once_and_the_rest_at_the_delay() -> None:
     await recorder.close(5)
 
 
+async def test_spans_that_end_during_an_export_wait_for_their_own_batch() -> None:
+    """What ends while a batch is being sent is not sent right after it in a POST of its own."""
+    sink = Kept()
+    sink.hold = asyncio.Event()
+    recorder = tracing(sink, max_batch=4, delay_s=60)
+    traced(recorder, *(message(SAMPLED, n) for n in range(4)))
+    await wait_for(lambda: recorder._buffer == [])  # the full batch is on its way
+    traced(recorder, *(message(SAMPLED, n) for n in range(4, 6)))
+    sink.hold.set()
+    await wait_for(lambda: sink.batches)
+    assert [len(b) for b in sink.batches] == [4]
+    await recorder.close(5)
+    assert [len(b) for b in sink.batches] == [4, 2]
+
+
 async def test_a_full_buffer_drops_spans_and_says_so_once(logs: Log) -> None:
     """Past OTEL_BSP_MAX_QUEUE_SIZE spans are dropped, counted in one event per export."""
     sink = Kept()

@@ -83,7 +83,6 @@ def attempts(draw: st.DrawFn, claim: Claim) -> Attempt:
     outcomes = st.sampled_from(["acknowledged", "dead_lettered", "retry", "paused", "handed_back"])
     attempt.outcome = draw(st.none() | outcomes | st.text())
     attempt.error_type = draw(st.none() | st.text())
-    attempt.error = draw(st.booleans())
     attempt.events = draw(st.none() | st.lists(EVENTS, max_size=4))  # type: ignore[assignment]
     return attempt
 
@@ -149,9 +148,7 @@ def test_a_known_span_encodes_as_recorded() -> None:
     span = Attempt(claim, message, "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "v=1")
     span.span_id = 0x0102030405060708
     span.start_ns, span.end_ns = 1_700_000_000_001_000_000, 1_700_000_000_002_000_000
-    span.status, span.retry_in_s, span.outcome, span.error_type, span.error = (
-        503, 2.5, "retry", "503", True
-    )  # fmt: skip
+    span.status, span.retry_in_s, span.outcome, span.error_type = 503, 2.5, "retry", "503"
     resource = Resource({"service.name": "outbox-worker"})
     ours, sdk = both(
         [span], resource, InstrumentationScope("outbox_worker", "1.0"), "api.ravelin.com"

@@ -148,6 +148,7 @@ class Sink(Protocol):
 # --- the seam's objects -------------------------------------------------------------------------
 
 _OUTCOMES: Final = {State.ACKNOWLEDGED: "acknowledged", State.DEAD: "dead_lettered"}
+_INTERNAL_ERROR: Final = "outbox.internal_error"
 _randbits: Final = random.getrandbits  # span ids as the SDK makes them (not for secrecy)
 
 
@@ -209,27 +210,22 @@ def _new_trace() -> str:
     return f"{trace:032x}"
 
 
+Events = list[tuple[str, int, tuple[tuple[str, str | float], ...]]]
+"""A span's events after the claim's: (name, time in ns, attributes), in the order they came."""
+
+
 class Attempt:
-    """One traced attempt: its span's raw values, encoded only when exported."""
+    """One traced attempt: its span's raw values, encoded only when exported.
+
+    The span's status is ERROR exactly when ``error_type`` is set (anything but acknowledged).
+    """
 
     __slots__ = (
-        "_failed",
-        "attempt",
-        "claim",
-        "end_ns",
-        "error",
-        "error_type",
-        "events",
-        "message_id",
-        "outcome",
-        "parent",
-        "retry_in_s",
-        "span_id",
-        "start_ns",
-        "status",
-        "trace",
-        "tracestate",
+        "attempt", "claim", "end_ns", "error_type", "events", "message_id", "outcome", "parent",
+        "retry_in_s", "span_id", "start_ns", "status", "trace", "tracestate",
     )  # fmt: skip
+
+    end_ns: int  # set by end(), before the span can be exported
 
     def __init__(
         self, claim: Claim, message: Message, trace: str, parent: str | None, state: str | None
@@ -248,10 +244,7 @@ class Attempt:
         self.retry_in_s: float | None = None
         self.outcome: str | None = None
         self.error_type: str | None = None
-        self.error = False
-        self.events: list[tuple[str, int, tuple[tuple[str, str | float], ...]]] | None = None
-        self._failed: str | None = None
-        self.end_ns = 0
+        self.events: Events | None = None
         self.start_ns = time.time_ns()
 
     def settled(self, settlement: Settlement) -> None:
@@ -266,21 +259,20 @@ class Attempt:
         if outcome != "acknowledged":
             # The status code, or what kind of failure: never the endpoint's or the error's text.
             self.error_type = self._failure(settlement)
-            self.error = True
 
     def _failure(self, settlement: Settlement) -> str:
         if settlement.status is not None:
             return str(settlement.status)
-        if self._failed is not None:
-            return self._failed
+        failed = [pairs[0][1] for name, _, pairs in self.events or () if name == _INTERNAL_ERROR]
+        if failed:
+            return str(failed[-1])  # the last failure before the row write
         if settlement.state is State.DEAD and not settlement.attempt_spent:
             return "unsendable"  # a row another service wrote, dead-lettered without a send
         return "transport"  # no answer: timeout, refused or dropped connection, TLS
 
     def failed(self, error_type: str) -> None:
         """Our own failure: its exception type only (its message might quote the payload)."""
-        self._failed = error_type
-        self._event("outbox.internal_error", (("exception.type", error_type),))
+        self._event(_INTERNAL_ERROR, (("exception.type", error_type),))
 
     def handed_back(self) -> None:
         """Released unsent: no attempt spent."""
@@ -355,17 +347,24 @@ class LeanTracing:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="tracing-export")
 
     async def _run(self) -> None:
+        delay = self._batching.delay_s
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._batching.delay_s)
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+                size = self._batching.max_batch  # a full batch is waiting: only full ones go
+            except TimeoutError:
+                size = 1  # the delay is over: everything goes
             self._wake.clear()
-            await self._export_all()
+            await self._export(len(self._buffer) // size * size)
 
-    async def _export_all(self) -> None:
+    async def _export(self, count: int) -> None:
+        """Export the ``count`` oldest buffered spans, in batches (what ends meanwhile waits for
+        its own batch: sent at once, it would make a POST of a few spans)."""
         buffer, size = self._buffer, self._batching.max_batch
-        while buffer:
-            batch = buffer[:size]
-            del buffer[:size]
+        while count > 0 and buffer:
+            batch = buffer[: min(size, count)]
+            del buffer[: len(batch)]
+            count -= len(batch)
             for sink in self._sinks:
                 try:
                     await sink.export(batch)
@@ -385,7 +384,7 @@ class LeanTracing:
             async with asyncio.timeout(within_s):
                 if task is not None:
                     await asyncio.shield(task)
-                await self._export_all()  # what ended while the last export ran, or no task
+                await self._export(len(self._buffer))  # all that is left
         except TimeoutError:
             log.warning("tracing.flush_abandoned", waited_s=within_s,
                         note="spans still buffered are lost; deliveries are not")  # fmt: skip

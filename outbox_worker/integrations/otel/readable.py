@@ -72,7 +72,7 @@ def _readable(
         attributes=attributes,
         events=events,
         kind=SpanKind.CONSUMER,
-        status=Status(StatusCode.ERROR if span.error else StatusCode.UNSET),
+        status=Status(StatusCode.ERROR if span.error_type is not None else StatusCode.UNSET),
         start_time=span.start_ns,
         end_time=span.end_ns,
         instrumentation_scope=scope,

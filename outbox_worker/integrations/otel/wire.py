@@ -99,7 +99,8 @@ _ATTEMPT: Final = _key("outbox.attempt")
 _STATUS_CODE: Final = _key("http.response.status_code")
 _RETRY_IN: Final = _key("outbox.retry_in_s")
 _ERROR_TYPE: Final = _key("error.type")
-_TIMES: Final = struct.Struct("<BQBQ")  # Span start (7) and end (8), fixed64 each
+# Span.trace_id (1), span_id (2), start_time_unix_nano (7) and end_ (8): tags and values.
+_HEAD: Final = struct.Struct("<2s16s2s8sBQBQ")
 # messaging.message.id's KeyValue up to its digits, by their count; outbox.attempt's, 1 to 99.
 _MESSAGE_IDS: Final = [_string_attribute(_MESSAGE_ID, "0" * n)[: -n or None] for n in range(21)]
 _ATTEMPTS: Final = [b""] + [_int_attribute(_ATTEMPT, n) for n in range(1, 100)]
@@ -149,11 +150,11 @@ class SpanWire:
         return _len(0x0A, resource_spans)  # ExportTraceServiceRequest.resource_spans (1)
 
     def _span(self, span: Attempt, claimed: dict[Claim, bytes]) -> bytes:
-        message_id = str(span.message_id).encode()  # a bigint's digits: at most 20
+        message_id = b"%d" % span.message_id  # a bigint's digits: at most 20
         attempt = span.attempt
         parts = [
-            b"\x0a\x10", bytes.fromhex(span.trace), b"\x12\x08", span.span_id.to_bytes(8, "big"),
-            _TIMES.pack(0x39, span.start_ns, 0x41, span.end_ns),
+            _HEAD.pack(b"\x0a\x10", bytes.fromhex(span.trace), b"\x12\x08",
+                       span.span_id.to_bytes(8, "big"), 0x39, span.start_ns, 0x41, span.end_ns),
             self._constant,
             _MESSAGE_IDS[len(message_id)], message_id,
             _ATTEMPTS[attempt] if 0 < attempt < 100 else _int_attribute(_ATTEMPT, attempt),
@@ -193,7 +194,7 @@ class SpanWire:
         parts.append(event)
         if span.events:
             parts += (_event(name, at_ns, pairs) for name, at_ns, pairs in span.events)
-        parts.append(_STATUS_ERROR if span.error else _STATUS_UNSET)
+        parts.append(_STATUS_ERROR if span.error_type is not None else _STATUS_UNSET)
         body = b"".join(parts)
         n = len(body)
         if 0x80 <= n < 0x4000:  # the usual span: 2 length bytes
