@@ -42,12 +42,12 @@ def _readable(
     trace_id = int(span.trace, 16)
     state = TraceState.from_header([span.tracestate]) if span.tracestate else TraceState()
     attributes: dict[str, Any] = {
+        "messaging.message.id": str(span.message_id),
+        "outbox.attempt": span.attempt,
         "messaging.system": "outbox",
         "messaging.destination.name": "outbox.messages",
         "messaging.operation.type": "process",
         "messaging.operation.name": "deliver",
-        "messaging.message.id": str(span.message_id),
-        "outbox.attempt": span.attempt,
         "server.address": server_address,
     }
     if span.status is not None:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from outbox_worker.integrations.otel.lean import Attempt, Claim
+    from outbox_worker.integrations.otel.lean import Attempt
 
 _DOUBLE: Final = struct.Struct("<d")
 _FIXED64: Final = struct.Struct("<Q")
@@ -99,12 +99,12 @@ _ATTEMPT: Final = _key("outbox.attempt")
 _STATUS_CODE: Final = _key("http.response.status_code")
 _RETRY_IN: Final = _key("outbox.retry_in_s")
 _ERROR_TYPE: Final = _key("error.type")
-# Span.trace_id (1), span_id (2), start_time_unix_nano (7) and end_ (8): tags and values.
-_HEAD: Final = struct.Struct("<2s16s2s8sBQBQ")
+# Span.trace_id (1), span_id (2), [parent_span_id (4),] start_time_unix_nano (7), end_ (8).
+_ROOT: Final = struct.Struct("<2s16s2s8sBQBQ")
+_CHILD: Final = struct.Struct("<2s16s2s8s2s8sBQBQ")
 # messaging.message.id's KeyValue up to its digits, by their count; outbox.attempt's, 1 to 99.
 _MESSAGE_IDS: Final = [_string_attribute(_MESSAGE_ID, "0" * n)[: -n or None] for n in range(21)]
 _ATTEMPTS: Final = [b""] + [_int_attribute(_ATTEMPT, n) for n in range(1, 100)]
-_OUTCOMES: Final = ("acknowledged", "dead_lettered", "retry", "paused", "handed_back")
 
 
 class SpanWire:
@@ -129,77 +129,90 @@ class SpanWire:
         if scope_version:
             scope += _len(0x12, scope_version.encode())
         self._scope = _len(0x0A, scope)  # ScopeSpans.scope (1)
-        # The span's name (5) and kind (6), then its first four attributes: the same on every span.
+        # The span's name (5) and kind (6), and its attributes that are the same on every span
+        # (after messaging.message.id and outbox.attempt, which are not).
         name_kind = _len(0x2A, b"deliver outbox") + bytes((0x30, _CONSUMER))
         self._constant = name_kind + attributes(0x4A, [
             ("messaging.system", "outbox"),
             ("messaging.destination.name", "outbox.messages"),
             ("messaging.operation.type", "process"),
             ("messaging.operation.name", "deliver"),
+            ("server.address", server_address),
         ])  # fmt: skip
-        self._server = attributes(0x4A, [("server.address", server_address)])
-        self._outcomes = {o: attributes(0x4A, [("outbox.outcome", o)]) for o in _OUTCOMES}
-        self._statuses: dict[int, bytes] = {}
 
     def encode(self, spans: Sequence[Attempt]) -> bytes:
         """The ``ExportTraceServiceRequest`` carrying ``spans``."""
-        claimed: dict[Claim, bytes] = {}  # each claim's event, encoded once for its messages
-        encoded = [self._span(s, claimed) for s in spans]
-        scope_spans = _len(0x12, self._scope + b"".join(encoded))  # ResourceSpans.scope_spans
-        resource_spans = self._resource + scope_spans + self._resource_schema
-        return _len(0x0A, resource_spans)  # ExportTraceServiceRequest.resource_spans (1)
+        tails: dict[object, bytes] = {}  # encoded once a batch: see _span
+        encoded = [self._span(s, tails) for s in spans]
+        # One join, lengths first: a request is a few hundred kB, each copy of it costs.
+        scope_spans = len(self._scope) + sum(map(len, encoded))
+        scope_head = b"\x12" + varint(scope_spans)  # ResourceSpans.scope_spans (2)
+        resource_spans = (
+            len(self._resource) + len(scope_head) + scope_spans + len(self._resource_schema)
+        )
+        return b"".join([
+            b"\x0a", varint(resource_spans),  # ExportTraceServiceRequest.resource_spans (1)
+            self._resource, scope_head, self._scope, *encoded, self._resource_schema,
+        ])  # fmt: skip
 
-    def _span(self, span: Attempt, claimed: dict[Claim, bytes]) -> bytes:
+    def _span(self, span: Attempt, tails: dict[object, bytes]) -> bytes:
+        """ScopeSpans.spans (2): one span. Its ids, times, message id and attempt number are
+        packed; the rest (its outcome, its claim's event) is the same for most spans of a
+        claim, so it is encoded once a batch for each claim and outcome."""
+        trace_id, span_id = bytes.fromhex(span.trace), span.span_id.to_bytes(8, "big")
+        parent = span.parent
+        if parent is None:
+            head = _ROOT.pack(b"\x0a\x10", trace_id, b"\x12\x08", span_id,
+                              0x39, span.start_ns, 0x41, span.end_ns)  # fmt: skip
+        else:
+            head = _CHILD.pack(b"\x0a\x10", trace_id, b"\x12\x08", span_id,
+                               b"\x22\x08", bytes.fromhex(parent),
+                               0x39, span.start_ns, 0x41, span.end_ns)  # fmt: skip
         message_id = b"%d" % span.message_id  # a bigint's digits: at most 20
         attempt = span.attempt
-        parts = [
-            _HEAD.pack(b"\x0a\x10", bytes.fromhex(span.trace), b"\x12\x08",
-                       span.span_id.to_bytes(8, "big"), 0x39, span.start_ns, 0x41, span.end_ns),
-            self._constant,
+        if span.error_type is None and span.retry_in_s is None and not span.events:
+            key = (span.claim, span.status, span.outcome, parent is None, span.tracestate)
+            tail = tails.get(key)
+            if tail is None:
+                tail = tails[key] = self._tail(span, tails)
+        else:
+            tail = self._tail(span, tails)
+        body = b"".join((
+            head,
             _MESSAGE_IDS[len(message_id)], message_id,
             _ATTEMPTS[attempt] if 0 < attempt < 100 else _int_attribute(_ATTEMPT, attempt),
-            self._server,
-        ]  # fmt: skip
-        parent = span.parent
-        if parent is not None:
-            parts += (b"\x22\x08", bytes.fromhex(parent), _FLAGS_REMOTE)
-        else:
-            parts.append(_FLAGS_LOCAL)
-        if span.tracestate:
-            parts.append(_len(0x1A, span.tracestate.encode()))
-        status = span.status
-        if status is not None:
-            encoded = self._statuses.get(status)
-            if encoded is None:
-                encoded = _int_attribute(_STATUS_CODE, status)
-                if 100 <= status < 600:  # the HTTP codes, each encoded once
-                    self._statuses[status] = encoded
-            parts.append(encoded)
-        if span.retry_in_s is not None:
-            parts.append(
-                _len(0x4A, _RETRY_IN + _len(0x12, b"\x21" + _DOUBLE.pack(span.retry_in_s)))
-            )
-        outcome = span.outcome
-        if outcome is not None:
-            encoded = self._outcomes.get(outcome)
-            parts.append(encoded or attributes(0x4A, [("outbox.outcome", outcome)]))
-        if span.error_type is not None:
-            parts.append(_string_attribute(_ERROR_TYPE, span.error_type))
-        claim = span.claim
-        event = claimed.get(claim)
-        if event is None:
-            event = claimed[claim] = _event(
-                "outbox.claimed", claim.started_ns, claim.event_attributes()
-            )
-        parts.append(event)
-        if span.events:
-            parts += (_event(name, at_ns, pairs) for name, at_ns, pairs in span.events)
-        parts.append(_STATUS_ERROR if span.error_type is not None else _STATUS_UNSET)
-        body = b"".join(parts)
+            self._constant,
+            tail,
+        ))  # fmt: skip
         n = len(body)
         if 0x80 <= n < 0x4000:  # the usual span: 2 length bytes
             return bytes((0x12, (n & 0x7F) | 0x80, n >> 7)) + body
-        return _len(0x12, body)  # ScopeSpans.spans (2)
+        return _len(0x12, body)
+
+    def _tail(self, span: Attempt, tails: dict[object, bytes]) -> bytes:
+        """What follows the span's constant attributes: flags, tracestate, the attributes of
+        its outcome, its events and its status."""
+        parts = [_FLAGS_LOCAL if span.parent is None else _FLAGS_REMOTE]
+        if span.tracestate:
+            parts.append(_len(0x1A, span.tracestate.encode()))
+        if span.status is not None:
+            parts.append(_int_attribute(_STATUS_CODE, span.status))
+        if span.retry_in_s is not None:
+            retry = b"\x21" + _DOUBLE.pack(span.retry_in_s)
+            parts.append(_len(0x4A, _RETRY_IN + _len(0x12, retry)))
+        if span.outcome is not None:
+            parts.append(attributes(0x4A, [("outbox.outcome", span.outcome)]))
+        if span.error_type is not None:
+            parts.append(_string_attribute(_ERROR_TYPE, span.error_type))
+        claim = span.claim
+        claimed = tails.get(claim)  # the claim's event, encoded once for all its messages
+        if claimed is None:
+            attrs = claim.event_attributes()
+            claimed = tails[claim] = _event("outbox.claimed", claim.started_ns, attrs)
+        parts.append(claimed)
+        parts += (_event(name, at_ns, pairs) for name, at_ns, pairs in span.events or ())
+        parts.append(_STATUS_UNSET if span.error_type is None else _STATUS_ERROR)
+        return b"".join(parts)
 
 
 def _event(name: str, at_ns: int, pairs: Iterable[tuple[str, object]]) -> bytes:
