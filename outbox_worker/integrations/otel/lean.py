@@ -190,10 +190,12 @@ class Claim:
         if tracing.follows_parent and stored is not None:
             if stored[-1:] in _UNSAMPLED:
                 return NO_TRACING  # the producer did not sample this trace (flags bit 0 clear)
-            ids = _ids(stored)
-            if ids is not None:  # sampled: recorded, with no sampler to ask
-                state = message.tracestate
-                return Attempt(self, message, *ids, state and _valid_state(state))
+            # _ids, inlined: this runs for every traced attempt.
+            if _TRACEPARENT.fullmatch(stored) is not None and stored[:2] != "ff":
+                trace, span = stored[3:35], stored[36:52]
+                if trace != _NO_TRACE and span != _NO_SPAN:  # sampled: no sampler to ask
+                    state = message.tracestate
+                    return Attempt(self, message, trace, span, state and _valid_state(state))
         parent = stored_parent(message)
         trace = parent.trace if parent is not None else _new_trace()
         decided = tracing.sampling.decide(trace, parent)
@@ -324,6 +326,7 @@ class LeanTracing:
         self.follows_parent = sampling.follows_parent
         self._sinks = tuple(sinks)
         self._batching = batching
+        self._max_queue, self._max_batch = batching.max_queue, batching.max_batch
         self._buffer: list[Attempt] = []
         self._dropped = 0
         self._wake = asyncio.Event()
@@ -337,11 +340,12 @@ class LeanTracing:
     def finished(self, span: Attempt) -> None:
         """Buffer a finished span for the next export (dropped past OTEL_BSP_MAX_QUEUE_SIZE)."""
         buffer = self._buffer
-        if len(buffer) >= self._batching.max_queue:
+        waiting = len(buffer)
+        if waiting >= self._max_queue:
             self._dropped += 1
             return
         buffer.append(span)
-        if len(buffer) == self._batching.max_batch:
+        if waiting + 1 == self._max_batch:
             self._wake.set()
         if self._task is None and not self._closing:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="tracing-export")
