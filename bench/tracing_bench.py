@@ -6,7 +6,7 @@ Every row carries a producer's trace context, as an application that traces stor
 worker follows the producer's sampling decision (OpenTelemetry's parent-based default), so it
 records and exports a span for an attempt only when the producer sampled that trace: the cost
 is measured with every trace sampled (the worst case) and with ``--sampled`` of them (a
-producer sampling a share of its requests). Spans go over OTLP/HTTP in batches (the SDK's
+producer sampling a share of its requests). Spans go over OTLP/HTTP in batches (OTEL_BSP_*'s
 defaults) to a sink in this process that decodes nothing and answers at once, so the sink's CPU
 is not the worker's. The worker (``python -m outbox_worker run``) drains the same rows with and
 without OTEL_EXPORTER_OTLP_ENDPOINT, in interleaved rounds whose order rotates; each drain is
