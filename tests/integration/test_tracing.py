@@ -322,7 +322,7 @@ async def test_spans_carry_no_personal_data(
 
 def test_hostile_stored_contexts_start_a_trace_of_their_own() -> None:
     """A row's trace context that is not W3C's (another service wrote it) is ignored, not trusted."""
-    from outbox_worker.integrations.otel.lean import stored_parent
+    from outbox_worker.integrations.otel.stored import stored_parent
     from outbox_worker.models import LeaseToken, Message, MessageId
 
     def message(traceparent: str | None, tracestate: str | None = None) -> Message:

@@ -20,15 +20,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from outbox_worker.integrations.otel.lean import (
-    _TRACESTATE,
-    Attempt,
-    Claim,
-    LeanTracing,
-    _valid_state,
-)
+from outbox_worker.integrations.otel.lean import Attempt, Claim, LeanTracing
 from outbox_worker.integrations.otel.readable import readable_spans
 from outbox_worker.integrations.otel.spans import SdkSampling
+from outbox_worker.integrations.otel.stored import TRACESTATE, valid_state
 from outbox_worker.integrations.otel.wire import SpanWire, varint
 from outbox_worker.models import LeaseToken, Message, MessageId
 
@@ -37,7 +32,7 @@ UINT64 = st.integers(0, 2**64 - 1)
 FLOATS = st.floats(allow_nan=False)
 HEX16 = st.integers(1, 2**64 - 1).map(lambda n: f"{n:016x}")
 HEX32 = st.integers(1, 2**128 - 1).map(lambda n: f"{n:032x}")
-TRACESTATES = st.from_regex(_TRACESTATE, fullmatch=True).map(_valid_state).filter(bool)
+TRACESTATES = st.from_regex(TRACESTATE, fullmatch=True).map(valid_state).filter(bool)
 RESOURCE_VALUES = st.one_of(
     st.text(), st.booleans(), INT64, FLOATS, st.lists(st.text(), max_size=3),
     st.lists(INT64, max_size=3), st.lists(FLOATS, max_size=3),

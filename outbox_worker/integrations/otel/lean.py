@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,63 +25,16 @@ import structlog
 
 from outbox_worker.delivery.tracing import NO_TRACING, AttemptSource, AttemptTrace, ClaimTrace
 from outbox_worker.errors import ConfigError
+from outbox_worker.integrations.otel.stored import (
+    UNSAMPLED,
+    Parent,
+    stored_parent,
+    valid_state,
+    well_formed,
+)
 from outbox_worker.models import Message, Settlement, State
 
 log = structlog.get_logger("outbox_worker.tracing")
-
-# --- the stored context, parsed as hostile text -------------------------------------------------
-
-_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-# W3C Trace Context's list-member grammar (as opentelemetry-api checks it), so the API never
-# rejects a value here, and never logs one.
-_KEY: Final = r"(?:[a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})"
-_VALUE: Final = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
-_TRACESTATE: Final = re.compile(f"{_KEY}={_VALUE}(?:,{_KEY}={_VALUE}){{0,31}}")
-_MAX_TRACESTATE: Final = 512
-_NO_TRACE: Final = "0" * 32
-_NO_SPAN: Final = "0" * 16
-# The last hex digit of trace flags whose "sampled" bit (0x01) is clear.
-_UNSAMPLED: Final = frozenset("02468ace")
-
-
-@dataclass(frozen=True, slots=True)
-class Parent:
-    """The producer's span, from a row's stored trace context (all of it checked)."""
-
-    trace: str  # 32 lowercase hex digits, not all zero
-    span: str  # 16 lowercase hex digits, not all zero
-    sampled: bool
-    tracestate: str | None  # W3C list members, or None (absent or refused)
-
-
-def stored_parent(message: Message) -> Parent | None:
-    """The span that enqueued ``message``, or None when the row has no valid trace context."""
-    stored = message.traceparent
-    ids = None if stored is None else _ids(stored)
-    if ids is None:
-        return None
-    return Parent(*ids, stored[-1] not in _UNSAMPLED, _valid_state(message.tracestate))  # type: ignore[index]
-
-
-def _ids(stored: str) -> tuple[str, str] | None:
-    """A traceparent's trace and span ids (hex), or None when it is not W3C's."""
-    if _TRACEPARENT.fullmatch(stored) is None or stored[:2] == "ff":
-        return None
-    trace, span = stored[3:35], stored[36:52]
-    if trace == _NO_TRACE or span == _NO_SPAN:
-        return None
-    return trace, span
-
-
-def _valid_state(state: str | None) -> str | None:
-    if state is None or len(state) > _MAX_TRACESTATE or not _TRACESTATE.fullmatch(state):
-        return None
-    if "," in state:  # a key twice: the API would drop the whole header
-        keys = [member.partition("=")[0] for member in state.split(",")]
-        if len(set(keys)) != len(keys):
-            return None
-    return state
-
 
 # --- configuration ------------------------------------------------------------------------------
 
@@ -127,9 +79,9 @@ class Sampling(Protocol):
     """A parent-based sampler with OpenTelemetry's default delegates: a row's stored context
     decides alone (sampled flag set: recorded; clear: nothing), with no call per attempt."""
 
-    def decide(self, trace: str, parent: Parent | None) -> str | bool | None:
-        """Whether to record the attempt's span (trace id ``trace``): False if not, else the
-        tracestate it carries (None: none)."""
+    def decide(self, trace: str, parent: Parent | None) -> str | bool:
+        """Whether to record the attempt's span (trace id ``trace``): False, not recorded;
+        True, recorded without a tracestate; a string, recorded with that tracestate."""
         ...
 
 
@@ -188,14 +140,13 @@ class Claim:
         tracing = self.tracing
         stored = message.traceparent
         if tracing.follows_parent and stored is not None:
-            if stored[-1:] in _UNSAMPLED:
+            if stored[-1:] in UNSAMPLED:
                 return NO_TRACING  # the producer did not sample this trace (flags bit 0 clear)
-            # _ids, inlined: this runs for every traced attempt.
-            if _TRACEPARENT.fullmatch(stored) is not None and stored[:2] != "ff":
-                trace, span = stored[3:35], stored[36:52]
-                if trace != _NO_TRACE and span != _NO_SPAN:  # sampled: no sampler to ask
-                    state = message.tracestate
-                    return Attempt(self, message, trace, span, state and _valid_state(state))
+            if well_formed(stored):  # sampled: recorded, with no sampler to ask
+                state = message.tracestate
+                return Attempt(
+                    self, message, stored[3:35], stored[36:52], state and valid_state(state)
+                )
         parent = stored_parent(message)
         trace = parent.trace if parent is not None else _new_trace()
         decided = tracing.sampling.decide(trace, parent)

@@ -36,8 +36,9 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from outbox_worker.integrations.otel.lean import Attempt, Batching, LeanTracing, Parent, Sink
+from outbox_worker.integrations.otel.lean import Attempt, Batching, LeanTracing, Sink
 from outbox_worker.integrations.otel.readable import SdkSink
+from outbox_worker.integrations.otel.stored import Parent
 from outbox_worker.integrations.otel.wire import SpanWire
 from outbox_worker.version import __version__
 
@@ -134,7 +135,7 @@ class SdkSampling:
             and sampler._remote_parent_not_sampled is ALWAYS_OFF
         )
 
-    def decide(self, trace: str, parent: Parent | None) -> str | bool | None:
+    def decide(self, trace: str, parent: Parent | None) -> str | bool:
         """Ask the sampler, as the SDK would at the span's start; the tracestate it keeps."""
         trace_id = int(trace, 16)
         context = Context()
