@@ -231,3 +231,37 @@ def test_bad_batch_settings_fail_at_start(environ: dict[str, str], message: str)
     """A batch setting that is not a whole number above 0 is one configuration error line."""
     with pytest.raises(ConfigError, match=message):
         Batching.from_environ(environ)
+
+
+def test_start_tracing_builds_a_sink_per_exporter() -> None:
+    """ "otlp" and "console" named together: both sinks, fed by the one recorder."""
+    from outbox_worker.integrations.otel.readable import SdkSink
+    from outbox_worker.integrations.otel.spans import start_tracing
+
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    tracing = start_tracing(("otlp", "console"), server_address="h", environ=environ)
+    assert [type(s) for s in tracing._sinks] == [OtlpSink, SdkSink]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"OTEL_BSP_SCHEDULE_DELAY": "soon"}, "OTEL_BSP_SCHEDULE_DELAY"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://collector"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ],
+)
+def test_start_tracing_refuses_bad_settings_at_once(environ: dict[str, str], message: str) -> None:
+    """A bad batch or exporter setting stops the start with one configuration error line."""
+    from outbox_worker.integrations.otel.spans import start_tracing
+
+    with pytest.raises(ConfigError, match=message):
+        start_tracing(("otlp",), server_address="h", environ=environ)
+
+
+def test_spans_ended_outside_a_loop_wait_for_close() -> None:
+    """No running loop (a synchronous caller): the span is kept, and close() sends it."""
+    sink = Kept()
+    recorder = tracing(sink)
+    traced(recorder, message(SAMPLED))
+    asyncio.run(recorder.close(5))
+    assert [len(b) for b in sink.batches] == [1]

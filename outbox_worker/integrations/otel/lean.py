@@ -299,7 +299,11 @@ class LeanTracing:
         if waiting + 1 == self._max_batch:
             self._wake.set()
         if self._task is None and not self._closing:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="tracing-export")
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # ended outside the worker's loop: close() sends it
+                return
+            self._task = loop.create_task(self._run(), name="tracing-export")
 
     async def _run(self) -> None:
         delay = self._batching.delay_s
