@@ -14,6 +14,8 @@ PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo py
 "$PYTHON" -m bench.migration_bench --tiny "$@"
 # Worker CPU per delivery with tracing on and off (the otel extra, part of .[dev]).
 "$PYTHON" -m bench.tracing_bench --tiny "$@"
+# A traced attempt's CPU alone (no database, so none of the options above).
+"$PYTHON" -m bench.tracing_alone --tiny
 # pgqueuer and procrastinate run only with the bench extra; without it (CI installs .[dev]) peers
 # and enqueue_bench's table (c) print a skip line each.
 "$PYTHON" -m bench.peers --tiny "$@"
