@@ -129,10 +129,12 @@ class SdkSampling:
 
     def __init__(self, sampler: Sampler) -> None:
         self._sampler = sampler
+        # The SDK keeps the delegates private: read defensively, so an SDK that renames them
+        # costs the fast path (every attempt asks the sampler), never the start.
         self.follows_parent = (
             isinstance(sampler, ParentBased)
-            and sampler._remote_parent_sampled is ALWAYS_ON
-            and sampler._remote_parent_not_sampled is ALWAYS_OFF
+            and getattr(sampler, "_remote_parent_sampled", None) is ALWAYS_ON
+            and getattr(sampler, "_remote_parent_not_sampled", None) is ALWAYS_OFF
         )
 
     def decide(self, trace: str, parent: Parent | None) -> str | bool:
