@@ -46,8 +46,12 @@ from bench.otlp_sink import sink_counts, sink_process
 from outbox_worker.delivery import policy
 from outbox_worker.delivery.tracing import NO_TRACING, Tracing
 from outbox_worker.integrations.otel.lean import Attempt, Batching, LeanTracing
-from outbox_worker.integrations.otel.spans import SCOPE, SdkSampling, start_tracing, worker_resource
-from outbox_worker.integrations.otel.wire import SpanWire
+from outbox_worker.integrations.otel.spans import (
+    SdkSampling,
+    span_wire,
+    start_tracing,
+    worker_resource,
+)
 from outbox_worker.models import Answer, LeaseToken, Message, MessageId, Settlement
 
 OFF, RECORD, ENCODE, EXPORT = "off", "record", "encode", "export"
@@ -114,14 +118,7 @@ class EncodeSink(DropSink):
 
     def __init__(self) -> None:
         super().__init__()
-        resource = worker_resource()
-        self._wire = SpanWire(
-            resource=dict(resource.attributes),
-            resource_schema_url=resource.schema_url,
-            scope_name=SCOPE.name,
-            scope_version=SCOPE.version,
-            server_address=SERVER_ADDRESS,
-        )
+        self._wire = span_wire(worker_resource(), SERVER_ADDRESS)
         self.cpu_s = 0.0
         self.bytes = 0
 

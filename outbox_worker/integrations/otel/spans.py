@@ -83,6 +83,17 @@ def worker_resource() -> Resource:
     return resource
 
 
+def span_wire(resource: Resource, server_address: str) -> SpanWire:
+    """The OTLP encoder of the worker's spans for ``resource`` and the endpoint's host."""
+    return SpanWire(
+        resource=dict(resource.attributes),
+        resource_schema_url=resource.schema_url,
+        scope_name=SCOPE.name,
+        scope_version=SCOPE.version,
+        server_address=server_address,
+    )
+
+
 class Send(Protocol):
     """An OTLP/HTTP trace export (``export.OtlpHttpExport``)."""
 
@@ -100,13 +111,7 @@ class OtlpSink:
 
     def __init__(self, export: Send, *, resource: Resource, server_address: str) -> None:
         self._export = export
-        self._wire = SpanWire(
-            resource=dict(resource.attributes),
-            resource_schema_url=resource.schema_url,
-            scope_name=SCOPE.name,
-            scope_version=SCOPE.version,
-            server_address=server_address,
-        )
+        self._wire = span_wire(resource, server_address)
 
     async def export(self, spans: Sequence[Attempt]) -> None:
         """Encode ``spans`` and send them (the exporter logs what the collector refused)."""
