@@ -129,30 +129,37 @@ class Standin:
 
 
 @contextmanager
-def standin_process(api_key: str = API_KEY, *, latency: str = "0") -> Iterator[Standin]:
-    """Run the stand-in in a process of its own (so it does not share the measured loop);
-    ``latency`` is its answer delay in seconds, fixed ("0.05") or a range ("0.03-0.12")."""
-    with tempfile.TemporaryDirectory(prefix="outbox-bench-standin-") as tmp:
+def ready_process(command: list[str], what: str) -> Iterator[tuple[str, int]]:
+    """Run ``command`` (which takes ``--ready-file PATH`` last and writes its URL there once it
+    serves) in a process of its own, its output to a log; yield (URL, pid) once ready."""
+    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp:
         ready = Path(tmp) / "url"
-        log = (Path(tmp) / "standin.log").open("wb")
+        log = (Path(tmp) / "process.log").open("wb")
         proc = subprocess.Popen(
-            python_command(
-                "-m", "outbox_worker", "standin", "--port", "0", "--api-key", api_key,
-                "--ready-file", str(ready), "--latency", latency,
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [*command, "--ready-file", str(ready)], stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 20
             while not ready.exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"stand-in did not start:\n{tail(log.name)}")
+                    raise RuntimeError(f"{what} did not start:\n{tail(log.name)}")
                 time.sleep(0.02)
-            yield Standin(ready.read_text().strip(), proc.pid)
+            yield ready.read_text().strip(), proc.pid
         finally:
             stop_process(proc)
             log.close()
+
+
+@contextmanager
+def standin_process(api_key: str = API_KEY, *, latency: str = "0") -> Iterator[Standin]:
+    """Run the stand-in in a process of its own (so it does not share the measured loop);
+    ``latency`` is its answer delay in seconds, fixed ("0.05") or a range ("0.03-0.12")."""
+    command = python_command(
+        "-m", "outbox_worker", "standin", "--port", "0", "--api-key", api_key,
+        "--latency", latency,
+    )  # fmt: skip
+    with ready_process(command, "stand-in") as (url, pid):
+        yield Standin(url, pid)
 
 
 def standin_control(endpoint_url: str, path: str, *, post: bool = False) -> Any:

@@ -11,9 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +19,7 @@ from pathlib import Path
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench.harness import python_command, stop_process, tail
+from bench.harness import python_command, ready_process
 
 
 def sink_app() -> web.Application:
@@ -68,24 +65,8 @@ async def serve(ready_file: Path) -> None:
 @contextmanager
 def sink_process() -> Iterator[str]:
     """Run the sink in a child process; yield its base URL (OTEL_EXPORTER_OTLP_ENDPOINT)."""
-    with tempfile.TemporaryDirectory(prefix="outbox-bench-otlp-sink-") as tmp:
-        ready = Path(tmp) / "url"
-        log = (Path(tmp) / "sink.log").open("wb")
-        proc = subprocess.Popen(
-            python_command("-m", "bench.otlp_sink", "--ready-file", str(ready)),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while not ready.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"OTLP sink did not start:\n{tail(log.name)}")
-                time.sleep(0.02)
-            yield ready.read_text().strip()
-        finally:
-            stop_process(proc)
-            log.close()
+    with ready_process(python_command("-m", "bench.otlp_sink"), "OTLP sink") as (url, _):
+        yield url
 
 
 def sink_counts(base_url: str) -> dict[str, int]:
